@@ -1,0 +1,54 @@
+//! The one abstraction SQL runs on: a connection, a transaction, a timed handle, and later
+//! the pool and the per-request handle all implement [`Executor`], so code written against it
+//! runs unchanged on any of them.
+
+use crate::error::{Error, Result};
+use crate::pg::{Params, Row, SimpleQueryMessage};
+
+/// Runs SQL. Statements are prepared once per connection and cached by their text, so
+/// passing the same SQL string again costs no parse.
+///
+/// ```no_run
+/// use lifeguard_core::{Executor, Result};
+///
+/// fn count_users(db: &impl Executor) -> Result<i64> {
+///     db.query_one("SELECT count(*) FROM users WHERE active = $1", &[&true])?
+///         .try_get(0)
+/// }
+/// ```
+pub trait Executor {
+    /// Runs a statement and returns its rows.
+    fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>>;
+
+    /// Runs a statement and returns the number of rows it affected.
+    fn execute(&self, sql: &str, params: Params<'_>) -> Result<u64>;
+
+    /// Runs `;`-separated statements with the simple protocol; values come back as text.
+    fn simple_query(&self, sql: &str) -> Result<Vec<SimpleQueryMessage>>;
+
+    /// Runs a statement that must return exactly one row: none is `NotFound`, more is
+    /// `TooManyRows`.
+    fn query_one(&self, sql: &str, params: Params<'_>) -> Result<Row> {
+        let mut rows = self.query(sql, params)?;
+        match rows.len() {
+            0 => Err(Error::NotFound),
+            1 => Ok(rows.remove(0)),
+            n => Err(Error::TooManyRows(n)),
+        }
+    }
+
+    /// Runs a statement that returns at most one row.
+    fn query_opt(&self, sql: &str, params: Params<'_>) -> Result<Option<Row>> {
+        let mut rows = self.query(sql, params)?;
+        match rows.len() {
+            0 => Ok(None),
+            1 => Ok(Some(rows.remove(0))),
+            n => Err(Error::TooManyRows(n)),
+        }
+    }
+
+    /// Runs `;`-separated statements and discards their results.
+    fn batch_execute(&self, sql: &str) -> Result<()> {
+        self.simple_query(sql).map(drop)
+    }
+}

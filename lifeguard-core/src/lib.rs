@@ -1,0 +1,15 @@
+//! Lifeguard core: the coroutine-native PostgreSQL client ([`pg`]) and the [`Executor`]
+//! abstraction that everything above it runs on. Later issues add the pool, the ORM, the
+//! Redis cache and observability here.
+//!
+//! Nothing in this crate blocks a `may` worker thread: sockets are `may::net` sockets and
+//! every wait parks the calling coroutine.
+
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod executor;
+pub mod pg;
+
+pub use error::{DbError, Error, Result};
+pub use executor::Executor;

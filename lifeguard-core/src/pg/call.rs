@@ -1,0 +1,433 @@
+//! One call on a connection: encode the request, queue it, read its reply.
+//!
+//! Every public way to run SQL (connection, transaction, timed handle) is a [`Call`] with a
+//! different deadline and exclusivity, so the protocol logic lives here once.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use fallible_iterator::FallibleIterator;
+use postgres_protocol::message::backend::{Message, ReadyForQueryBody};
+use postgres_protocol::message::frontend::{self, BindError};
+use postgres_types::{ToSql, Type};
+
+use super::connection::Connection;
+use super::pipeline::{lock, Reply, Send, Wait};
+use super::row::{Row, SimpleQueryMessage, SimpleRow};
+use super::statement::{Column, Statement};
+use crate::error::{DbError, Error, Result};
+
+/// Query parameters: any mix of values that encode as PostgreSQL types.
+pub type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+/// Sets a statement timeout that ends with the implicit transaction of one pipelined request,
+/// so a deadline on a shared connection never touches the requests queued around it.
+const LOCAL_TIMEOUT_SQL: &str = "SELECT pg_catalog.set_config('statement_timeout', $1, true)";
+
+/// How long a cancelled statement on an exclusive connection may take to wind down before the
+/// connection is given up on.
+const CANCEL_GRACE: Duration = Duration::from_secs(5);
+
+/// The settings of one call.
+#[derive(Clone, Copy)]
+pub(crate) struct Call<'a> {
+    pub(crate) conn: &'a Connection,
+    /// Absolute deadline, and the timeout it came from (for the error).
+    pub(crate) deadline: Option<(Instant, Duration)>,
+    /// A transaction or other exclusive use: nobody else's requests share the session.
+    pub(crate) exclusive: bool,
+}
+
+/// What a finished request reported.
+struct Outcome {
+    rows: Vec<Row>,
+    affected: u64,
+}
+
+impl<'a> Call<'a> {
+    pub(crate) fn new(conn: &'a Connection) -> Call<'a> {
+        Call {
+            conn,
+            deadline: None,
+            exclusive: false,
+        }
+    }
+
+    pub(crate) fn with_timeout(mut self, timeout: Duration) -> Call<'a> {
+        self.deadline = Some((Instant::now() + timeout, timeout));
+        self
+    }
+
+    /// Prepares `sql`, reusing this connection's cached statement for the same text.
+    pub(crate) fn prepare_cached(&self, sql: &str) -> Result<Statement> {
+        if let Some(stmt) = lock(&self.conn.statements).get(sql) {
+            return Ok(stmt);
+        }
+        let stmt = self.prepare(sql)?;
+        Ok(lock(&self.conn.statements).insert(sql, stmt))
+    }
+
+    /// Parses `sql` on the server and learns its parameter and column types.
+    pub(crate) fn prepare(&self, sql: &str) -> Result<Statement> {
+        refuse_copy_from_stdin(sql)?;
+        let name = self.conn.next_statement_name();
+        let mut buf = BytesMut::new();
+        frontend::parse(&name, sql, std::iter::empty(), &mut buf).map_err(encode_error)?;
+        frontend::describe(b'S', &name, &mut buf).map_err(encode_error)?;
+        frontend::sync(&mut buf);
+        let reply = self.conn.shared().request(Send::Extended(&buf))?;
+        let mut param_oids = Vec::new();
+        let mut fields = Vec::new();
+        let mut error = None;
+        loop {
+            match self.next(&reply)? {
+                Message::ParameterDescription(body) => {
+                    param_oids = body.parameters().collect().map_err(malformed)?;
+                }
+                Message::RowDescription(body) => {
+                    fields = body
+                        .fields()
+                        .map(|f| Ok((f.name().to_owned(), f.type_oid())))
+                        .collect()
+                        .map_err(malformed)?;
+                }
+                Message::ErrorResponse(body) => error = Some(db_error(&body)?),
+                Message::ReadyForQuery(_) => break,
+                _ => {}
+            }
+        }
+        if let Some(e) = error {
+            return Err(e);
+        }
+        let params = param_oids
+            .into_iter()
+            .map(|oid| self.resolve_type(oid))
+            .collect::<Result<Vec<_>>>()?;
+        let columns = fields
+            .into_iter()
+            .map(|(name, oid)| Ok(Column::new(name, self.resolve_type(oid)?)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Statement::new(name, params, columns, self.conn.shared()))
+    }
+
+    /// Runs `sql` with `params`; a cached plan the server calls stale is re-prepared once.
+    pub(crate) fn query(&self, sql: &str, params: Params<'_>) -> Result<(Vec<Row>, u64)> {
+        let stmt = self.prepare_cached(sql)?;
+        match self.run(&stmt, params) {
+            Err(e) if is_stale_statement(&e) => {
+                lock(&self.conn.statements).remove(sql);
+                if self.exclusive {
+                    // The error aborted the caller's transaction; a retry would only fail again.
+                    return Err(e);
+                }
+                let stmt = self.prepare_cached(sql)?;
+                self.run(&stmt, params).map(|o| (o.rows, o.affected))
+            }
+            other => other.map(|o| (o.rows, o.affected)),
+        }
+    }
+
+    /// Runs a prepared statement.
+    pub(crate) fn query_statement(
+        &self,
+        stmt: &Statement,
+        params: Params<'_>,
+    ) -> Result<(Vec<Row>, u64)> {
+        if !stmt.belongs_to(self.conn.shared()) {
+            return Err(Error::config(
+                "the statement was prepared on another connection",
+            ));
+        }
+        self.run(stmt, params).map(|o| (o.rows, o.affected))
+    }
+
+    fn run(&self, stmt: &Statement, params: Params<'_>) -> Result<Outcome> {
+        let mut buf = BytesMut::new();
+        let mut skip = 0;
+        if let (Some((_, timeout)), false) = (self.deadline, self.exclusive) {
+            let setter = self.prepare_cached(LOCAL_TIMEOUT_SQL)?;
+            let millis = timeout.as_millis().max(1).to_string();
+            encode_bind(&setter, &[&millis], &mut buf)?;
+            frontend::execute("", 0, &mut buf).map_err(encode_error)?;
+            skip = 1;
+        }
+        encode_bind(stmt, params, &mut buf)?;
+        frontend::execute("", 0, &mut buf).map_err(encode_error)?;
+        frontend::sync(&mut buf);
+        let reply = self.conn.shared().request(Send::Extended(&buf))?;
+        let mut out = Outcome {
+            rows: Vec::new(),
+            affected: 0,
+        };
+        let mut error = None;
+        loop {
+            match self.next(&reply)? {
+                Message::DataRow(body) if skip == 0 => {
+                    out.rows.push(Row::new(stmt.columns_arc().clone(), body)?)
+                }
+                Message::CommandComplete(body) => {
+                    if skip > 0 {
+                        skip -= 1;
+                    } else {
+                        out.affected = rows_affected(body.tag().map_err(malformed)?);
+                    }
+                }
+                Message::ErrorResponse(body) => error = Some(db_error(&body)?),
+                Message::CopyInResponse(_) => self.refuse_copy_in()?,
+                Message::ReadyForQuery(body) => {
+                    self.note_status(&body);
+                    break;
+                }
+                _ => {}
+            }
+        }
+        match error {
+            Some(e) => Err(self.deadline_error(e)),
+            None => Ok(out),
+        }
+    }
+
+    /// Runs one or more `;`-separated statements with the simple protocol (text results).
+    pub(crate) fn simple_query(&self, sql: &str) -> Result<Vec<SimpleQueryMessage>> {
+        refuse_copy_from_stdin(sql)?;
+        let mut buf = BytesMut::new();
+        frontend::query(sql, &mut buf).map_err(encode_error)?;
+        let reply = self.conn.shared().request(Send::Raw(&buf))?;
+        let mut out = Vec::new();
+        let mut columns: Arc<[String]> = Arc::from(Vec::new());
+        let mut error = None;
+        loop {
+            match self.next(&reply)? {
+                Message::RowDescription(body) => {
+                    columns = body
+                        .fields()
+                        .map(|f| Ok(f.name().to_owned()))
+                        .collect::<Vec<_>>()
+                        .map_err(malformed)?
+                        .into();
+                }
+                Message::DataRow(body) => out.push(SimpleQueryMessage::Row(SimpleRow::new(
+                    columns.clone(),
+                    body,
+                )?)),
+                Message::CommandComplete(body) => {
+                    let tag = body.tag().map_err(malformed)?;
+                    if tag == "DISCARD ALL" || tag == "DEALLOCATE ALL" {
+                        // The server forgot every prepared statement; so must the cache.
+                        lock(&self.conn.statements).clear();
+                    }
+                    out.push(SimpleQueryMessage::CommandComplete(rows_affected(tag)));
+                }
+                Message::ErrorResponse(body) => error = Some(db_error(&body)?),
+                Message::CopyInResponse(_) => self.refuse_copy_in()?,
+                Message::ReadyForQuery(body) => {
+                    self.note_status(&body);
+                    break;
+                }
+                _ => {}
+            }
+        }
+        match error {
+            Some(e) => Err(self.deadline_error(e)),
+            None => Ok(out),
+        }
+    }
+
+    /// Queues a simple query whose reply nobody waits for (cleanup from destructors).
+    pub(crate) fn simple_query_detached(&self, sql: &str) -> Result<()> {
+        let mut buf = BytesMut::new();
+        frontend::query(sql, &mut buf).map_err(encode_error)?;
+        self.conn.shared().request_discard(Send::Raw(&buf))
+    }
+
+    /// The next message of `reply`, enforcing this call's deadline.
+    pub(crate) fn next(&self, reply: &Reply) -> Result<Message> {
+        let deadline = self.deadline.map(|(at, _)| at);
+        match reply.next(deadline) {
+            Ok(m) => Ok(m),
+            Err(Wait::Failed(e)) => Err(e),
+            Err(Wait::TimedOut) => {
+                let timeout = self.deadline.map(|(_, t)| t).unwrap_or_default();
+                if self.exclusive {
+                    self.cancel_and_drain(reply);
+                }
+                // On a shared connection the server's own statement_timeout ends the
+                // statement; the reply is abandoned and the reader discards it.
+                Err(Error::Timeout(timeout))
+            }
+        }
+    }
+
+    /// Cancels the running statement of an exclusive session and waits for its reply to end,
+    /// so the caller's next statement cannot be hit by the cancel.
+    fn cancel_and_drain(&self, reply: &Reply) {
+        if let Err(e) = self.conn.cancel_token().cancel() {
+            tracing::warn!(target: "lifeguard::pg", "cancel request failed: {e}");
+        }
+        let grace = Instant::now() + CANCEL_GRACE;
+        loop {
+            match reply.next(Some(grace)) {
+                Ok(Message::ReadyForQuery(body)) => return self.note_status(&body),
+                Ok(_) => {}
+                Err(Wait::Failed(_)) => return,
+                Err(Wait::TimedOut) => {
+                    self.conn.shared().fail(Error::connection(
+                        "statement did not stop after cancel",
+                        None,
+                    ));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A statement cancelled by this call's own deadline is a timeout, not a server error.
+    fn deadline_error(&self, e: Error) -> Error {
+        match (self.deadline, e.sqlstate()) {
+            (Some((_, timeout)), Some("57014")) => Error::Timeout(timeout),
+            _ => e,
+        }
+    }
+
+    /// A plain query started `COPY FROM STDIN`: end it, since only `copy_in` can feed it.
+    fn refuse_copy_in(&self) -> Result<()> {
+        let mut buf = BytesMut::new();
+        frontend::copy_fail("COPY FROM STDIN must be run with copy_in", &mut buf)
+            .map_err(encode_error)?;
+        self.conn.shared().send_raw(&buf)
+    }
+
+    fn note_status(&self, body: &ReadyForQueryBody) {
+        self.conn.set_transaction_status(body.status());
+    }
+
+    /// The `Type` for an OID, asking the server about types it defines beyond the built-ins.
+    pub(crate) fn resolve_type(&self, oid: u32) -> Result<Type> {
+        if let Some(t) = Type::from_oid(oid) {
+            return Ok(t);
+        }
+        if let Some(t) = lock(&self.conn.types).get(&oid) {
+            return Ok(t.clone());
+        }
+        let t = super::types::lookup(self, oid)?;
+        lock(&self.conn.types).insert(oid, t.clone());
+        Ok(t)
+    }
+}
+
+/// Encodes a `Bind` of `params` to `stmt`, every value and result column in binary.
+pub(crate) fn encode_bind(stmt: &Statement, params: Params<'_>, buf: &mut BytesMut) -> Result<()> {
+    if params.len() != stmt.params().len() {
+        return Err(Error::Encode {
+            index: params.len(),
+            pg_type: "-".into(),
+            reason: format!(
+                "the statement takes {} parameters, {} were given",
+                stmt.params().len(),
+                params.len()
+            ),
+        });
+    }
+    let mut failed_at = 0;
+    let result = frontend::bind(
+        "",
+        stmt.name(),
+        Some(1),
+        params.iter().zip(stmt.params()).enumerate(),
+        |(i, (param, ty)), buf| {
+            failed_at = i;
+            Ok(match param.to_sql_checked(ty, buf)? {
+                postgres_types::IsNull::Yes => postgres_protocol::IsNull::Yes,
+                postgres_types::IsNull::No => postgres_protocol::IsNull::No,
+            })
+        },
+        Some(1),
+        buf,
+    );
+    match result {
+        Ok(()) => Ok(()),
+        Err(BindError::Conversion(e)) => Err(Error::Encode {
+            index: failed_at,
+            pg_type: stmt.params()[failed_at].to_string(),
+            reason: e.to_string(),
+        }),
+        Err(BindError::Serialization(e)) => Err(encode_error(e)),
+    }
+}
+
+fn encode_error(e: std::io::Error) -> Error {
+    Error::Encode {
+        index: 0,
+        pg_type: "-".into(),
+        reason: e.to_string(),
+    }
+}
+
+fn malformed(e: std::io::Error) -> Error {
+    Error::protocol(format!("malformed backend message: {e}"))
+}
+
+pub(crate) fn db_error(
+    body: &postgres_protocol::message::backend::ErrorResponseBody,
+) -> Result<Error> {
+    DbError::parse(body.fields())
+        .map(Error::from_db)
+        .map_err(|e| Error::protocol(format!("malformed error response: {e}")))
+}
+
+/// The row count at the end of a command tag (`INSERT 0 5`, `UPDATE 3`, `SELECT 7`).
+pub(crate) fn rows_affected(tag: &str) -> u64 {
+    tag.rsplit(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Whether the server rejected a cached statement that a re-prepare would fix.
+fn is_stale_statement(e: &Error) -> bool {
+    match e.db_error() {
+        Some(db) => {
+            db.code == "26000"
+                || (db.code == "0A000"
+                    && db
+                        .message
+                        .contains("cached plan must not change result type"))
+        }
+        None => false,
+    }
+}
+
+/// `COPY ... FROM STDIN` through a plain query would leave the server waiting for data that
+/// never comes; steer it to `copy_in` before anything is sent.
+fn refuse_copy_from_stdin(sql: &str) -> Result<()> {
+    let head = sql.trim_start();
+    let is_copy = head
+        .get(..4)
+        .is_some_and(|h| h.eq_ignore_ascii_case("copy"));
+    if is_copy && sql.to_ascii_lowercase().contains("stdin") {
+        return Err(Error::config(
+            "COPY ... FROM STDIN must be run with copy_in",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_row_counts_from_tags() {
+        assert_eq!(rows_affected("INSERT 0 5"), 5);
+        assert_eq!(rows_affected("UPDATE 3"), 3);
+        assert_eq!(rows_affected("CREATE TABLE"), 0);
+    }
+
+    #[test]
+    fn refuses_copy_from_stdin_in_plain_queries() {
+        assert!(refuse_copy_from_stdin("  COPY t FROM STDIN").is_err());
+        assert!(refuse_copy_from_stdin("copy t to stdout").is_ok());
+        assert!(refuse_copy_from_stdin("SELECT 'stdin'").is_ok());
+    }
+}

@@ -1,0 +1,48 @@
+//! Query cancellation: a `CancelRequest` sent on a fresh socket, as the protocol requires.
+
+use std::io::{Read, Write};
+
+use bytes::BytesMut;
+use postgres_protocol::message::frontend;
+
+use super::config::Config;
+use super::socket::Socket;
+use crate::error::{Error, Result};
+
+/// Cancels the statement a connection is running. Cheap to clone and `Send`, so a watchdog
+/// coroutine can hold one.
+///
+/// Cancellation is best-effort on the server's side: a statement that finishes first is not
+/// affected, and on a connection shared by pipelined callers it would hit whichever statement
+/// runs at that moment, so Lifeguard itself cancels only sessions used exclusively.
+#[derive(Debug, Clone)]
+pub struct CancelToken {
+    config: Config,
+    process_id: i32,
+    secret_key: i32,
+}
+
+impl CancelToken {
+    pub(crate) fn new(config: Config, process_id: i32, secret_key: i32) -> CancelToken {
+        CancelToken {
+            config,
+            process_id,
+            secret_key,
+        }
+    }
+
+    /// Sends the cancel request and waits until the server has read it.
+    pub fn cancel(&self) -> Result<()> {
+        let mut socket = Socket::connect(&self.config)?;
+        let mut buf = BytesMut::new();
+        frontend::cancel_request(self.process_id, self.secret_key, &mut buf);
+        socket
+            .write_all(&buf)
+            .map_err(|e| Error::connection("send cancel request", Some(e)))?;
+        // The server closes the socket once it has acted; waiting for that keeps a cancel
+        // from racing past the caller's next statement.
+        let mut sink = [0u8; 16];
+        while matches!(socket.read(&mut sink), Ok(n) if n > 0) {}
+        Ok(())
+    }
+}

@@ -1,0 +1,226 @@
+//! A connection: one socket shared by many coroutines, with a prepared-statement cache.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use postgres_types::Type;
+
+use super::call::{Call, Params};
+use super::cancel::CancelToken;
+use super::config::Config;
+use super::connect::handshake;
+use super::notify::quote_channel;
+use super::pipeline::{lock, Shared};
+use super::row::Row;
+use super::statement::{Statement, StatementCache};
+use crate::error::Result;
+use crate::executor::Executor;
+
+/// The transaction state the server reported after the last request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransactionStatus {
+    /// Not in a transaction block.
+    Idle,
+    /// In a transaction block.
+    InTransaction,
+    /// In a failed transaction block: only `ROLLBACK` will be accepted.
+    Failed,
+}
+
+/// A PostgreSQL connection.
+///
+/// Every method takes `&self`: share the connection (e.g. in an `Arc`) and concurrent
+/// coroutines pipeline their statements on its one socket, each getting its own result.
+/// Work that needs the session to itself (transactions, `COPY`) takes `&mut self`, which the
+/// borrow checker makes exclusive.
+///
+/// ```no_run
+/// use lifeguard_core::pg::Connection;
+/// use lifeguard_core::Executor;
+///
+/// let conn = Connection::open("postgres://postgres@127.0.0.1:55432/lifeguard")?;
+/// let row = conn.query_one("SELECT $1::int4 + 1", &[&41i32])?;
+/// assert_eq!(row.get::<_, i32>(0), 42);
+/// # Ok::<(), lifeguard_core::Error>(())
+/// ```
+pub struct Connection {
+    shared: Arc<Shared>,
+    config: Config,
+    process_id: i32,
+    secret_key: i32,
+    pub(crate) statements: Mutex<StatementCache>,
+    pub(crate) types: Mutex<HashMap<u32, Type>>,
+    next_name: AtomicU64,
+    status: AtomicU8,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("target", &self.config.display_target())
+            .field("process_id", &self.process_id)
+            .field("broken", &self.is_broken())
+            .finish()
+    }
+}
+
+impl Connection {
+    /// Connects with a parsed configuration.
+    pub fn connect(config: &Config) -> Result<Connection> {
+        let (socket, startup) = handshake(config)?;
+        let shared = Shared::start(socket, startup.parameters)?;
+        Ok(Connection {
+            shared,
+            config: config.clone(),
+            process_id: startup.process_id,
+            secret_key: startup.secret_key,
+            statements: Mutex::new(StatementCache::new(config.get_statement_cache())),
+            types: Mutex::new(HashMap::new()),
+            next_name: AtomicU64::new(0),
+            status: AtomicU8::new(b'I'),
+        })
+    }
+
+    /// Connects with a `postgres://` URL or a libpq `key=value` string.
+    pub fn open(conninfo: &str) -> Result<Connection> {
+        Connection::connect(&Config::parse(conninfo)?)
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    pub(crate) fn next_statement_name(&self) -> String {
+        format!("lg{}", self.next_name.fetch_add(1, Ordering::Relaxed))
+    }
+
+    pub(crate) fn set_transaction_status(&self, status: u8) {
+        self.status.store(status, Ordering::Relaxed);
+    }
+
+    /// The transaction state after the last request (meaningful for exclusive use).
+    pub fn transaction_status(&self) -> TransactionStatus {
+        match self.status.load(Ordering::Relaxed) {
+            b'T' => TransactionStatus::InTransaction,
+            b'E' => TransactionStatus::Failed,
+            _ => TransactionStatus::Idle,
+        }
+    }
+
+    /// The configuration this connection was opened with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The server process serving this connection (its `pg_backend_pid()`).
+    pub fn process_id(&self) -> i32 {
+        self.process_id
+    }
+
+    /// A server parameter (`server_version`, `TimeZone`, `integer_datetimes`, ...).
+    pub fn parameter(&self, name: &str) -> Option<String> {
+        self.shared.parameter(name)
+    }
+
+    /// Whether the connection has failed; every later call on it fails at once.
+    pub fn is_broken(&self) -> bool {
+        self.shared.broken().is_some()
+    }
+
+    /// Requests queued and not yet answered; pick the least loaded of several connections.
+    pub fn in_flight(&self) -> usize {
+        self.shared.in_flight()
+    }
+
+    /// How many statements are cached now.
+    pub fn cached_statements(&self) -> usize {
+        lock(&self.statements).len()
+    }
+
+    /// A handle that can cancel whatever statement this connection is running, from anywhere.
+    pub fn cancel_token(&self) -> CancelToken {
+        CancelToken::new(self.config.clone(), self.process_id, self.secret_key)
+    }
+
+    /// Prepares a statement (uncached) for [`Connection::query_statement`].
+    pub fn prepare(&self, sql: &str) -> Result<Statement> {
+        Call::new(self).prepare(sql)
+    }
+
+    /// Runs a statement prepared on this connection.
+    pub fn query_statement(&self, stmt: &Statement, params: Params<'_>) -> Result<Vec<Row>> {
+        Call::new(self)
+            .query_statement(stmt, params)
+            .map(|(rows, _)| rows)
+    }
+
+    /// A handle whose every call must finish within `timeout` of now; a late call returns
+    /// `Error::Timeout` promptly and its statement is cancelled on the server.
+    ///
+    /// ```no_run
+    /// # fn demo(conn: &lifeguard_core::pg::Connection) {
+    /// use std::time::Duration;
+    /// use lifeguard_core::{Error, Executor};
+    /// let r = conn.timeout(Duration::from_millis(50)).execute("SELECT pg_sleep(1)", &[]);
+    /// assert!(matches!(r, Err(Error::Timeout(_))));
+    /// # }
+    /// ```
+    pub fn timeout(&self, timeout: Duration) -> Timed<'_> {
+        Timed(Call::new(self).with_timeout(timeout))
+    }
+
+    /// Subscribes this connection to a notification channel.
+    pub fn listen(&self, channel: &str) -> Result<()> {
+        self.batch_execute(&format!("LISTEN {}", quote_channel(channel)?))
+    }
+
+    /// Unsubscribes this connection from a notification channel.
+    pub fn unlisten(&self, channel: &str) -> Result<()> {
+        self.batch_execute(&format!("UNLISTEN {}", quote_channel(channel)?))
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.shared.terminate();
+    }
+}
+
+/// A connection or transaction whose calls share one deadline; see [`Connection::timeout`].
+pub struct Timed<'a>(pub(crate) Call<'a>);
+
+/// Implements [`Executor`] for a type from the [`Call`] it runs with.
+macro_rules! impl_executor {
+    ($ty:ty, |$s:ident| $call:expr) => {
+        impl $crate::executor::Executor for $ty {
+            fn query(
+                &self,
+                sql: &str,
+                params: $crate::pg::Params<'_>,
+            ) -> $crate::Result<Vec<$crate::pg::Row>> {
+                let $s = self;
+                $call.query(sql, params).map(|(rows, _)| rows)
+            }
+
+            fn execute(&self, sql: &str, params: $crate::pg::Params<'_>) -> $crate::Result<u64> {
+                let $s = self;
+                $call.query(sql, params).map(|(_, n)| n)
+            }
+
+            fn simple_query(
+                &self,
+                sql: &str,
+            ) -> $crate::Result<Vec<$crate::pg::SimpleQueryMessage>> {
+                let $s = self;
+                $call.simple_query(sql)
+            }
+        }
+    };
+}
+pub(crate) use impl_executor;
+
+impl_executor!(Connection, |c| Call::new(c));
+impl_executor!(Timed<'_>, |t| t.0);

@@ -1,0 +1,319 @@
+//! `COPY ... FROM STDIN` and `COPY ... TO STDOUT` on an exclusively borrowed connection.
+
+use std::io;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use postgres_protocol::message::backend::Message;
+use postgres_protocol::message::frontend;
+use postgres_types::{IsNull, ToSql, Type};
+
+use super::call::{db_error, rows_affected, Call};
+use super::connection::Connection;
+use super::pipeline::{Reply, Send};
+use crate::error::{Error, Result};
+
+/// CopyData messages are cut at this size, so memory stays flat whatever the caller writes.
+const CHUNK: usize = 64 * 1024;
+
+impl Connection {
+    /// Starts `COPY ... FROM STDIN`; write the data to the returned [`CopyIn`], then
+    /// [`CopyIn::finish`]. Dropping it unfinished aborts the copy.
+    ///
+    /// ```no_run
+    /// # fn demo(conn: &mut lifeguard_core::pg::Connection) -> lifeguard_core::Result<()> {
+    /// use std::io::Write;
+    /// let mut copy = conn.copy_in("COPY points (x, y) FROM STDIN (FORMAT csv)")?;
+    /// copy.write_all(b"1,2\n3,4\n").map_err(|e| lifeguard_core::Error::protocol(e.to_string()))?;
+    /// assert_eq!(copy.finish()?, 2);
+    /// # Ok(()) }
+    /// ```
+    pub fn copy_in(&mut self, sql: &str) -> Result<CopyIn<'_>> {
+        let call = Call {
+            exclusive: true,
+            ..Call::new(self)
+        };
+        let mut buf = BytesMut::new();
+        frontend::query(sql, &mut buf).map_err(|e| Error::protocol(e.to_string()))?;
+        let reply = self.shared().request(Send::Raw(&buf))?;
+        loop {
+            match call.next(&reply)? {
+                Message::CopyInResponse(_) => break,
+                Message::ErrorResponse(body) => {
+                    let e = db_error(&body)?;
+                    drain(&call, &reply)?;
+                    return Err(e);
+                }
+                Message::ReadyForQuery(_) => {
+                    return Err(Error::config(
+                        "copy_in needs a COPY ... FROM STDIN statement",
+                    ))
+                }
+                _ => {}
+            }
+        }
+        Ok(CopyIn {
+            call,
+            reply,
+            buf: BytesMut::new(),
+            done: false,
+        })
+    }
+
+    /// Runs `COPY ... TO STDOUT` and returns a reader over the data as the server sends it.
+    pub fn copy_out(&mut self, sql: &str) -> Result<CopyOut<'_>> {
+        let call = Call {
+            exclusive: true,
+            ..Call::new(self)
+        };
+        let mut buf = BytesMut::new();
+        frontend::query(sql, &mut buf).map_err(|e| Error::protocol(e.to_string()))?;
+        let reply = self.shared().request(Send::Raw(&buf))?;
+        loop {
+            match call.next(&reply)? {
+                Message::CopyOutResponse(_) => break,
+                Message::ErrorResponse(body) => {
+                    let e = db_error(&body)?;
+                    drain(&call, &reply)?;
+                    return Err(e);
+                }
+                Message::ReadyForQuery(_) => {
+                    return Err(Error::config(
+                        "copy_out needs a COPY ... TO STDOUT statement",
+                    ))
+                }
+                _ => {}
+            }
+        }
+        Ok(CopyOut {
+            call,
+            reply,
+            current: Bytes::new(),
+            finished: false,
+        })
+    }
+}
+
+/// Reads the rest of a reply up to its `ReadyForQuery`.
+fn drain(call: &Call<'_>, reply: &Reply) -> Result<()> {
+    loop {
+        if let Message::ReadyForQuery(_) = call.next(reply)? {
+            return Ok(());
+        }
+    }
+}
+
+/// The sending side of `COPY ... FROM STDIN`; implements [`io::Write`].
+pub struct CopyIn<'a> {
+    call: Call<'a>,
+    reply: std::sync::Arc<Reply>,
+    buf: BytesMut,
+    done: bool,
+}
+
+impl CopyIn<'_> {
+    /// Sends raw COPY data (text, CSV or binary, as the statement said).
+    pub fn send(&mut self, data: &[u8]) -> Result<()> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.flush_data()?;
+        }
+        Ok(())
+    }
+
+    fn flush_data(&mut self) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let mut out = BytesMut::with_capacity(self.buf.len() + 5);
+        out.put_u8(b'd');
+        out.put_i32(self.buf.len() as i32 + 4);
+        out.extend_from_slice(&self.buf);
+        self.buf.clear();
+        self.call.conn.shared().send_raw(&out)
+    }
+
+    /// Ends the copy and returns the number of rows the server took.
+    pub fn finish(mut self) -> Result<u64> {
+        self.done = true;
+        self.flush_data()?;
+        let mut out = BytesMut::new();
+        frontend::copy_done(&mut out);
+        self.call.conn.shared().send_raw(&out)?;
+        let mut rows = 0;
+        let mut error = None;
+        loop {
+            match self.call.next(&self.reply)? {
+                Message::CommandComplete(body) => {
+                    rows = rows_affected(body.tag().map_err(|e| Error::protocol(e.to_string()))?)
+                }
+                Message::ErrorResponse(body) => error = Some(db_error(&body)?),
+                Message::ReadyForQuery(_) => break,
+                _ => {}
+            }
+        }
+        error.map_or(Ok(rows), Err)
+    }
+}
+
+impl io::Write for CopyIn<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.send(data).map_err(io::Error::other)?;
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.flush_data().map_err(io::Error::other)
+    }
+}
+
+impl Drop for CopyIn<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        // Abort so the server leaves COPY mode; its error reply is read and dropped so the
+        // connection is back in step for the next statement.
+        let mut out = BytesMut::new();
+        if frontend::copy_fail("copy aborted by the client", &mut out).is_ok()
+            && self.call.conn.shared().send_raw(&out).is_ok()
+        {
+            let _ = drain(&self.call, &self.reply);
+        }
+    }
+}
+
+/// The receiving side of `COPY ... TO STDOUT`; implements [`io::Read`] and yields chunks.
+pub struct CopyOut<'a> {
+    call: Call<'a>,
+    reply: std::sync::Arc<Reply>,
+    current: Bytes,
+    finished: bool,
+}
+
+impl CopyOut<'_> {
+    /// The next chunk of data (one server `CopyData`), or `None` at the end.
+    pub fn next_chunk(&mut self) -> Result<Option<Bytes>> {
+        if !self.current.is_empty() {
+            return Ok(Some(std::mem::take(&mut self.current)));
+        }
+        if self.finished {
+            return Ok(None);
+        }
+        let mut error = None;
+        loop {
+            match self.call.next(&self.reply)? {
+                Message::CopyData(body) if error.is_none() => return Ok(Some(body.into_bytes())),
+                Message::ErrorResponse(body) => error = Some(db_error(&body)?),
+                Message::ReadyForQuery(_) => {
+                    self.finished = true;
+                    return error.map_or(Ok(None), Err);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Reads everything that is left.
+    pub fn read_all(mut self) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        while let Some(chunk) = self.next_chunk()? {
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out)
+    }
+}
+
+impl io::Read for CopyOut<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.current.is_empty() {
+            match self.next_chunk().map_err(io::Error::other)? {
+                Some(chunk) => self.current = chunk,
+                None => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.current.len());
+        out[..n].copy_from_slice(&self.current[..n]);
+        let _ = self.current.split_to(n);
+        Ok(n)
+    }
+}
+
+impl Drop for CopyOut<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            // Keep the connection in step: consume the rest of the stream.
+            let _ = drain(&self.call, &self.reply);
+        }
+    }
+}
+
+/// Encodes rows in PostgreSQL's binary COPY format on top of a [`CopyIn`].
+///
+/// ```no_run
+/// # fn demo(conn: &mut lifeguard_core::pg::Connection) -> lifeguard_core::Result<()> {
+/// use lifeguard_core::pg::{BinaryCopyWriter, Type};
+/// let copy = conn.copy_in("COPY points (x, label) FROM STDIN (FORMAT binary)")?;
+/// let mut writer = BinaryCopyWriter::new(copy, &[Type::INT4, Type::TEXT])?;
+/// writer.write(&[&1i32, &"one"])?;
+/// assert_eq!(writer.finish()?, 1);
+/// # Ok(()) }
+/// ```
+pub struct BinaryCopyWriter<'a> {
+    copy: CopyIn<'a>,
+    types: Vec<Type>,
+    row: BytesMut,
+}
+
+impl<'a> BinaryCopyWriter<'a> {
+    /// Starts the binary stream (writes its header) for columns of these types.
+    pub fn new(mut copy: CopyIn<'a>, types: &[Type]) -> Result<BinaryCopyWriter<'a>> {
+        // Signature, flags, header-extension length.
+        copy.send(b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0")?;
+        Ok(BinaryCopyWriter {
+            copy,
+            types: types.to_vec(),
+            row: BytesMut::new(),
+        })
+    }
+
+    /// Writes one row; the values must match the column types given to `new`.
+    pub fn write(&mut self, values: &[&(dyn ToSql + Sync)]) -> Result<()> {
+        if values.len() != self.types.len() {
+            return Err(Error::Encode {
+                index: values.len(),
+                pg_type: "-".into(),
+                reason: format!("{} columns, {} values", self.types.len(), values.len()),
+            });
+        }
+        self.row.clear();
+        self.row.put_i16(values.len() as i16);
+        for (index, (value, ty)) in values.iter().zip(&self.types).enumerate() {
+            let at = self.row.len();
+            self.row.put_i32(0);
+            let encode_error = |reason: String| Error::Encode {
+                index,
+                pg_type: ty.to_string(),
+                reason,
+            };
+            match value.to_sql_checked(ty, &mut self.row) {
+                Ok(IsNull::No) => {
+                    let len = i32::try_from(self.row.len() - at - 4)
+                        .map_err(|_| encode_error("value longer than 2 GiB".into()))?;
+                    self.row[at..at + 4].copy_from_slice(&len.to_be_bytes());
+                }
+                Ok(IsNull::Yes) => self.row[at..at + 4].copy_from_slice(&(-1i32).to_be_bytes()),
+                Err(e) => return Err(encode_error(e.to_string())),
+            }
+        }
+        let row = std::mem::take(&mut self.row);
+        let result = self.copy.send(&row);
+        self.row = row;
+        result
+    }
+
+    /// Writes the trailer and ends the copy; returns the number of rows loaded.
+    pub fn finish(mut self) -> Result<u64> {
+        self.copy.send(&(-1i16).to_be_bytes())?;
+        self.copy.finish()
+    }
+}

@@ -1,0 +1,408 @@
+//! The pipelined transport under a connection.
+//!
+//! Callers encode their messages straight into one shared outgoing buffer and, in the same
+//! critical section, queue the reply slot they will wait on, so the order of the slots is the
+//! order of the bytes on the wire. Whoever finds no write in progress becomes the writer and
+//! flushes everything queued so far, its own bytes and other callers' alike, in as few
+//! syscalls as the traffic allows (flat combining: no writer coroutine, no extra wake-up).
+//! One reader coroutine per connection splits the replies at each `ReadyForQuery` and hands
+//! every caller its own messages. Every request ends in exactly one `Sync` or simple `Query`,
+//! which is what makes that split sound.
+
+use std::collections::VecDeque;
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use bytes::BytesMut;
+use may::sync::Blocker;
+use postgres_protocol::message::backend::Message;
+
+use super::frame::next_message;
+use super::notify::Notification;
+use super::socket::Socket;
+use crate::error::{DbError, Error, Result};
+
+/// Locks a mutex that guards plain data; a panic elsewhere cannot leave that data torn, so a
+/// poisoned lock is still usable.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Where the reader puts the messages of one request.
+pub(crate) struct Reply {
+    state: Mutex<ReplyState>,
+    blocker: Blocker,
+}
+
+#[derive(Default)]
+struct ReplyState {
+    messages: VecDeque<Message>,
+    done: bool,
+    failed: Option<Error>,
+}
+
+/// Why [`Reply::next`] returned no message.
+pub(crate) enum Wait {
+    /// The connection broke before the reply was complete.
+    Failed(Error),
+    /// The deadline passed first.
+    TimedOut,
+}
+
+impl Reply {
+    /// A slot owned by the calling coroutine (or thread): only its creator may wait on it.
+    pub(crate) fn new() -> Arc<Reply> {
+        Arc::new(Reply {
+            state: Mutex::new(ReplyState::default()),
+            blocker: Blocker::new(false),
+        })
+    }
+
+    /// The next message of this reply, parking until one arrives or the deadline passes.
+    /// After the final `ReadyForQuery` has been returned, there are no more messages.
+    pub(crate) fn next(&self, deadline: Option<Instant>) -> std::result::Result<Message, Wait> {
+        loop {
+            {
+                let mut st = lock(&self.state);
+                if let Some(m) = st.messages.pop_front() {
+                    return Ok(m);
+                }
+                if let Some(e) = &st.failed {
+                    return Err(Wait::Failed(e.clone()));
+                }
+                if st.done {
+                    return Err(Wait::Failed(Error::protocol(
+                        "read past the end of a reply",
+                    )));
+                }
+            }
+            let timeout = match deadline {
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => Some(left),
+                    _ => return Err(Wait::TimedOut),
+                },
+                None => None,
+            };
+            // A wake-up that raced ahead of this park is kept by the parker, so none is lost;
+            // spurious wake-ups just loop.
+            let _ = self.blocker.park(timeout);
+        }
+    }
+
+    fn push(&self, batch: &mut Vec<Message>, done: bool) {
+        {
+            let mut st = lock(&self.state);
+            st.messages.extend(batch.drain(..));
+            st.done |= done;
+        }
+        self.blocker.unpark();
+    }
+
+    fn fail(&self, e: Error) {
+        lock(&self.state).failed = Some(e);
+        self.blocker.unpark();
+    }
+}
+
+/// A request's place in the reply order.
+enum Pending {
+    /// Someone waits for these messages.
+    Reply(Arc<Reply>),
+    /// Nobody does (a rollback sent from a destructor); errors are only logged.
+    Discard,
+}
+
+/// The connection state shared by callers and the reader coroutine.
+pub(crate) struct Shared {
+    state: Mutex<State>,
+    /// The write half. Only the caller that set `State::writing` touches it, so this lock is
+    /// never contended; it is a `may` lock all the same, as it is held across socket writes.
+    writer: may::sync::Mutex<Socket>,
+    in_flight: AtomicUsize,
+    notifications: Mutex<NotificationQueue>,
+    parameters: Mutex<Vec<(String, String)>>,
+}
+
+#[derive(Default)]
+struct State {
+    out: BytesMut,
+    pending: VecDeque<Pending>,
+    writing: bool,
+    broken: Option<Error>,
+    /// Server-side statements whose last handle dropped; closed with the next request.
+    closes: Vec<String>,
+}
+
+#[derive(Default)]
+pub(crate) struct NotificationQueue {
+    pub(crate) queue: VecDeque<Notification>,
+    pub(crate) waiter: Option<Arc<Blocker>>,
+}
+
+/// How a request is queued.
+pub(crate) enum Send<'a> {
+    /// Extended-protocol messages ending in `Sync`: pending statement closes may ride along.
+    Extended(&'a [u8]),
+    /// A simple `Query`, or `CopyData`/`CopyDone` of a running COPY: sent exactly as given.
+    Raw(&'a [u8]),
+}
+
+impl Shared {
+    /// Wraps a socket that has finished the start-up handshake and starts its reader.
+    pub(crate) fn start(socket: Socket, parameters: Vec<(String, String)>) -> Result<Arc<Shared>> {
+        let reader = socket
+            .try_clone()
+            .map_err(|e| Error::connection("clone socket for the reader", Some(e)))?;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            writer: may::sync::Mutex::new(socket),
+            in_flight: AtomicUsize::new(0),
+            notifications: Mutex::new(NotificationQueue::default()),
+            parameters: Mutex::new(parameters),
+        });
+        let for_reader = shared.clone();
+        // The reader parses replies on its own stack; 64 KiB leaves room for deep rows.
+        let builder = may::coroutine::Builder::new()
+            .name("lifeguard-pg-reader".into())
+            .stack_size(0x2000);
+        // SAFETY: `go!` with a builder is unsafe only because a coroutine must not hold
+        // thread-local state across parks; the reader touches none.
+        let spawned = unsafe { builder.spawn(move || for_reader.read_loop(reader)) };
+        spawned.map_err(|e| Error::connection("spawn the reader coroutine", Some(e)))?;
+        Ok(shared)
+    }
+
+    /// Requests queued and not yet answered: the load figure used to pick a connection.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// The error that broke this connection, if it is broken.
+    pub(crate) fn broken(&self) -> Option<Error> {
+        lock(&self.state).broken.clone()
+    }
+
+    /// A server parameter reported at start-up or since (`server_version`, `TimeZone`, ...).
+    pub(crate) fn parameter(&self, name: &str) -> Option<String> {
+        lock(&self.parameters)
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    }
+
+    pub(crate) fn notifications(&self) -> &Mutex<NotificationQueue> {
+        &self.notifications
+    }
+
+    /// Remembers a server-side statement to close with the next extended-protocol request.
+    pub(crate) fn defer_close(&self, name: String) {
+        lock(&self.state).closes.push(name);
+    }
+
+    /// Queues `bytes` and returns the slot its reply will arrive in.
+    pub(crate) fn request(&self, send: Send<'_>) -> Result<Arc<Reply>> {
+        let reply = Reply::new();
+        self.enqueue(send, Some(Pending::Reply(reply.clone())))?;
+        Ok(reply)
+    }
+
+    /// Queues a request whose reply nobody waits for (a rollback from a destructor).
+    pub(crate) fn request_discard(&self, send: Send<'_>) -> Result<()> {
+        self.enqueue(send, Some(Pending::Discard))
+    }
+
+    /// Queues bytes that belong to a request already sent (COPY data): no new reply slot.
+    pub(crate) fn send_raw(&self, bytes: &[u8]) -> Result<()> {
+        self.enqueue(Send::Raw(bytes), None)
+    }
+
+    fn enqueue(&self, send: Send<'_>, pending: Option<Pending>) -> Result<()> {
+        let become_writer = {
+            let mut st = lock(&self.state);
+            if let Some(e) = &st.broken {
+                return Err(e.clone());
+            }
+            match send {
+                Send::Extended(bytes) => {
+                    for name in std::mem::take(&mut st.closes) {
+                        // Close never fails for a missing statement, so it cannot abort the
+                        // request it rides with; its CloseComplete is skipped by every parser.
+                        let _ =
+                            postgres_protocol::message::frontend::close(b'S', &name, &mut st.out);
+                    }
+                    st.out.extend_from_slice(bytes);
+                }
+                Send::Raw(bytes) => st.out.extend_from_slice(bytes),
+            }
+            if let Some(p) = pending {
+                st.pending.push_back(p);
+                self.in_flight.fetch_add(1, Ordering::Relaxed);
+            }
+            !std::mem::replace(&mut st.writing, true)
+        };
+        if become_writer {
+            self.flush();
+        }
+        Ok(())
+    }
+
+    /// Writes until the outgoing buffer stays empty. Runs in the caller that found no writer.
+    fn flush(&self) {
+        let mut socket = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut chunk = BytesMut::new();
+        loop {
+            {
+                let mut st = lock(&self.state);
+                if st.out.is_empty() || st.broken.is_some() {
+                    st.out.clear();
+                    st.writing = false;
+                    return;
+                }
+                // Swap buffers so callers keep appending while this one is on the wire.
+                std::mem::swap(&mut st.out, &mut chunk);
+            }
+            if let Err(e) = socket.write_all(&chunk) {
+                drop(socket);
+                self.fail(Error::connection("write to server", Some(e)));
+                let mut st = lock(&self.state);
+                st.writing = false;
+                st.out.clear();
+                return;
+            }
+            chunk.clear();
+        }
+    }
+
+    /// Marks the connection broken and fails every caller still waiting on it.
+    pub(crate) fn fail(&self, e: Error) {
+        let drained: Vec<Pending> = {
+            let mut st = lock(&self.state);
+            if st.broken.is_none() {
+                st.broken = Some(e.clone());
+            }
+            st.pending.drain(..).collect()
+        };
+        self.in_flight.store(0, Ordering::Relaxed);
+        for p in drained {
+            if let Pending::Reply(r) = p {
+                r.fail(e.clone());
+            }
+        }
+        if let Ok(socket) = self.writer.try_lock() {
+            socket.shutdown();
+        }
+        let waiter = lock(&self.notifications).waiter.take();
+        if let Some(w) = waiter {
+            w.unpark();
+        }
+    }
+
+    /// Closes the connection politely (Terminate) and wakes the reader so it exits.
+    pub(crate) fn terminate(&self) {
+        let mut bye = BytesMut::new();
+        postgres_protocol::message::frontend::terminate(&mut bye);
+        let _ = self.send_raw(&bye);
+        self.fail(Error::connection("connection closed by the client", None));
+    }
+
+    /// The reader coroutine: parse replies and route each to its caller until the socket ends.
+    fn read_loop(self: Arc<Self>, mut socket: Socket) {
+        let mut buf = BytesMut::with_capacity(64 * 1024);
+        // One copy per read is cheaper than handing `read` uninitialized memory safely.
+        let mut scratch = vec![0u8; 64 * 1024];
+        let mut current: Option<Pending> = None;
+        let mut batch: Vec<Message> = Vec::new();
+        let end = loop {
+            loop {
+                let message = match next_message(&mut buf) {
+                    Ok(Some(m)) => m,
+                    Ok(None) => break,
+                    Err(e) => return self.fail(e),
+                };
+                match message {
+                    Message::NotificationResponse(body) => {
+                        if let Some(n) = Notification::from_body(&body) {
+                            self.notify(n);
+                        }
+                    }
+                    Message::NoticeResponse(body) => {
+                        if let Ok(notice) = DbError::parse(body.fields()) {
+                            tracing::info!(target: "lifeguard::pg::notice", code = %notice.code, "{}", notice.message);
+                        }
+                    }
+                    Message::ParameterStatus(body) => {
+                        if let (Ok(k), Ok(v)) = (body.name(), body.value()) {
+                            let mut params = lock(&self.parameters);
+                            params.retain(|(name, _)| name != k);
+                            params.push((k.to_owned(), v.to_owned()));
+                        }
+                    }
+                    m => {
+                        let is_end = matches!(m, Message::ReadyForQuery(_));
+                        if current.is_none() {
+                            current = lock(&self.state).pending.front().map(|p| match p {
+                                Pending::Reply(r) => Pending::Reply(r.clone()),
+                                Pending::Discard => Pending::Discard,
+                            });
+                        }
+                        match &current {
+                            Some(Pending::Reply(_)) => batch.push(m),
+                            Some(Pending::Discard) => {
+                                if let Message::ErrorResponse(body) = &m {
+                                    if let Ok(e) = DbError::parse(body.fields()) {
+                                        tracing::debug!(target: "lifeguard::pg", "discarded reply failed: {e}");
+                                    }
+                                }
+                            }
+                            None => {
+                                // Only a fatal error may arrive unasked (e.g. admin shutdown).
+                                let e = match &m {
+                                    Message::ErrorResponse(body) => DbError::parse(body.fields())
+                                        .map(Error::from_db)
+                                        .unwrap_or_else(|e| Error::protocol(e.to_string())),
+                                    _ => Error::protocol(
+                                        "unexpected message with no request pending",
+                                    ),
+                                };
+                                return self.fail(e);
+                            }
+                        }
+                        if is_end {
+                            if let Some(Pending::Reply(r)) = &current {
+                                r.push(&mut batch, true);
+                            }
+                            current = None;
+                            lock(&self.state).pending.pop_front();
+                            self.in_flight.fetch_sub(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+            // Hand over what this read produced before parking in the next one, so large
+            // results stream to their caller instead of piling up here.
+            if let (Some(Pending::Reply(r)), false) = (&current, batch.is_empty()) {
+                r.push(&mut batch, false);
+            }
+            let n = match socket.read(&mut scratch) {
+                Ok(0) => break Error::connection("server closed the connection", None),
+                Ok(n) => n,
+                Err(e) => break Error::connection("read from server", Some(e)),
+            };
+            buf.extend_from_slice(&scratch[..n]);
+        };
+        self.fail(end);
+    }
+
+    fn notify(&self, n: Notification) {
+        let waiter = {
+            let mut q = lock(&self.notifications);
+            q.queue.push_back(n);
+            q.waiter.take()
+        };
+        if let Some(w) = waiter {
+            w.unpark();
+        }
+    }
+}

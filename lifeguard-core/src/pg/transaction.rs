@@ -1,0 +1,302 @@
+//! Transactions and savepoints on an exclusively borrowed connection.
+
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::time::Duration;
+
+use super::call::Call;
+use super::connection::{impl_executor, Connection, Timed, TransactionStatus};
+use crate::error::{DbError, Error, Result};
+
+/// The isolation level of a transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IsolationLevel {
+    /// `READ UNCOMMITTED` (PostgreSQL runs it as `READ COMMITTED`).
+    ReadUncommitted,
+    /// `READ COMMITTED`, the server default.
+    ReadCommitted,
+    /// `REPEATABLE READ`.
+    RepeatableRead,
+    /// `SERIALIZABLE`.
+    Serializable,
+}
+
+impl IsolationLevel {
+    fn sql(self) -> &'static str {
+        match self {
+            IsolationLevel::ReadUncommitted => "READ UNCOMMITTED",
+            IsolationLevel::ReadCommitted => "READ COMMITTED",
+            IsolationLevel::RepeatableRead => "REPEATABLE READ",
+            IsolationLevel::Serializable => "SERIALIZABLE",
+        }
+    }
+}
+
+/// Options for a transaction; start it with [`TransactionBuilder::begin`] or run a closure in
+/// it with [`TransactionBuilder::run`].
+///
+/// ```no_run
+/// # fn demo(conn: &mut lifeguard_core::pg::Connection) -> lifeguard_core::Result<()> {
+/// use lifeguard_core::pg::IsolationLevel;
+/// use lifeguard_core::Executor;
+///
+/// let total: i64 = conn
+///     .build_transaction()
+///     .isolation_level(IsolationLevel::Serializable)
+///     .retry_conflicts(3)
+///     .run(|tx| tx.query_one("SELECT count(*) FROM pg_class", &[])?.try_get(0))?;
+/// # Ok(()) }
+/// ```
+#[must_use = "a builder does nothing until begin or run"]
+pub struct TransactionBuilder<'a> {
+    conn: &'a mut Connection,
+    isolation: Option<IsolationLevel>,
+    read_only: Option<bool>,
+    deferrable: Option<bool>,
+    attempts: u32,
+}
+
+impl<'a> TransactionBuilder<'a> {
+    /// Sets the isolation level.
+    pub fn isolation_level(mut self, level: IsolationLevel) -> Self {
+        self.isolation = Some(level);
+        self
+    }
+
+    /// Makes the transaction `READ ONLY` (or explicitly `READ WRITE`).
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.read_only = Some(read_only);
+        self
+    }
+
+    /// Makes the transaction `DEFERRABLE` (meaningful for serializable read-only ones).
+    pub fn deferrable(mut self, deferrable: bool) -> Self {
+        self.deferrable = Some(deferrable);
+        self
+    }
+
+    /// With [`TransactionBuilder::run`], runs the closure again (up to `attempts` times in
+    /// all) when the transaction fails with a serialization failure or a deadlock.
+    pub fn retry_conflicts(mut self, attempts: u32) -> Self {
+        self.attempts = attempts.max(1);
+        self
+    }
+
+    fn begin_sql(&self) -> String {
+        let mut sql = String::from("BEGIN");
+        let mut modes = Vec::new();
+        if let Some(level) = self.isolation {
+            modes.push(format!("ISOLATION LEVEL {}", level.sql()));
+        }
+        if let Some(ro) = self.read_only {
+            modes.push(if ro { "READ ONLY" } else { "READ WRITE" }.to_owned());
+        }
+        if let Some(d) = self.deferrable {
+            modes.push(if d { "DEFERRABLE" } else { "NOT DEFERRABLE" }.to_owned());
+        }
+        if !modes.is_empty() {
+            sql.push(' ');
+            sql.push_str(&modes.join(", "));
+        }
+        sql
+    }
+
+    /// Starts the transaction; it rolls back when dropped without a commit.
+    pub fn begin(self) -> Result<Transaction<'a>> {
+        let sql = self.begin_sql();
+        Transaction::start(self.conn, &sql)
+    }
+
+    /// Runs `f` in the transaction: commits when it returns `Ok`, rolls back when it returns
+    /// `Err` or panics (the panic then continues).
+    pub fn run<T, F>(self, mut f: F) -> Result<T>
+    where
+        F: FnMut(&mut Transaction<'_>) -> Result<T>,
+    {
+        let sql = self.begin_sql();
+        let mut attempt = 1;
+        loop {
+            let tx = Transaction::start(&mut *self.conn, &sql)?;
+            match tx.run(&mut f) {
+                Err(e) if e.is_retryable() && attempt < self.attempts => attempt += 1,
+                other => return other,
+            }
+        }
+    }
+}
+
+/// An open transaction (or savepoint). Rolls back when dropped without [`Transaction::commit`].
+///
+/// ```no_run
+/// # fn demo(conn: &mut lifeguard_core::pg::Connection) -> lifeguard_core::Result<()> {
+/// use lifeguard_core::Executor;
+/// let mut tx = conn.begin()?;
+/// tx.execute("INSERT INTO audit (what) VALUES ($1)", &[&"login"])?;
+/// tx.commit()?;
+/// # Ok(()) }
+/// ```
+pub struct Transaction<'a> {
+    conn: &'a Connection,
+    savepoint: Option<String>,
+    depth: u32,
+    done: bool,
+}
+
+impl Connection {
+    /// Options for a new transaction.
+    pub fn build_transaction(&mut self) -> TransactionBuilder<'_> {
+        TransactionBuilder {
+            conn: self,
+            isolation: None,
+            read_only: None,
+            deferrable: None,
+            attempts: 1,
+        }
+    }
+
+    /// Starts a transaction with the server's default options.
+    pub fn begin(&mut self) -> Result<Transaction<'_>> {
+        Transaction::start(self, "BEGIN")
+    }
+
+    /// Runs `f` in a transaction: commit on `Ok`, rollback on `Err` or panic.
+    ///
+    /// ```no_run
+    /// # fn demo(conn: &mut lifeguard_core::pg::Connection) -> lifeguard_core::Result<()> {
+    /// use lifeguard_core::Executor;
+    /// let moved = conn.transaction(|tx| {
+    ///     tx.execute("UPDATE account SET balance = balance - 10 WHERE id = 1", &[])?;
+    ///     tx.execute("UPDATE account SET balance = balance + 10 WHERE id = 2", &[])
+    /// })?;
+    /// # Ok(()) }
+    /// ```
+    pub fn transaction<T, F>(&mut self, f: F) -> Result<T>
+    where
+        F: FnMut(&mut Transaction<'_>) -> Result<T>,
+    {
+        self.build_transaction().run(f)
+    }
+}
+
+impl<'a> Transaction<'a> {
+    fn start(conn: &'a mut Connection, begin: &str) -> Result<Transaction<'a>> {
+        let conn: &'a Connection = conn;
+        Call {
+            exclusive: true,
+            ..Call::new(conn)
+        }
+        .simple_query(begin)?;
+        Ok(Transaction {
+            conn,
+            savepoint: None,
+            depth: 0,
+            done: false,
+        })
+    }
+
+    fn call(&self) -> Call<'a> {
+        Call {
+            exclusive: true,
+            ..Call::new(self.conn)
+        }
+    }
+
+    /// The connection this transaction runs on.
+    pub fn connection(&self) -> &Connection {
+        self.conn
+    }
+
+    /// A handle whose calls must finish within `timeout`; a late statement is cancelled.
+    pub fn timeout(&self, timeout: Duration) -> Timed<'a> {
+        Timed(self.call().with_timeout(timeout))
+    }
+
+    /// Starts a nested transaction (a savepoint) that can roll back on its own.
+    pub fn savepoint(&mut self) -> Result<Transaction<'_>> {
+        let depth = self.depth + 1;
+        let name = format!("lifeguard_sp_{depth}");
+        self.call().simple_query(&format!("SAVEPOINT {name}"))?;
+        Ok(Transaction {
+            conn: self.conn,
+            savepoint: Some(name),
+            depth,
+            done: false,
+        })
+    }
+
+    /// Runs `f` in a savepoint: released on `Ok`, rolled back to on `Err` or panic, leaving
+    /// the outer transaction usable.
+    pub fn transaction<T, F>(&mut self, mut f: F) -> Result<T>
+    where
+        F: FnMut(&mut Transaction<'_>) -> Result<T>,
+    {
+        self.savepoint()?.run(&mut f)
+    }
+
+    fn run<T, F>(mut self, f: &mut F) -> Result<T>
+    where
+        F: FnMut(&mut Transaction<'_>) -> Result<T>,
+    {
+        match catch_unwind(AssertUnwindSafe(|| f(&mut self))) {
+            Ok(Ok(value)) => self.commit().map(|()| value),
+            Ok(Err(e)) => {
+                // The closure's error is the one worth reporting; a failed rollback (say, on a
+                // broken connection) changes nothing the caller can act on.
+                let _ = self.rollback();
+                Err(e)
+            }
+            Err(panic) => {
+                let _ = self.rollback();
+                resume_unwind(panic)
+            }
+        }
+    }
+
+    /// Commits (or releases the savepoint).
+    pub fn commit(mut self) -> Result<()> {
+        self.done = true;
+        let sql = match &self.savepoint {
+            Some(name) => format!("RELEASE SAVEPOINT {name}"),
+            None => "COMMIT".to_owned(),
+        };
+        let failed =
+            self.savepoint.is_none() && self.conn.transaction_status() == TransactionStatus::Failed;
+        self.call().simple_query(&sql)?;
+        // COMMIT of a failed transaction "succeeds" by rolling back; say so.
+        if failed {
+            return Err(Error::from_db(DbError {
+                severity: "ERROR".into(),
+                code: "25P02".into(),
+                message: "the transaction was aborted by an earlier error; COMMIT rolled it back"
+                    .into(),
+                ..DbError::default()
+            }));
+        }
+        Ok(())
+    }
+
+    /// Rolls back (or rolls back to the savepoint and releases it).
+    pub fn rollback(mut self) -> Result<()> {
+        self.done = true;
+        self.call().simple_query(&self.rollback_sql()).map(drop)
+    }
+
+    fn rollback_sql(&self) -> String {
+        match &self.savepoint {
+            Some(name) => format!("ROLLBACK TO SAVEPOINT {name}; RELEASE SAVEPOINT {name}"),
+            None => "ROLLBACK".to_owned(),
+        }
+    }
+}
+
+impl Drop for Transaction<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            // Queued, not awaited: statements sent later on this connection line up behind it.
+            if let Err(e) = self.call().simple_query_detached(&self.rollback_sql()) {
+                tracing::debug!(target: "lifeguard::pg", "rollback on drop not sent: {e}");
+            }
+        }
+    }
+}
+
+impl_executor!(Transaction<'_>, |t| t.call());
