@@ -41,7 +41,7 @@ impl Connection {
     /// ```no_run
     /// # fn demo(conn: &lifeguard_core::pg::Connection) -> lifeguard_core::Result<()> {
     /// use std::time::Duration;
-    /// conn.batch_execute("LISTEN jobs")?;
+    /// conn.listen("jobs")?;
     /// if let Some(n) = conn.next_notification(Duration::from_secs(1))? {
     ///     println!("{}: {}", n.channel, n.payload);
     /// }
