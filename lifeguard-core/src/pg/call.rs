@@ -174,7 +174,14 @@ impl<'a> Call<'a> {
                     }
                 }
                 Message::ErrorResponse(body) => error = Some(db_error(&body)?),
-                Message::CopyInResponse(_) => self.refuse_copy_in()?,
+                Message::CopyInResponse(_) => {
+                    // `prepare` refuses COPY FROM STDIN, so this is a statement that slipped
+                    // past it. In COPY mode the server ignores our Sync and would swallow the
+                    // next caller's request; the session cannot be trusted any more.
+                    let e = Error::protocol("COPY FROM STDIN started outside copy_in");
+                    self.conn.shared().fail(e.clone());
+                    return Err(e);
+                }
                 Message::ReadyForQuery(body) => {
                     self.note_status(&body);
                     break;
