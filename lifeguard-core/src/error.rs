@@ -96,6 +96,20 @@ pub enum Error {
     },
     /// The connection failed or was lost; the statement's outcome may be unknown.
     Connection(Arc<ConnectionError>),
+    /// A server cannot be used now (its circuit is open after connect failures, or the
+    /// primary is down); fails fast instead of waiting.
+    Unavailable {
+        /// The server, `host:port`.
+        node: String,
+        /// Why it is unavailable.
+        reason: String,
+    },
+    /// No server may serve this read under its read preference, staleness bound and
+    /// consistency token (or the primary's fallback budget is spent).
+    NoEligibleNode(String),
+    /// The connection was lost after a write or `COMMIT` was sent: it may or may not have
+    /// committed, so it is never retried automatically.
+    CommitOutcomeUnknown(Arc<ConnectionError>),
     /// A configuration value is missing or malformed.
     Config(String),
     /// The server sent something the protocol does not allow at that point.
@@ -323,6 +337,14 @@ impl fmt::Display for Error {
                 index + 1
             ),
             Error::Connection(e) => write!(f, "connection error: {e}"),
+            Error::Unavailable { node, reason } => write!(f, "{node} is unavailable: {reason}"),
+            Error::NoEligibleNode(why) => write!(f, "no server may serve this read: {why}"),
+            Error::CommitOutcomeUnknown(e) => {
+                write!(
+                    f,
+                    "connection lost after the write was sent; it may have committed: {e}"
+                )
+            }
             Error::Config(m) => write!(f, "configuration error: {m}"),
             Error::Protocol(m) => write!(f, "protocol error: {m}"),
         }
@@ -332,7 +354,7 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Connection(e) => Some(&**e),
+            Error::Connection(e) | Error::CommitOutcomeUnknown(e) => Some(&**e),
             other => other.db_error().map(|db| db as _),
         }
     }

@@ -10,6 +10,7 @@
 pub mod error;
 pub mod executor;
 pub mod pg;
+pub mod pool;
 
 pub use error::{DbError, Error, Result};
 pub use executor::Executor;

@@ -28,6 +28,11 @@ impl Connection {
     /// # Ok(()) }
     /// ```
     pub fn copy_in(&mut self, sql: &str) -> Result<CopyIn<'_>> {
+        self.copy_in_exclusive(sql)
+    }
+
+    /// `copy_in` on a session the caller holds exclusively without a `&mut` (a pool lease).
+    pub(crate) fn copy_in_exclusive(&self, sql: &str) -> Result<CopyIn<'_>> {
         let call = Call {
             exclusive: true,
             ..Call::new(self)
@@ -61,6 +66,11 @@ impl Connection {
 
     /// Runs `COPY ... TO STDOUT` and returns a reader over the data as the server sends it.
     pub fn copy_out(&mut self, sql: &str) -> Result<CopyOut<'_>> {
+        self.copy_out_exclusive(sql)
+    }
+
+    /// `copy_out` on a session the caller holds exclusively without a `&mut` (a pool lease).
+    pub(crate) fn copy_out_exclusive(&self, sql: &str) -> Result<CopyOut<'_>> {
         let call = Call {
             exclusive: true,
             ..Call::new(self)

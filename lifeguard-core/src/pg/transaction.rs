@@ -48,7 +48,9 @@ impl IsolationLevel {
 /// ```
 #[must_use = "a builder does nothing until begin or run"]
 pub struct TransactionBuilder<'a> {
-    conn: &'a mut Connection,
+    /// Borrowed shared, but the constructor guarantees nobody else uses the session: either
+    /// it came from `&mut Connection`, or from a pool lease that owns the connection.
+    conn: &'a Connection,
     isolation: Option<IsolationLevel>,
     read_only: Option<bool>,
     deferrable: Option<bool>,
@@ -56,6 +58,17 @@ pub struct TransactionBuilder<'a> {
 }
 
 impl<'a> TransactionBuilder<'a> {
+    /// Options for a transaction on a session the caller holds exclusively.
+    pub(crate) fn exclusive(conn: &'a Connection) -> TransactionBuilder<'a> {
+        TransactionBuilder {
+            conn,
+            isolation: None,
+            read_only: None,
+            deferrable: None,
+            attempts: 1,
+        }
+    }
+
     /// Sets the isolation level.
     pub fn isolation_level(mut self, level: IsolationLevel) -> Self {
         self.isolation = Some(level);
@@ -115,7 +128,7 @@ impl<'a> TransactionBuilder<'a> {
         let sql = self.begin_sql();
         let mut attempt = 1;
         loop {
-            let tx = Transaction::start(&mut *self.conn, &sql)?;
+            let tx = Transaction::start(self.conn, &sql)?;
             match tx.run(&mut f) {
                 Err(e) if e.is_retryable() && attempt < self.attempts => attempt += 1,
                 other => return other,
@@ -144,13 +157,7 @@ pub struct Transaction<'a> {
 impl Connection {
     /// Options for a new transaction.
     pub fn build_transaction(&mut self) -> TransactionBuilder<'_> {
-        TransactionBuilder {
-            conn: self,
-            isolation: None,
-            read_only: None,
-            deferrable: None,
-            attempts: 1,
-        }
+        TransactionBuilder::exclusive(self)
     }
 
     /// Starts a transaction with the server's default options.
@@ -178,8 +185,7 @@ impl Connection {
 }
 
 impl<'a> Transaction<'a> {
-    fn start(conn: &'a mut Connection, begin: &str) -> Result<Transaction<'a>> {
-        let conn: &'a Connection = conn;
+    fn start(conn: &'a Connection, begin: &str) -> Result<Transaction<'a>> {
         Call {
             exclusive: true,
             ..Call::new(conn)

@@ -1,0 +1,186 @@
+//! The per-request handle: read options, plus the memory of this request's own writes.
+
+use std::sync::Mutex;
+
+use super::node::Role;
+use super::routing::classify;
+use super::{ConsistencyToken, Pool, ReadOptions};
+use crate::error::{Error, Result};
+use crate::executor::Executor;
+use crate::pg::{lock, Params, Row, SimpleQueryMessage, Transaction};
+
+/// A handle on the pool for one unit of work (typically one HTTP request).
+///
+/// Reads follow its [`ReadOptions`]; once it has written, its later reads stay on the
+/// primary, and [`Db::token`] yields the consistency token a client sends back so that its
+/// next request reads its own writes even from a replica.
+///
+/// ```no_run
+/// # fn demo(pool: &lifeguard_core::pool::Pool) -> lifeguard_core::Result<()> {
+/// use lifeguard_core::pool::ReadOptions;
+/// use lifeguard_core::Executor;
+/// let db = pool.db(ReadOptions::default());
+/// db.execute("UPDATE users SET seen = now() WHERE id = $1", &[&7i64])?;
+/// if let Some(token) = db.token()? {
+///     println!("Lifeguard-Consistency-Token: {token}");
+/// }
+/// # Ok(()) }
+/// ```
+pub struct Db {
+    pool: Pool,
+    opts: ReadOptions,
+    session: Mutex<Session>,
+}
+
+#[derive(Default)]
+struct Session {
+    wrote: bool,
+    token: Option<ConsistencyToken>,
+    token_stale: bool,
+    served_by: Option<Role>,
+}
+
+impl Db {
+    pub(crate) fn new(pool: Pool, opts: ReadOptions) -> Db {
+        Db {
+            pool,
+            opts,
+            session: Mutex::new(Session::default()),
+        }
+    }
+
+    /// The read options of this handle.
+    pub fn options(&self) -> &ReadOptions {
+        &self.opts
+    }
+
+    /// The pool behind this handle.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Whether anything written through this handle may have committed.
+    pub fn wrote(&self) -> bool {
+        lock(&self.session).wrote
+    }
+
+    /// Which server ran the last statement (diagnostics, e.g. `Lifeguard-Served-By`).
+    pub fn served_by(&self) -> Option<Role> {
+        lock(&self.session).served_by
+    }
+
+    /// The token to hand back to the client: the incoming token merged with the primary's
+    /// position after this handle's writes. `None` when nothing was written and no token
+    /// came in.
+    ///
+    /// The position is read once, lazily, after the writes: the primary's insert position
+    /// only grows, so reading it after the last commit covers every commit before it.
+    pub fn token(&self) -> Result<Option<ConsistencyToken>> {
+        let needs_read = {
+            let s = lock(&self.session);
+            s.wrote && s.token_stale
+        };
+        if needs_read {
+            let (token, _) = self
+                .pool
+                .inner()
+                .write(|conn| self.pool.inner().token_after_write(conn))?;
+            let mut s = lock(&self.session);
+            s.token_stale = false;
+            if let Some(t) = token {
+                s.token = Some(s.token.map_or(t, |old| old.merge(&t)));
+            }
+        }
+        let written = lock(&self.session).token;
+        Ok(match (self.opts.min_lsn, written) {
+            (Some(a), Some(b)) => Some(a.merge(&b)),
+            (a, b) => a.or(b),
+        })
+    }
+
+    /// Remembers a write that may have committed: it succeeded, or its outcome is unknown.
+    /// A server error rolled it back and an acquire error never sent it.
+    fn note_write_if_sent<T>(&self, result: &Result<T>) {
+        if matches!(result, Ok(_) | Err(Error::CommitOutcomeUnknown(_))) {
+            self.note_write();
+        }
+    }
+
+    fn note_write(&self) {
+        let mut s = lock(&self.session);
+        s.wrote = true;
+        s.token_stale = true;
+        s.served_by = Some(Role::Primary);
+    }
+
+    fn note_served(&self, role: Role) {
+        lock(&self.session).served_by = Some(role);
+    }
+
+    fn read_options(&self) -> Option<ReadOptions> {
+        // After a write, this handle's reads stay on the primary: nothing else is sure to
+        // have the write yet.
+        (!self.wrote()).then_some(self.opts)
+    }
+
+    fn run<T>(&self, sql: &str, run: impl Fn(&crate::pg::Connection) -> Result<T>) -> Result<T> {
+        let inner = self.pool.inner();
+        match self.read_options().filter(|_| classify(sql).read_only) {
+            Some(opts) => {
+                let (value, role) = inner.read_with_role(&opts, run)?;
+                self.note_served(role);
+                Ok(value)
+            }
+            None => {
+                let result = inner.write(run).map(|(value, _)| value);
+                self.note_write_if_sent(&result);
+                result
+            }
+        }
+    }
+
+    /// Runs `f` in a read-write transaction on the primary; the commit counts as this
+    /// handle's write.
+    pub fn transaction<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnMut(&mut Transaction<'_>) -> Result<T>,
+    {
+        let result = self.pool.transaction(f);
+        self.note_write_if_sent(&result);
+        result
+    }
+
+    /// Runs `f` in a `READ ONLY` transaction on the server this handle's options select;
+    /// every statement runs on that one connection.
+    pub fn read_only_transaction<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnMut(&mut Transaction<'_>) -> Result<T>,
+    {
+        let lease = match self.read_options() {
+            Some(opts) => self.pool.lease_read(&opts)?,
+            None => self.pool.lease_primary()?,
+        };
+        self.note_served(lease.role());
+        lease.build_transaction().read_only(true).run(f)
+    }
+}
+
+impl Executor for Db {
+    fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
+        self.run(sql, |c| c.query(sql, params))
+    }
+
+    fn execute(&self, sql: &str, params: Params<'_>) -> Result<u64> {
+        self.run(sql, |c| c.execute(sql, params))
+    }
+
+    fn simple_query(&self, sql: &str) -> Result<Vec<SimpleQueryMessage>> {
+        let result = self
+            .pool
+            .inner()
+            .write(|c| c.simple_query(sql))
+            .map(|(m, _)| m);
+        self.note_write_if_sent(&result);
+        result
+    }
+}

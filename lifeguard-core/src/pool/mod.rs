@@ -1,0 +1,697 @@
+//! The pool: one primary and any number of streaming replicas, WAL-aware read routing, read
+//! preferences and read-your-writes tokens.
+//!
+//! Autocommit statements pipeline on shared connections (the least loaded one of the chosen
+//! server); transactions and `COPY` lease a connection. A monitor coroutine samples every
+//! server's WAL position, so a replica serves a read only while its measured staleness is
+//! inside the read's bound and it has replayed past the read's consistency token.
+//!
+//! ```no_run
+//! use lifeguard_core::pool::{Pool, PoolConfig, ReadOptions, ReadPreference};
+//! use lifeguard_core::Executor;
+//!
+//! let pool = Pool::connect(PoolConfig::from_env()?)?;
+//! // A per-request handle: its reads follow its own writes.
+//! let db = pool.db(ReadOptions::new(ReadPreference::ReplicaPreferred));
+//! db.execute("INSERT INTO notes (body) VALUES ($1)", &[&"hello"])?;
+//! let token = db.token(); // send it to the client as Lifeguard-Consistency-Token
+//! let n: i64 = db.query_one("SELECT count(*) FROM notes", &[])?.try_get(0)?;
+//! # let _ = (token, n);
+//! # Ok::<(), lifeguard_core::Error>(())
+//! ```
+
+mod config;
+mod db;
+mod metrics;
+mod monitor;
+mod node;
+mod routing;
+mod token;
+
+pub use config::PoolConfig;
+pub use db::Db;
+pub use metrics::PoolMetrics;
+pub use monitor::NodeState;
+pub use node::{Lease, Role};
+pub use routing::{ReadOptions, ReadPreference};
+pub use token::ConsistencyToken;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use prometheus::Registry;
+
+use crate::error::{Error, Result};
+use crate::executor::Executor;
+use crate::pg::{lock, Connection, Params, Row, SimpleQueryMessage};
+use monitor::{History, NodeState as State, Tracker};
+use node::Node;
+use routing::classify;
+use token::format_pg_lsn;
+
+/// A pool of connections to a primary and its replicas. Cheap to clone; clones share
+/// everything. The monitor stops when the last clone drops.
+#[derive(Clone)]
+pub struct Pool {
+    inner: Arc<PoolInner>,
+}
+
+pub(crate) struct PoolInner {
+    config: PoolConfig,
+    primary: Member,
+    replicas: Vec<Member>,
+    history: Mutex<History>,
+    fallback_inflight: AtomicUsize,
+    metrics: Arc<PoolMetrics>,
+    registry: Registry,
+    closed: AtomicBool,
+}
+
+pub(crate) struct Member {
+    node: Arc<Node>,
+    tracker: Tracker,
+}
+
+/// Why a read went where it went (the `reason` label).
+#[derive(Clone, Copy)]
+enum Reason {
+    Eligible,
+    TokenUnsatisfied,
+    Stale,
+    NoReplica,
+    Pinned,
+}
+
+impl Reason {
+    fn as_str(self) -> &'static str {
+        match self {
+            Reason::Eligible => "eligible",
+            Reason::TokenUnsatisfied => "token_unsatisfied",
+            Reason::Stale => "stale",
+            Reason::NoReplica => "no_replica",
+            Reason::Pinned => "pinned",
+        }
+    }
+}
+
+/// A server chosen for a read, holding a unit of the fallback budget when it is the primary
+/// standing in for replicas.
+struct Routed<'a> {
+    member: &'a Member,
+    _budget: Option<BudgetGuard<'a>>,
+}
+
+struct BudgetGuard<'a>(&'a AtomicUsize);
+
+impl Drop for BudgetGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A snapshot of the pool's health, for readiness checks and dashboards.
+#[derive(Debug, Clone)]
+pub struct PoolHealth {
+    /// The primary's state.
+    pub primary: NodeState,
+    /// Each replica's label and state.
+    pub replicas: Vec<(String, NodeState)>,
+    /// Open and leased connections per server label.
+    pub connections: Vec<(String, usize, usize)>,
+}
+
+impl PoolHealth {
+    /// Whether every configured server is healthy.
+    pub fn is_degraded(&self) -> bool {
+        self.primary != NodeState::Healthy
+            || self.replicas.iter().any(|(_, s)| *s != NodeState::Healthy)
+    }
+}
+
+impl Pool {
+    /// Validates `config`, registers metrics on a registry of the pool's own (see
+    /// [`Pool::connect_with_registry`]) and starts the monitor. Connections open lazily
+    /// (or `min_idle` of them at once).
+    pub fn connect(config: PoolConfig) -> Result<Pool> {
+        Pool::connect_with_registry(config, Registry::new())
+    }
+
+    /// As [`Pool::connect`], with the metrics on the caller's registry.
+    pub fn connect_with_registry(config: PoolConfig, registry: Registry) -> Result<Pool> {
+        config.validate()?;
+        let metrics = Arc::new(PoolMetrics::register(&registry, &config.name)?);
+        let member = |c: &crate::pg::Config, role| Member {
+            node: Node::new(c.clone(), role, &config, metrics.clone()),
+            tracker: Tracker::new(role),
+        };
+        let inner = Arc::new(PoolInner {
+            primary: member(&config.primary, Role::Primary),
+            replicas: config
+                .replicas
+                .iter()
+                .map(|c| member(c, Role::Replica))
+                .collect(),
+            history: Mutex::new(History::new(config.history_window)),
+            fallback_inflight: AtomicUsize::new(0),
+            metrics,
+            registry,
+            closed: AtomicBool::new(false),
+            config,
+        });
+        start_monitor(Arc::downgrade(&inner), inner.config.monitor_interval)?;
+        Ok(Pool { inner })
+    }
+
+    /// The registry holding this pool's metrics (render it for `/metrics`).
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// The configuration the pool runs with.
+    pub fn config(&self) -> &PoolConfig {
+        &self.inner.config
+    }
+
+    /// A per-request handle with these read options; it tracks its own writes so its later
+    /// reads see them, and exposes the resulting consistency token.
+    pub fn db(&self, opts: ReadOptions) -> Db {
+        Db::new(self.clone(), opts)
+    }
+
+    /// A handle pinned to the primary for reads and writes.
+    pub fn primary(&self) -> Db {
+        self.db(ReadOptions::new(ReadPreference::Primary))
+    }
+
+    /// A connection on the primary held exclusively (transactions, `COPY`, session state).
+    pub fn lease_primary(&self) -> Result<Lease> {
+        let deadline = Instant::now() + self.inner.config.acquire_timeout;
+        self.inner.primary.node.lease(deadline)
+    }
+
+    /// A connection on the server `opts` selects, held exclusively (e.g. a read-only
+    /// transaction on a replica: every statement stays on that connection).
+    pub fn lease_read(&self, opts: &ReadOptions) -> Result<Lease> {
+        let deadline = Instant::now() + self.inner.config.acquire_timeout;
+        let routed = self.inner.route(opts, deadline)?;
+        routed.member.node.lease(deadline)
+    }
+
+    /// Runs `f` in a read-write transaction on the primary: commit on `Ok`, rollback on
+    /// `Err` or panic.
+    pub fn transaction<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnMut(&mut crate::pg::Transaction<'_>) -> Result<T>,
+    {
+        self.lease_primary()?.transaction(f)
+    }
+
+    /// The state of every server and its connections.
+    pub fn health(&self) -> PoolHealth {
+        let inner = &self.inner;
+        let state = |m: &Member| effective_state(m, inner.config.monitor_interval);
+        let mut connections = Vec::new();
+        for m in std::iter::once(&inner.primary).chain(&inner.replicas) {
+            let (open, leased) = m.node.counts();
+            connections.push((m.node.label.clone(), open, leased));
+        }
+        PoolHealth {
+            primary: state(&inner.primary),
+            replicas: inner
+                .replicas
+                .iter()
+                .map(|m| (m.node.label.clone(), state(m)))
+                .collect(),
+            connections,
+        }
+    }
+
+    /// The newest consistency token the primary could issue now (its insert position), from
+    /// the monitor's last sample.
+    pub fn current_token(&self) -> Option<ConsistencyToken> {
+        let h = self.inner.primary.tracker.get();
+        h.sampled_at
+            .map(|_| ConsistencyToken::new(h.system_id, h.timeline, h.lsn))
+    }
+
+    /// Closes every connection and stops the monitor. Calls made afterwards fail.
+    pub fn close(&self) {
+        self.inner.closed.store(true, Ordering::Release);
+        for m in std::iter::once(&self.inner.primary).chain(&self.inner.replicas) {
+            m.node.close_all();
+        }
+    }
+
+    pub(crate) fn inner(&self) -> &PoolInner {
+        &self.inner
+    }
+}
+
+/// A server's state, downgraded to `Unknown` once its samples have gone stale.
+fn effective_state(m: &Member, interval: Duration) -> State {
+    let h = m.tracker.get();
+    if h.state != State::Unreachable && !h.fresh(Instant::now(), interval) {
+        State::Unknown
+    } else {
+        h.state
+    }
+}
+
+impl PoolInner {
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::config("the pool is closed"));
+        }
+        Ok(())
+    }
+
+    fn primary_usable(&self) -> bool {
+        !matches!(
+            self.primary.tracker.get().state,
+            State::Unreachable | State::RoleMismatch
+        )
+    }
+
+    /// Picks the server for a read under `opts`, per the routing table of spec §2.5.
+    fn route(&self, opts: &ReadOptions, deadline: Instant) -> Result<Routed<'_>> {
+        self.check_open()?;
+        let pref = opts.preference;
+        let primary = Routed {
+            member: &self.primary,
+            _budget: None,
+        };
+        if pref == ReadPreference::Primary {
+            return if self.primary_usable() {
+                self.metrics
+                    .routed(pref.as_str(), Role::Primary, Reason::Pinned.as_str());
+                Ok(primary)
+            } else {
+                Err(Error::Unavailable {
+                    node: self.primary.node.label.clone(),
+                    reason: "the primary is unreachable or no longer a primary".into(),
+                })
+            };
+        }
+        if pref == ReadPreference::PrimaryPreferred && self.primary_usable() {
+            self.metrics
+                .routed(pref.as_str(), Role::Primary, Reason::Pinned.as_str());
+            return Ok(primary);
+        }
+        if self.replicas.is_empty() {
+            // Nothing to prefer: the primary serves reads as a matter of course.
+            if pref == ReadPreference::Replica {
+                return Err(Error::NoEligibleNode("the pool has no replicas".into()));
+            }
+            self.metrics
+                .routed(pref.as_str(), Role::Primary, Reason::NoReplica.as_str());
+            return Ok(primary);
+        }
+        let (best, reason) = self.best_replica(opts, pref == ReadPreference::Nearest);
+        if let Some(member) = best {
+            self.metrics
+                .routed(pref.as_str(), Role::Replica, Reason::Eligible.as_str());
+            return Ok(Routed {
+                member,
+                _budget: None,
+            });
+        }
+        if let (Reason::TokenUnsatisfied, Some(token)) = (reason, opts.min_lsn) {
+            let wait = opts.lsn_wait.unwrap_or(self.config.lsn_wait);
+            if !wait.is_zero() {
+                if let Some(member) = self.wait_for_replica(opts, token, wait, deadline) {
+                    self.metrics
+                        .routed(pref.as_str(), Role::Replica, Reason::Eligible.as_str());
+                    return Ok(Routed {
+                        member,
+                        _budget: None,
+                    });
+                }
+            }
+        }
+        match pref {
+            ReadPreference::Replica => Err(Error::NoEligibleNode(format!(
+                "no replica is eligible ({})",
+                reason.as_str()
+            ))),
+            _ if !self.primary_usable() => Err(Error::NoEligibleNode(format!(
+                "no replica is eligible ({}) and the primary is unavailable",
+                reason.as_str()
+            ))),
+            _ => {
+                let limit = self.config.fallback_limit();
+                let taken = self.fallback_inflight.fetch_add(1, Ordering::AcqRel);
+                let budget = BudgetGuard(&self.fallback_inflight);
+                if taken >= limit {
+                    self.metrics.fallback_rejected();
+                    return Err(Error::NoEligibleNode(format!(
+                        "no replica is eligible ({}) and the primary's fallback budget of {limit} reads is spent",
+                        reason.as_str()
+                    )));
+                }
+                self.metrics
+                    .routed(pref.as_str(), Role::Primary, reason.as_str());
+                Ok(Routed {
+                    member: &self.primary,
+                    _budget: Some(budget),
+                })
+            }
+        }
+    }
+
+    /// The least loaded eligible replica, or why there is none. With `include_primary`
+    /// (`Nearest`) the primary competes too.
+    fn best_replica(&self, opts: &ReadOptions, include_primary: bool) -> (Option<&Member>, Reason) {
+        let now = Instant::now();
+        let interval = self.config.monitor_interval;
+        let bound = opts
+            .max_staleness
+            .unwrap_or(self.config.default_max_staleness);
+        let primary = self.primary.tracker.get();
+        let mut reason = Reason::NoReplica;
+        let mut best: Option<(&Member, usize)> = None;
+        for m in &self.replicas {
+            let h = m.tracker.get();
+            if !matches!(h.state, State::Healthy | State::Lagging) || !h.fresh(now, interval) {
+                continue;
+            }
+            if primary.system_id != 0 && h.system_id != primary.system_id {
+                continue;
+            }
+            if h.staleness_upper(now) > bound {
+                reason = Reason::Stale;
+                continue;
+            }
+            if let Some(t) = opts.min_lsn {
+                if t.timeline() != h.timeline || t.system_id() != h.system_id || h.lsn < t.lsn() {
+                    reason = Reason::TokenUnsatisfied;
+                    continue;
+                }
+            }
+            let load = m.node.load();
+            if best.is_none_or(|(_, l)| load < l) {
+                best = Some((m, load));
+            }
+        }
+        if include_primary && self.primary_usable() {
+            let load = self.primary.node.load();
+            if best.is_none_or(|(_, l)| load < l) {
+                best = Some((&self.primary, load));
+            }
+        }
+        (best.map(|(m, _)| m), reason)
+    }
+
+    /// Waits (bounded) for the most advanced replica to replay past `token`.
+    fn wait_for_replica(
+        &self,
+        opts: &ReadOptions,
+        token: ConsistencyToken,
+        wait: Duration,
+        deadline: Instant,
+    ) -> Option<&Member> {
+        let started = Instant::now();
+        let until = (started + wait).min(deadline);
+        let relaxed = ReadOptions {
+            min_lsn: None,
+            ..*opts
+        };
+        let (candidate, _) = self.best_replica(&relaxed, false);
+        let member = candidate?;
+        if member.tracker.get().timeline != token.timeline() {
+            return None;
+        }
+        let conn = member.node.shared(until).ok()?;
+        let target = format_pg_lsn(token.lsn());
+        let mut pause = Duration::from_millis(1);
+        loop {
+            let reached = conn
+                .timeout(
+                    until
+                        .saturating_duration_since(Instant::now())
+                        .max(Duration::from_millis(1)),
+                )
+                .query_one(
+                    "SELECT pg_catalog.pg_last_wal_replay_lsn() >= $1::text::pg_lsn",
+                    &[&target],
+                )
+                .and_then(|row| row.try_get::<_, Option<bool>>(0));
+            match reached {
+                Ok(Some(true)) => {
+                    self.metrics
+                        .consistency_wait("satisfied", started.elapsed());
+                    return Some(member);
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+            if Instant::now() + pause >= until {
+                break;
+            }
+            may::coroutine::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(10));
+        }
+        self.metrics.consistency_wait("timeout", started.elapsed());
+        None
+    }
+
+    /// Runs a read where `opts` routes it, retrying once elsewhere when the chosen replica's
+    /// connection fails or a recovery conflict cancels it.
+    fn read<T>(&self, opts: &ReadOptions, run: impl Fn(&Connection) -> Result<T>) -> Result<T> {
+        self.read_with_role(opts, run).map(|(value, _)| value)
+    }
+
+    /// As `read`, also saying which kind of server answered.
+    fn read_with_role<T>(
+        &self,
+        opts: &ReadOptions,
+        run: impl Fn(&Connection) -> Result<T>,
+    ) -> Result<(T, Role)> {
+        let deadline = Instant::now() + self.config.acquire_timeout;
+        let routed = self.route(opts, deadline)?;
+        let role = routed.member.node.role;
+        let result = self.on_member(routed.member, deadline, &run);
+        let retry_reason = match &result {
+            Err(e) if routed.member.node.role == Role::Replica => match e {
+                Error::Connection(_) => Some("connectivity"),
+                Error::SerializationFailure(db)
+                    if db.message.contains("conflict with recovery") =>
+                {
+                    Some("recovery_conflict")
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+        let Some(reason) = retry_reason else {
+            return result.map(|value| (value, role));
+        };
+        // Mark the replica suspect now rather than at the next sample.
+        routed.member.tracker.unreachable();
+        drop(routed);
+        self.metrics.retried(reason);
+        let routed = self.route(opts, deadline)?;
+        let role = routed.member.node.role;
+        self.on_member(routed.member, deadline, &run)
+            .map(|value| (value, role))
+    }
+
+    /// Runs a write (or anything not provably a read) on the primary.
+    fn write<T>(&self, run: impl Fn(&Connection) -> Result<T>) -> Result<(T, Arc<Connection>)> {
+        self.check_open()?;
+        let deadline = Instant::now() + self.config.acquire_timeout;
+        let node = &self.primary.node;
+        let conn = node.shared(deadline)?;
+        let started = Instant::now();
+        let result = observe(node, "write", || run(&conn)).map_err(|e| match e {
+            // The request was on the wire: it may have committed. Never retried.
+            Error::Connection(c) => Error::CommitOutcomeUnknown(c),
+            other => other,
+        });
+        self.metrics
+            .statement(Role::Primary, started.elapsed(), &result);
+        result.map(|value| (value, conn))
+    }
+
+    fn on_member<T>(
+        &self,
+        member: &Member,
+        deadline: Instant,
+        run: &impl Fn(&Connection) -> Result<T>,
+    ) -> Result<T> {
+        let conn = member.node.shared(deadline)?;
+        let started = Instant::now();
+        let result = observe(&member.node, "read", || run(&conn));
+        self.metrics
+            .statement(member.node.role, started.elapsed(), &result);
+        result
+    }
+
+    /// The token for everything committed on `conn` so far: its insert position, read on
+    /// the same connection after the commit's `ReadyForQuery`.
+    fn token_after_write(&self, conn: &Connection) -> Result<Option<ConsistencyToken>> {
+        let row = conn.query_one("SELECT pg_catalog.pg_current_wal_insert_lsn()::text", &[])?;
+        let text: String = row.try_get(0)?;
+        let lsn = token::parse_pg_lsn(&text)
+            .ok_or_else(|| Error::protocol(format!("unparseable LSN {text:?}")))?;
+        let h = self.primary.tracker.get();
+        if h.sampled_at.is_none() {
+            // No identity sampled yet; a token without it could match the wrong history.
+            return Ok(None);
+        }
+        Ok(Some(ConsistencyToken::new(h.system_id, h.timeline, lsn)))
+    }
+}
+
+/// Runs a statement under a span with the OpenTelemetry database attributes.
+///
+/// The span is created and closed around the call but never entered: entering would push it
+/// on the worker thread's span stack, which other coroutines then run under while this one
+/// is parked. Subscribers still see its open and close times.
+fn observe<T>(node: &Node, kind: &'static str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let span = tracing::info_span!(
+        "db.statement",
+        db.system = "postgresql",
+        db.operation = kind,
+        db.lifeguard.role = node.role.as_str(),
+        server.address = %node.label,
+        error.type = tracing::field::Empty,
+    );
+    let result = f();
+    if let Err(e) = &result {
+        span.record("error.type", metrics::error_class(e));
+    }
+    result
+}
+
+/// Starts the coroutine that samples every server and maintains the connections; it ends
+/// when the pool is dropped or closed.
+fn start_monitor(pool: Weak<PoolInner>, interval: Duration) -> Result<()> {
+    let builder = may::coroutine::Builder::new()
+        .name("lifeguard-pool-monitor".into())
+        .stack_size(0x4000);
+    let body = move || {
+        let mut conns: Vec<Option<Connection>> = Vec::new();
+        let mut tick: u64 = 0;
+        loop {
+            let Some(inner) = pool.upgrade() else { return };
+            if inner.closed.load(Ordering::Acquire) {
+                return;
+            }
+            inner.sample_all(&mut conns);
+            // Maintenance is coarser than sampling: about once a second.
+            let every =
+                (Duration::from_secs(1).as_millis() / interval.as_millis().max(1)).max(1) as u64;
+            if tick % every == 0 {
+                for m in std::iter::once(&inner.primary).chain(&inner.replicas) {
+                    m.node.maintain();
+                }
+            }
+            tick += 1;
+            drop(inner);
+            may::coroutine::sleep(interval);
+        }
+    };
+    // SAFETY: `spawn` is unsafe because a coroutine must not rely on thread-local state
+    // across parks; the monitor keeps none.
+    unsafe { builder.spawn(body) }
+        .map(drop)
+        .map_err(|e| Error::connection("spawn the pool monitor", Some(e)))
+}
+
+impl PoolInner {
+    /// One round of samples: the primary first (its history is the yardstick), then each
+    /// replica against it.
+    fn sample_all(&self, conns: &mut Vec<Option<Connection>>) {
+        let members: Vec<&Member> = std::iter::once(&self.primary)
+            .chain(&self.replicas)
+            .collect();
+        conns.resize_with(members.len(), || None);
+        let lag_enter = self.config.default_max_staleness;
+        for (i, m) in members.iter().enumerate() {
+            let label = &m.node.label;
+            let result = match &conns[i] {
+                Some(c) if !c.is_broken() => monitor::sample(c),
+                _ => {
+                    let mut config = m.node.config.clone();
+                    if config.get_connect_timeout().is_none() {
+                        config = config.connect_timeout(Duration::from_secs(1));
+                    }
+                    config = config.application_name("lifeguard-monitor");
+                    Connection::connect(&config).and_then(|c| {
+                        let s = monitor::sample(&c);
+                        conns[i] = Some(c);
+                        s
+                    })
+                }
+            };
+            let now = Instant::now();
+            let (old, new) = match result {
+                Ok(s) => {
+                    let primary = self.primary.tracker.get();
+                    let (expected, staleness) = match m.node.role {
+                        Role::Primary => {
+                            lock(&self.history).push(now, s.flush_lsn);
+                            (0, Duration::ZERO)
+                        }
+                        Role::Replica => {
+                            let staleness = lock(&self.history)
+                                .staleness(s.lsn, now)
+                                .unwrap_or(Duration::MAX);
+                            let lag = primary.lsn.saturating_sub(s.lsn);
+                            m.node.metrics.replica_sample(
+                                label,
+                                staleness.min(Duration::from_secs(86_400)),
+                                lag,
+                                s.paused,
+                            );
+                            (primary.system_id, staleness)
+                        }
+                    };
+                    m.tracker.record(&s, now, expected, staleness, lag_enter)
+                }
+                Err(e) => {
+                    tracing::debug!(target: "lifeguard::pool", node = %label, "monitor sample failed: {e}");
+                    conns[i] = None;
+                    m.tracker.unreachable()
+                }
+            };
+            if old != new {
+                tracing::info!(target: "lifeguard::pool", node = %label, from = old.as_str(), to = new.as_str(), "server state changed");
+            }
+            self.metrics.node_state(label, old.as_str(), new.as_str());
+            if let Some(t) = m.tracker.get().sampled_at {
+                self.metrics
+                    .sample_age(label, now.saturating_duration_since(t));
+            }
+        }
+    }
+}
+
+/// Statements through the pool itself: reads routed with the default options, everything
+/// else on the primary. Use [`Pool::db`] for per-request options and read-your-writes.
+impl Executor for Pool {
+    fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
+        if classify(sql).read_only {
+            self.inner
+                .read(&ReadOptions::default(), |c| c.query(sql, params))
+        } else {
+            self.inner
+                .write(|c| c.query(sql, params))
+                .map(|(rows, _)| rows)
+        }
+    }
+
+    fn execute(&self, sql: &str, params: Params<'_>) -> Result<u64> {
+        if classify(sql).read_only {
+            self.inner
+                .read(&ReadOptions::default(), |c| c.execute(sql, params))
+        } else {
+            self.inner.write(|c| c.execute(sql, params)).map(|(n, _)| n)
+        }
+    }
+
+    fn simple_query(&self, sql: &str) -> Result<Vec<SimpleQueryMessage>> {
+        self.inner.write(|c| c.simple_query(sql)).map(|(m, _)| m)
+    }
+}

@@ -1,0 +1,340 @@
+//! Server health and replica staleness, measured on one clock (spec §2.4).
+//!
+//! The monitor samples the primary's WAL flush position into a history ring and each
+//! replica's replay position. A replica's staleness is how long ago the primary first wrote
+//! WAL the replica has not replayed, so an idle primary reads as zero lag, while a paused or
+//! disconnected replica falls behind as soon as the primary writes. Only a fresh sample makes
+//! a server eligible.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::node::Role;
+use super::token::parse_pg_lsn;
+use crate::error::{Error, Result};
+use crate::executor::Executor;
+use crate::pg::{lock, Connection};
+
+/// Good samples in a row a lagging replica needs before it is healthy again.
+const RECOVERY_STREAK: u32 = 3;
+
+/// The health of one server, as the monitor last saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeState {
+    /// Not sampled yet, or the samples stopped: not eligible for reads.
+    Unknown,
+    /// Fresh samples, right role, within the staleness bound.
+    Healthy,
+    /// Behind by more than the bound, or replay is paused.
+    Lagging,
+    /// The monitor cannot reach it.
+    Unreachable,
+    /// A replica that is not in recovery (promoted) or a primary that is (demoted), or a
+    /// server of another cluster.
+    RoleMismatch,
+}
+
+impl NodeState {
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Unknown => "unknown",
+            NodeState::Healthy => "healthy",
+            NodeState::Lagging => "lagging",
+            NodeState::Unreachable => "unreachable",
+            NodeState::RoleMismatch => "role_mismatch",
+        }
+    }
+}
+
+/// What routing needs to know about a server.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Health {
+    pub(crate) state: NodeState,
+    pub(crate) sampled_at: Option<Instant>,
+    /// Replay LSN (replica) or insert LSN (primary) at the sample.
+    pub(crate) lsn: u64,
+    pub(crate) timeline: u32,
+    pub(crate) system_id: u64,
+    /// Staleness at the sample; add the sample's age for an upper bound.
+    pub(crate) staleness: Duration,
+    pub(crate) paused: bool,
+    good_streak: u32,
+}
+
+impl Default for Health {
+    fn default() -> Health {
+        Health {
+            state: NodeState::Unknown,
+            sampled_at: None,
+            lsn: 0,
+            timeline: 0,
+            system_id: 0,
+            staleness: Duration::MAX,
+            paused: false,
+            good_streak: 0,
+        }
+    }
+}
+
+impl Health {
+    /// Whether the newest sample is recent enough to route on.
+    pub(crate) fn fresh(&self, now: Instant, interval: Duration) -> bool {
+        self.sampled_at
+            .is_some_and(|t| now.saturating_duration_since(t) <= interval * 3)
+    }
+
+    /// Staleness plus the age of the sample.
+    pub(crate) fn staleness_upper(&self, now: Instant) -> Duration {
+        match self.sampled_at {
+            Some(t) => self
+                .staleness
+                .saturating_add(now.saturating_duration_since(t)),
+            None => Duration::MAX,
+        }
+    }
+}
+
+/// The primary's recent WAL positions, oldest first.
+pub(crate) struct History {
+    samples: VecDeque<(Instant, u64)>,
+    window: Duration,
+}
+
+impl History {
+    pub(crate) fn new(window: Duration) -> History {
+        History {
+            samples: VecDeque::new(),
+            window,
+        }
+    }
+
+    pub(crate) fn push(&mut self, at: Instant, lsn: u64) {
+        self.samples.push_back((at, lsn));
+        while self.samples.len() > 1
+            && self
+                .samples
+                .front()
+                .is_some_and(|(t, _)| at.saturating_duration_since(*t) > self.window)
+        {
+            self.samples.pop_front();
+        }
+    }
+
+    /// How long the primary has held WAL past `replay`, as of `now`; `None` without samples.
+    pub(crate) fn staleness(&self, replay: u64, now: Instant) -> Option<Duration> {
+        let (_, latest) = *self.samples.back()?;
+        if replay >= latest {
+            return Some(Duration::ZERO);
+        }
+        let first_ahead = self
+            .samples
+            .iter()
+            .find(|(_, lsn)| *lsn > replay)
+            .map(|(t, _)| *t)?;
+        Some(now.saturating_duration_since(first_ahead))
+    }
+}
+
+/// One server's sample.
+pub(crate) struct Sample {
+    pub(crate) in_recovery: bool,
+    pub(crate) lsn: u64,
+    /// The primary's flush position (the history's measure); the replay position on a replica.
+    pub(crate) flush_lsn: u64,
+    pub(crate) timeline: u32,
+    pub(crate) system_id: u64,
+    pub(crate) paused: bool,
+}
+
+const PRIMARY_SQL: &str = "SELECT pg_catalog.pg_is_in_recovery(), \
+     CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_last_wal_replay_lsn() \
+          ELSE pg_catalog.pg_current_wal_insert_lsn() END::text, \
+     CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_last_wal_replay_lsn() \
+          ELSE pg_catalog.pg_current_wal_flush_lsn() END::text, \
+     CASE WHEN pg_catalog.pg_is_in_recovery() THEN (SELECT timeline_id FROM pg_catalog.pg_control_checkpoint()) \
+          ELSE ('x' || substr(pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_insert_lsn()), 1, 8))::bit(32)::int END, \
+     (SELECT system_identifier FROM pg_catalog.pg_control_system()), \
+     CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_get_wal_replay_pause_state() <> 'not paused' ELSE false END";
+
+/// Samples one server with a short deadline.
+pub(crate) fn sample(conn: &Connection) -> Result<Sample> {
+    let row = conn
+        .timeout(Duration::from_secs(1))
+        .query_one(PRIMARY_SQL, &[])?;
+    let lsn_of = |i: usize| -> Result<u64> {
+        let text: Option<String> = row.try_get(i)?;
+        // A replica that has replayed nothing yet reports NULL: position zero.
+        Ok(text.as_deref().and_then(parse_pg_lsn).unwrap_or(0))
+    };
+    let timeline: i32 = row.try_get(3)?;
+    let system_id: i64 = row.try_get(4)?;
+    Ok(Sample {
+        in_recovery: row.try_get(0)?,
+        lsn: lsn_of(1)?,
+        flush_lsn: lsn_of(2)?,
+        timeline: u32::try_from(timeline).map_err(|_| Error::protocol("negative timeline"))?,
+        // system_identifier is unsigned in pg_control and only shown as bigint.
+        system_id: system_id as u64,
+        paused: row.try_get(5)?,
+    })
+}
+
+/// A server's health record with its state machine.
+pub(crate) struct Tracker {
+    pub(crate) role: Role,
+    health: Mutex<Health>,
+}
+
+impl Tracker {
+    pub(crate) fn new(role: Role) -> Tracker {
+        Tracker {
+            role,
+            health: Mutex::new(Health::default()),
+        }
+    }
+
+    pub(crate) fn get(&self) -> Health {
+        *lock(&self.health)
+    }
+
+    /// Applies a failed sample; returns (old, new) state.
+    pub(crate) fn unreachable(&self) -> (NodeState, NodeState) {
+        let mut h = lock(&self.health);
+        let old = h.state;
+        h.state = NodeState::Unreachable;
+        h.good_streak = 0;
+        (old, h.state)
+    }
+
+    /// Applies a sample; `expected_system` is the primary's identifier (0 when unknown) and
+    /// `staleness` the measured lag (replicas only). Returns (old, new) state.
+    pub(crate) fn record(
+        &self,
+        s: &Sample,
+        at: Instant,
+        expected_system: u64,
+        staleness: Duration,
+        lag_enter: Duration,
+    ) -> (NodeState, NodeState) {
+        let mut h = lock(&self.health);
+        let old = h.state;
+        h.sampled_at = Some(at);
+        h.lsn = s.lsn;
+        h.timeline = s.timeline;
+        h.system_id = s.system_id;
+        h.staleness = staleness;
+        h.paused = s.paused;
+        let wrong_role = match self.role {
+            Role::Primary => s.in_recovery,
+            Role::Replica => !s.in_recovery,
+        };
+        let wrong_system = expected_system != 0 && s.system_id != expected_system;
+        h.state = if wrong_role || wrong_system {
+            h.good_streak = 0;
+            NodeState::RoleMismatch
+        } else if self.role == Role::Primary {
+            NodeState::Healthy
+        } else if staleness > lag_enter || s.paused {
+            h.good_streak = 0;
+            NodeState::Lagging
+        } else if old == NodeState::Lagging {
+            // Hysteresis: come back only after several samples well inside the bound.
+            if staleness <= lag_enter / 2 {
+                h.good_streak += 1;
+            } else {
+                h.good_streak = 0;
+            }
+            if h.good_streak >= RECOVERY_STREAK {
+                NodeState::Healthy
+            } else {
+                NodeState::Lagging
+            }
+        } else {
+            NodeState::Healthy
+        };
+        (old, h.state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_primary_means_zero_staleness() {
+        let t0 = Instant::now();
+        let mut h = History::new(Duration::from_secs(60));
+        h.push(t0, 100);
+        h.push(t0 + Duration::from_secs(5), 100);
+        assert_eq!(
+            h.staleness(100, t0 + Duration::from_secs(10)),
+            Some(Duration::ZERO)
+        );
+    }
+
+    #[test]
+    fn staleness_counts_from_the_first_unreplayed_write() {
+        let t0 = Instant::now();
+        let mut h = History::new(Duration::from_secs(60));
+        h.push(t0, 100);
+        h.push(t0 + Duration::from_secs(1), 200);
+        h.push(t0 + Duration::from_secs(2), 300);
+        let now = t0 + Duration::from_secs(3);
+        assert_eq!(h.staleness(150, now), Some(Duration::from_secs(2)));
+        assert_eq!(h.staleness(250, now), Some(Duration::from_secs(1)));
+        assert_eq!(h.staleness(300, now), Some(Duration::ZERO));
+        assert_eq!(History::new(Duration::from_secs(1)).staleness(1, now), None);
+    }
+
+    #[test]
+    fn window_drops_old_samples_but_keeps_the_newest() {
+        let t0 = Instant::now();
+        let mut h = History::new(Duration::from_secs(1));
+        h.push(t0, 100);
+        h.push(t0 + Duration::from_secs(5), 200);
+        assert_eq!(h.samples.len(), 1);
+    }
+
+    #[test]
+    fn lagging_replica_needs_a_streak_to_recover() {
+        let tracker = Tracker::new(Role::Replica);
+        let s = Sample {
+            in_recovery: true,
+            lsn: 1,
+            flush_lsn: 1,
+            timeline: 1,
+            system_id: 7,
+            paused: false,
+        };
+        let bound = Duration::from_secs(1);
+        let now = Instant::now();
+        assert_eq!(
+            tracker.record(&s, now, 7, Duration::ZERO, bound).1,
+            NodeState::Healthy
+        );
+        assert_eq!(
+            tracker.record(&s, now, 7, Duration::from_secs(2), bound).1,
+            NodeState::Lagging
+        );
+        for expected in [NodeState::Lagging, NodeState::Lagging, NodeState::Healthy] {
+            assert_eq!(
+                tracker.record(&s, now, 7, Duration::ZERO, bound).1,
+                expected
+            );
+        }
+        assert_eq!(
+            tracker.record(&s, now, 8, Duration::ZERO, bound).1,
+            NodeState::RoleMismatch
+        );
+        let promoted = Sample {
+            in_recovery: false,
+            ..s
+        };
+        assert_eq!(
+            tracker.record(&promoted, now, 7, Duration::ZERO, bound).1,
+            NodeState::RoleMismatch
+        );
+    }
+}

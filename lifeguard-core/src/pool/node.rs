@@ -1,0 +1,501 @@
+//! The connections to one server: shared pipelined use, exclusive leases, lifetime and
+//! circuit breaking.
+//!
+//! A slot is either shared (any number of callers pipeline on it) or leased (one holder,
+//! for transactions and COPY). A lease may take a slot that still has shared requests in
+//! flight: the lease's statements queue behind them on the wire, which is sound because the
+//! connection answers requests in order and each of those requests is its own implicit
+//! transaction.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use may::sync::Blocker;
+
+use super::config::PoolConfig;
+use super::metrics::PoolMetrics;
+use crate::error::{Error, Result};
+use crate::executor::Executor;
+use crate::pg::{Config, Connection, TransactionStatus};
+
+/// Which side of replication a server is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The read-write primary.
+    Primary,
+    /// A read-only streaming replica.
+    Replica,
+}
+
+impl Role {
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Replica => "replica",
+        }
+    }
+}
+
+pub(crate) struct Node {
+    pub(crate) config: Config,
+    pub(crate) role: Role,
+    pub(crate) label: String,
+    max_size: usize,
+    min_idle: usize,
+    max_lifetime: Option<Duration>,
+    jitter: f64,
+    idle_timeout: Option<Duration>,
+    validate_after_idle: Duration,
+    slots: Mutex<Slots>,
+    next_id: AtomicU64,
+    pub(crate) metrics: Arc<PoolMetrics>,
+}
+
+#[derive(Default)]
+struct Slots {
+    list: Vec<Slot>,
+    opening: usize,
+    waiters: VecDeque<Arc<Blocker>>,
+    circuit: Circuit,
+}
+
+struct Slot {
+    id: u64,
+    conn: Arc<Connection>,
+    leased: bool,
+    expires_at: Option<Instant>,
+    last_used: Instant,
+}
+
+/// Connect failures open the circuit for a growing, jittered while, so a dead server costs
+/// callers a fast error instead of a connect timeout each.
+#[derive(Default)]
+struct Circuit {
+    failures: u32,
+    open_until: Option<Instant>,
+    last_error: Option<String>,
+}
+
+impl Circuit {
+    fn check(&self, label: &str) -> Result<()> {
+        match self.open_until {
+            Some(until) if Instant::now() < until => Err(Error::Unavailable {
+                node: label.to_owned(),
+                reason: format!(
+                    "circuit open after {} failed connects (last: {})",
+                    self.failures,
+                    self.last_error.as_deref().unwrap_or("-")
+                ),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn failed(&mut self, e: &Error) {
+        self.failures = self.failures.saturating_add(1);
+        let base = Duration::from_millis(50) * 2u32.saturating_pow(self.failures.min(8));
+        let backoff = base
+            .min(Duration::from_secs(5))
+            .mul_f64(0.5 + rand_unit() * 0.5);
+        self.open_until = Some(Instant::now() + backoff);
+        self.last_error = Some(e.to_string());
+    }
+
+    fn succeeded(&mut self) {
+        *self = Circuit::default();
+    }
+}
+
+/// A uniform number in [0, 1) for jitter.
+fn rand_unit() -> f64 {
+    rand::random::<f64>()
+}
+
+enum Pick {
+    Use(u64, Arc<Connection>, bool),
+    Open,
+    Wait(Arc<Blocker>),
+}
+
+impl Node {
+    pub(crate) fn new(
+        config: Config,
+        role: Role,
+        pool: &PoolConfig,
+        metrics: Arc<PoolMetrics>,
+    ) -> Arc<Node> {
+        let label = config.display_target();
+        let mut config = config;
+        if config.get_application_name().is_none() {
+            config = config.application_name(format!("lifeguard:{}:{}", pool.name, role.as_str()));
+        }
+        metrics.max_connections(&label, pool.max_size);
+        Arc::new(Node {
+            config,
+            role,
+            label,
+            max_size: pool.max_size,
+            min_idle: pool.min_idle,
+            max_lifetime: pool.max_lifetime,
+            jitter: pool.lifetime_jitter,
+            idle_timeout: pool.idle_timeout,
+            validate_after_idle: pool.validate_after_idle,
+            slots: Mutex::new(Slots::default()),
+            next_id: AtomicU64::new(0),
+            metrics,
+        })
+    }
+
+    /// A connection to pipeline one autocommit statement on: the least loaded shared slot.
+    pub(crate) fn shared(self: &Arc<Self>, deadline: Instant) -> Result<Arc<Connection>> {
+        self.acquire(deadline, false).map(|(_, conn)| conn)
+    }
+
+    /// A connection held exclusively until the lease drops.
+    pub(crate) fn lease(self: &Arc<Self>, deadline: Instant) -> Result<Lease> {
+        let (id, conn) = self.acquire(deadline, true)?;
+        Ok(Lease {
+            node: self.clone(),
+            conn,
+            id,
+        })
+    }
+
+    fn acquire(
+        self: &Arc<Self>,
+        deadline: Instant,
+        exclusive: bool,
+    ) -> Result<(u64, Arc<Connection>)> {
+        let started = Instant::now();
+        loop {
+            let pick = self.pick(exclusive)?;
+            match pick {
+                Pick::Use(id, conn, validate) => {
+                    if validate && !self.ping(&conn) {
+                        self.remove(id, "validation_failed");
+                        continue;
+                    }
+                    self.metrics.acquired(self.role, started.elapsed());
+                    return Ok((id, conn));
+                }
+                Pick::Open => {
+                    let opened = self.open(exclusive);
+                    self.wake_one();
+                    if let Ok(pair) = opened {
+                        self.metrics.acquired(self.role, started.elapsed());
+                        return Ok(pair);
+                    }
+                    opened?;
+                }
+                Pick::Wait(blocker) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        self.forget_waiter(&blocker);
+                        self.metrics.acquire_timeout(self.role);
+                        return Err(Error::PoolTimeout(started.elapsed()));
+                    }
+                    self.metrics.waiters(&self.label, 1);
+                    let _ = blocker.park(Some(left));
+                    self.metrics.waiters(&self.label, -1);
+                    self.forget_waiter(&blocker);
+                }
+            }
+        }
+    }
+
+    fn pick(self: &Arc<Self>, exclusive: bool) -> Result<Pick> {
+        let now = Instant::now();
+        let mut s = crate::pg::lock(&self.slots);
+        let total = s.list.len() + s.opening;
+        let room = total < self.max_size;
+        let free: Vec<usize> = (0..s.list.len()).filter(|&i| !s.list[i].leased).collect();
+        let best = free
+            .iter()
+            .copied()
+            .min_by_key(|&i| s.list[i].conn.in_flight());
+        let idle = best.filter(|&i| s.list[i].conn.in_flight() == 0);
+        let chosen = match (idle, best) {
+            (Some(i), _) => Some(i),
+            // Everything is busy: pipeline on the least loaded unless a new one may open.
+            (None, Some(_)) if room => None,
+            (None, Some(i)) if !exclusive || free.len() >= 2 => Some(i),
+            _ => None,
+        };
+        if let Some(i) = chosen {
+            let slot = &mut s.list[i];
+            let validate = slot.conn.in_flight() == 0
+                && now.duration_since(slot.last_used) > self.validate_after_idle;
+            slot.last_used = now;
+            slot.leased = exclusive;
+            let pick = Pick::Use(slot.id, slot.conn.clone(), validate);
+            self.publish(&s);
+            return Ok(pick);
+        }
+        if room {
+            s.circuit.check(&self.label)?;
+            s.opening += 1;
+            return Ok(Pick::Open);
+        }
+        let blocker = Arc::new(Blocker::new(false));
+        s.waiters.push_back(blocker.clone());
+        Ok(Pick::Wait(blocker))
+    }
+
+    /// Opens a connection into a new slot (already counted in `opening`).
+    fn open(self: &Arc<Self>, leased: bool) -> Result<(u64, Arc<Connection>)> {
+        let result = Connection::connect(&self.config);
+        let mut s = crate::pg::lock(&self.slots);
+        s.opening -= 1;
+        match result {
+            Ok(conn) => {
+                s.circuit.succeeded();
+                let conn = Arc::new(conn);
+                let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+                let now = Instant::now();
+                let expires_at = self.max_lifetime.map(|life| {
+                    let spread = (rand_unit() * 2.0 - 1.0) * self.jitter;
+                    now + life.mul_f64((1.0 + spread).max(0.05))
+                });
+                s.list.push(Slot {
+                    id,
+                    conn: conn.clone(),
+                    leased,
+                    expires_at,
+                    last_used: now,
+                });
+                self.metrics.opened(&self.label);
+                self.publish(&s);
+                Ok((id, conn))
+            }
+            Err(e) => {
+                s.circuit.failed(&e);
+                self.metrics.connect_error(&self.label);
+                Err(e)
+            }
+        }
+    }
+
+    /// A round trip proving an idle connection still works.
+    fn ping(&self, conn: &Connection) -> bool {
+        conn.timeout(Duration::from_secs(1))
+            .batch_execute("")
+            .is_ok()
+    }
+
+    fn remove(&self, id: u64, reason: &'static str) {
+        let mut s = crate::pg::lock(&self.slots);
+        let before = s.list.len();
+        s.list.retain(|slot| slot.id != id);
+        if s.list.len() < before {
+            self.metrics.closed(&self.label, reason);
+        }
+        self.publish(&s);
+        drop(s);
+        self.wake_one();
+    }
+
+    fn release(&self, id: u64, conn: &Connection) {
+        if conn.is_broken() {
+            return self.remove(id, "broken");
+        }
+        if conn.transaction_status() != TransactionStatus::Idle {
+            // A lease must not hand an open transaction to the shared traffic behind it.
+            let rolled_back = conn.batch_execute("ROLLBACK");
+            if rolled_back.is_err() {
+                return self.remove(id, "reset_failed");
+            }
+        }
+        let mut s = crate::pg::lock(&self.slots);
+        if let Some(slot) = s.list.iter_mut().find(|slot| slot.id == id) {
+            slot.leased = false;
+            slot.last_used = Instant::now();
+        }
+        self.publish(&s);
+        drop(s);
+        self.wake_one();
+    }
+
+    fn wake_one(&self) {
+        let waiter = crate::pg::lock(&self.slots).waiters.pop_front();
+        if let Some(w) = waiter {
+            w.unpark();
+        }
+    }
+
+    fn forget_waiter(&self, blocker: &Arc<Blocker>) {
+        crate::pg::lock(&self.slots)
+            .waiters
+            .retain(|w| !Arc::ptr_eq(w, blocker));
+    }
+
+    /// Drops broken, expired and long-idle connections and refills `min_idle`; run by the
+    /// pool's maintenance coroutine. Only slots with nothing in flight are retired.
+    pub(crate) fn maintain(self: &Arc<Self>) {
+        let now = Instant::now();
+        let mut closed: Vec<&'static str> = Vec::new();
+        let need = {
+            let mut s = crate::pg::lock(&self.slots);
+            let mut keep = Vec::with_capacity(s.list.len());
+            let mut idle_kept = 0;
+            for slot in std::mem::take(&mut s.list) {
+                let quiet = !slot.leased && slot.conn.in_flight() == 0;
+                let reason = if slot.conn.is_broken() && !slot.leased {
+                    Some("broken")
+                } else if quiet && slot.expires_at.is_some_and(|at| now >= at) {
+                    Some("max_lifetime")
+                } else if quiet
+                    && idle_kept >= self.min_idle
+                    && self
+                        .idle_timeout
+                        .is_some_and(|t| now.duration_since(slot.last_used) >= t)
+                {
+                    Some("idle_timeout")
+                } else {
+                    None
+                };
+                match reason {
+                    Some(r) => closed.push(r),
+                    None => {
+                        if quiet {
+                            idle_kept += 1;
+                        }
+                        keep.push(slot);
+                    }
+                }
+            }
+            s.list = keep;
+            self.publish(&s);
+            let have = s.list.len() + s.opening;
+            let need = self.min_idle.saturating_sub(have);
+            if need > 0 && s.circuit.check(&self.label).is_ok() {
+                s.opening += need;
+                need
+            } else {
+                0
+            }
+        };
+        for reason in closed {
+            self.metrics.closed(&self.label, reason);
+        }
+        for _ in 0..need {
+            let _ = self.open(false);
+        }
+        self.wake_one();
+    }
+
+    /// Closes every connection (pool shutdown).
+    pub(crate) fn close_all(&self) {
+        let mut s = crate::pg::lock(&self.slots);
+        for _ in s.list.drain(..) {
+            self.metrics.closed(&self.label, "shutdown");
+        }
+        self.publish(&s);
+    }
+
+    /// Outstanding work on this server: requests in flight plus leases held.
+    pub(crate) fn load(&self) -> usize {
+        let s = crate::pg::lock(&self.slots);
+        s.list
+            .iter()
+            .map(|slot| slot.conn.in_flight() + usize::from(slot.leased))
+            .sum()
+    }
+
+    /// Open and leased connection counts.
+    pub(crate) fn counts(&self) -> (usize, usize) {
+        let s = crate::pg::lock(&self.slots);
+        let leased = s.list.iter().filter(|slot| slot.leased).count();
+        (s.list.len(), leased)
+    }
+
+    fn publish(&self, s: &Slots) {
+        let leased = s.list.iter().filter(|slot| slot.leased).count();
+        let busy = s
+            .list
+            .iter()
+            .filter(|slot| !slot.leased && slot.conn.in_flight() > 0)
+            .count();
+        let idle = s.list.len() - leased - busy;
+        self.metrics
+            .connections(&self.label, idle, leased + busy, s.opening);
+    }
+}
+
+/// A connection held exclusively; returned to its pool on drop, with any transaction left
+/// open rolled back first.
+///
+/// ```no_run
+/// # fn demo(pool: &lifeguard_core::pool::Pool) -> lifeguard_core::Result<()> {
+/// use lifeguard_core::Executor;
+/// let lease = pool.lease_primary()?;
+/// lease.transaction(|tx| tx.execute("UPDATE stock SET n = n - 1 WHERE id = $1", &[&7i32]))?;
+/// # Ok(()) }
+/// ```
+pub struct Lease {
+    node: Arc<Node>,
+    conn: Arc<Connection>,
+    id: u64,
+}
+
+impl Lease {
+    /// The connection, for anything the lease does not wrap.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Which server this lease is on.
+    pub fn role(&self) -> Role {
+        self.node.role
+    }
+
+    /// Options for a transaction on this connection.
+    pub fn build_transaction(&self) -> crate::pg::TransactionBuilder<'_> {
+        crate::pg::TransactionBuilder::exclusive(&self.conn)
+    }
+
+    /// Starts a transaction on this connection.
+    pub fn begin(&self) -> Result<crate::pg::Transaction<'_>> {
+        self.build_transaction().begin()
+    }
+
+    /// Runs `f` in a transaction: commit on `Ok`, rollback on `Err` or panic.
+    pub fn transaction<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnMut(&mut crate::pg::Transaction<'_>) -> Result<T>,
+    {
+        self.build_transaction().run(f)
+    }
+
+    /// Starts `COPY ... FROM STDIN` on this connection.
+    pub fn copy_in(&self, sql: &str) -> Result<crate::pg::CopyIn<'_>> {
+        self.conn.copy_in_exclusive(sql)
+    }
+
+    /// Runs `COPY ... TO STDOUT` on this connection.
+    pub fn copy_out(&self, sql: &str) -> Result<crate::pg::CopyOut<'_>> {
+        self.conn.copy_out_exclusive(sql)
+    }
+}
+
+impl Executor for Lease {
+    fn query(&self, sql: &str, params: crate::pg::Params<'_>) -> Result<Vec<crate::pg::Row>> {
+        self.conn.query(sql, params)
+    }
+
+    fn execute(&self, sql: &str, params: crate::pg::Params<'_>) -> Result<u64> {
+        self.conn.execute(sql, params)
+    }
+
+    fn simple_query(&self, sql: &str) -> Result<Vec<crate::pg::SimpleQueryMessage>> {
+        self.conn.simple_query(sql)
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.node.release(self.id, &self.conn);
+    }
+}

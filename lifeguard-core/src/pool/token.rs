@@ -1,0 +1,177 @@
+//! Consistency tokens: the WAL position a client must see for read-your-writes.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::{Error, Result};
+
+/// A commit position on one primary history: system identifier, timeline and LSN.
+///
+/// A replica may serve a read carrying a token only when it belongs to the same system and
+/// timeline and has replayed at least to the token's LSN. The text form is
+/// `v1.<system-id>.<timeline>.<lsn hex>`; it is not a secret, it only steers routing.
+///
+/// ```
+/// use lifeguard_core::pool::ConsistencyToken;
+///
+/// let a: ConsistencyToken = "v1.7300000000000000001.1.16B374D848".parse()?;
+/// let b = ConsistencyToken::new(a.system_id(), 1, 0x16B374D849);
+/// assert_eq!(a.merge(&b), b);
+/// assert_eq!(b.to_string(), "v1.7300000000000000001.1.16B374D849");
+/// # Ok::<(), lifeguard_core::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConsistencyToken {
+    system_id: u64,
+    timeline: u32,
+    lsn: u64,
+}
+
+impl ConsistencyToken {
+    /// A token for `lsn` on the given system and timeline.
+    pub fn new(system_id: u64, timeline: u32, lsn: u64) -> ConsistencyToken {
+        ConsistencyToken {
+            system_id,
+            timeline,
+            lsn,
+        }
+    }
+
+    /// The cluster's `system_identifier` (from `pg_control_system()`).
+    pub fn system_id(&self) -> u64 {
+        self.system_id
+    }
+
+    /// The timeline the LSN belongs to.
+    pub fn timeline(&self) -> u32 {
+        self.timeline
+    }
+
+    /// The WAL position, as a 64-bit number.
+    pub fn lsn(&self) -> u64 {
+        self.lsn
+    }
+
+    /// The fresher of two tokens: the higher LSN on one timeline; a newer timeline wins over
+    /// an older one; for different systems the newest argument wins (the client moved to
+    /// another cluster, so the old token means nothing there).
+    #[must_use]
+    pub fn merge(&self, other: &ConsistencyToken) -> ConsistencyToken {
+        if self.system_id != other.system_id {
+            return *other;
+        }
+        match self.timeline.cmp(&other.timeline) {
+            std::cmp::Ordering::Less => *other,
+            std::cmp::Ordering::Greater => *self,
+            std::cmp::Ordering::Equal if other.lsn > self.lsn => *other,
+            std::cmp::Ordering::Equal => *self,
+        }
+    }
+
+    /// Merges every token parsed from `values` (e.g. several header values, each possibly
+    /// comma-separated). Any malformed value is an error naming it.
+    pub fn merge_all<'a>(
+        values: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Option<ConsistencyToken>> {
+        let mut merged: Option<ConsistencyToken> = None;
+        for value in values {
+            for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                let token: ConsistencyToken = part.parse()?;
+                merged = Some(match merged {
+                    Some(m) => m.merge(&token),
+                    None => token,
+                });
+            }
+        }
+        Ok(merged)
+    }
+}
+
+impl fmt::Display for ConsistencyToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "v1.{}.{}.{:X}", self.system_id, self.timeline, self.lsn)
+    }
+}
+
+impl FromStr for ConsistencyToken {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<ConsistencyToken> {
+        let bad = || {
+            Error::config(format!(
+                "malformed consistency token {s:?}: expected v1.<system-id>.<timeline>.<lsn hex>"
+            ))
+        };
+        let mut parts = s.split('.');
+        if parts.next() != Some("v1") {
+            return Err(bad());
+        }
+        let system_id = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
+        let timeline = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
+        let lsn = parts
+            .next()
+            .filter(|p| !p.is_empty() && p.len() <= 16)
+            .and_then(|p| u64::from_str_radix(p, 16).ok())
+            .ok_or_else(bad)?;
+        if parts.next().is_some() {
+            return Err(bad());
+        }
+        Ok(ConsistencyToken::new(system_id, timeline, lsn))
+    }
+}
+
+/// Parses PostgreSQL's `X/Y` text form of an LSN.
+pub(crate) fn parse_pg_lsn(text: &str) -> Option<u64> {
+    let (hi, lo) = text.split_once('/')?;
+    let hi = u64::from_str_radix(hi, 16).ok()?;
+    let lo = u64::from_str_radix(lo, 16).ok()?;
+    (hi <= u64::from(u32::MAX) && lo <= u64::from(u32::MAX)).then_some((hi << 32) | lo)
+}
+
+/// Formats an LSN the way PostgreSQL writes it (`X/Y`), e.g. for `$1::pg_lsn`.
+pub(crate) fn format_pg_lsn(lsn: u64) -> String {
+    format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_rejects_garbage() {
+        let t = ConsistencyToken::new(42, 3, 0xABCDEF);
+        assert_eq!(t.to_string().parse::<ConsistencyToken>().unwrap(), t);
+        for bad in [
+            "",
+            "v2.1.1.0",
+            "v1.x.1.0",
+            "v1.1.1",
+            "v1.1.1.zz",
+            "v1.1.1.0.0",
+            "v1.1.1.11111111111111111",
+        ] {
+            assert!(bad.parse::<ConsistencyToken>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn merges_by_timeline_then_lsn() {
+        let a = ConsistencyToken::new(1, 1, 100);
+        let b = ConsistencyToken::new(1, 1, 50);
+        let c = ConsistencyToken::new(1, 2, 10);
+        assert_eq!(a.merge(&b), a);
+        assert_eq!(b.merge(&a), a);
+        assert_eq!(a.merge(&c), c);
+        assert_eq!(c.merge(&a), c);
+        let all = ConsistencyToken::merge_all(["v1.1.1.64, v1.1.1.32", "v1.1.1.10"]).unwrap();
+        assert_eq!(all, Some(a));
+        assert!(ConsistencyToken::merge_all(["v1.1.1.64, nope"]).is_err());
+    }
+
+    #[test]
+    fn pg_lsn_text() {
+        assert_eq!(parse_pg_lsn("16/B374D848"), Some(0x16_B374_D848));
+        assert_eq!(format_pg_lsn(0x16_B374_D848), "16/B374D848");
+        assert_eq!(parse_pg_lsn("nope"), None);
+    }
+}
