@@ -17,7 +17,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+pub mod scratch;
 
+pub mod pg;
 /// Message shown when the service environment variables are missing.
 pub const SETUP_HINT: &str =
     "run scripts/services up and eval \"$(scripts/services env)\" (or use scripts/test)";

@@ -93,7 +93,11 @@ impl<'a> Call<'a> {
                         .map_err(malformed)?;
                 }
                 Message::ErrorResponse(body) => error = Some(db_error(&body)?),
-                Message::ReadyForQuery(_) => break,
+                Message::ReadyForQuery(body) => {
+                    // A parse error inside a transaction aborts it; COMMIT must learn that.
+                    self.note_status(&body);
+                    break;
+                }
                 _ => {}
             }
         }
@@ -199,7 +203,20 @@ impl<'a> Call<'a> {
     pub(crate) fn simple_query(&self, sql: &str) -> Result<Vec<SimpleQueryMessage>> {
         refuse_copy_from_stdin(sql)?;
         let mut buf = BytesMut::new();
-        frontend::query(sql, &mut buf).map_err(encode_error)?;
+        let mut skip = 0;
+        match (self.deadline, self.exclusive) {
+            (Some((_, timeout)), false) => {
+                // Same idea as `run`: the timeout is local to the implicit transaction that a
+                // multi-statement query string forms, so it ends with this request.
+                let text = format!(
+                    "SELECT pg_catalog.set_config('statement_timeout', '{}', true);{sql}",
+                    timeout.as_millis().max(1)
+                );
+                frontend::query(&text, &mut buf).map_err(encode_error)?;
+                skip = 1;
+            }
+            _ => frontend::query(sql, &mut buf).map_err(encode_error)?,
+        }
         let reply = self.conn.shared().request(Send::Raw(&buf))?;
         let mut out = Vec::new();
         let mut columns: Arc<[String]> = Arc::from(Vec::new());
@@ -214,10 +231,10 @@ impl<'a> Call<'a> {
                         .map_err(malformed)?
                         .into();
                 }
-                Message::DataRow(body) => out.push(SimpleQueryMessage::Row(SimpleRow::new(
-                    columns.clone(),
-                    body,
-                )?)),
+                Message::DataRow(body) if skip == 0 => out.push(SimpleQueryMessage::Row(
+                    SimpleRow::new(columns.clone(), body)?,
+                )),
+                Message::CommandComplete(_) if skip > 0 => skip -= 1,
                 Message::CommandComplete(body) => {
                     let tag = body.tag().map_err(malformed)?;
                     if tag == "DISCARD ALL" || tag == "DEALLOCATE ALL" {

@@ -9,6 +9,10 @@ use super::config::Config;
 use super::socket::Socket;
 use crate::error::{Error, Result};
 
+/// How long a cancel may take to connect and be acknowledged when the connection's
+/// configuration sets no connect timeout.
+const CANCEL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Cancels the statement a connection is running. Cheap to clone and `Send`, so a watchdog
 /// coroutine can hold one.
 ///
@@ -33,14 +37,20 @@ impl CancelToken {
 
     /// Sends the cancel request and waits until the server has read it.
     pub fn cancel(&self) -> Result<()> {
-        let mut socket = Socket::connect(&self.config)?;
+        let bound = self.config.get_connect_timeout().unwrap_or(CANCEL_TIMEOUT);
+        let config = self.config.clone().connect_timeout(bound);
+        let mut socket = Socket::connect(&config)?;
+        socket
+            .set_read_timeout(Some(bound))
+            .map_err(|e| Error::connection("configure cancel socket", Some(e)))?;
         let mut buf = BytesMut::new();
         frontend::cancel_request(self.process_id, self.secret_key, &mut buf);
         socket
             .write_all(&buf)
             .map_err(|e| Error::connection("send cancel request", Some(e)))?;
         // The server closes the socket once it has acted; waiting for that keeps a cancel
-        // from racing past the caller's next statement.
+        // from racing past the caller's next statement. The read timeout bounds the wait
+        // when a peer never closes.
         let mut sink = [0u8; 16];
         while matches!(socket.read(&mut sink), Ok(n) if n > 0) {}
         Ok(())

@@ -26,21 +26,14 @@ pub(crate) struct Startup {
 
 /// Opens a socket and runs the handshake to the first `ReadyForQuery`.
 pub(crate) fn handshake(config: &Config) -> Result<(Socket, Startup)> {
-    let started = Instant::now();
+    let deadline = config.get_connect_timeout().map(|t| Instant::now() + t);
     let mut socket = Socket::connect(config)?;
     let target = config.display_target();
-    if let Some(timeout) = config.get_connect_timeout() {
-        let left = timeout
-            .saturating_sub(started.elapsed())
-            .max(std::time::Duration::from_millis(1));
-        socket
-            .set_read_timeout(Some(left))
-            .map_err(|e| Error::connection(format!("configure socket to {target}"), Some(e)))?;
-    }
     let mut stream = Handshake {
         socket: &mut socket,
         buf: BytesMut::with_capacity(4096),
         target: &target,
+        deadline,
     };
     let startup = stream.run(config)?;
     socket
@@ -53,6 +46,9 @@ struct Handshake<'a> {
     socket: &'a mut Socket,
     buf: BytesMut,
     target: &'a str,
+    /// The connect timeout bounds the whole exchange, not each read: a server trickling
+    /// bytes must not stretch it.
+    deadline: Option<Instant>,
 }
 
 impl Handshake<'_> {
@@ -193,6 +189,18 @@ impl Handshake<'_> {
                     return Err(Error::from_db(db));
                 }
                 return Ok(m);
+            }
+            if let Some(deadline) = self.deadline {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(Error::connection(
+                        format!("start-up with {} timed out", self.target),
+                        Some(std::io::ErrorKind::TimedOut.into()),
+                    ));
+                }
+                self.socket.set_read_timeout(Some(left)).map_err(|e| {
+                    Error::connection(format!("configure socket to {}", self.target), Some(e))
+                })?;
             }
             let n = match self.socket.read(&mut scratch) {
                 Ok(0) => {

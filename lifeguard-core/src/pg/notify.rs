@@ -7,7 +7,7 @@ use may::sync::Blocker;
 use postgres_protocol::message::backend::NotificationResponseBody;
 
 use super::connection::Connection;
-use super::pipeline::lock;
+use super::pipeline::{lock, park};
 use crate::error::{Error, Result};
 
 /// One `NOTIFY` delivered to this connection.
@@ -66,7 +66,7 @@ impl Connection {
                 lock(self.shared().notifications()).waiter = None;
                 return Ok(None);
             }
-            let _ = blocker.park(Some(left));
+            park(&blocker, Some(left));
         }
     }
 

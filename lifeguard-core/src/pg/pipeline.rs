@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use may::sync::Blocker;
@@ -28,6 +28,17 @@ use crate::error::{DbError, Error, Result};
 /// poisoned lock is still usable.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Parks on `blocker` for at most `timeout` (`None`: until woken).
+///
+/// `may` keeps park timeouts in whole milliseconds, rounding down, and takes zero as "no
+/// timeout": a sub-millisecond remainder would park forever. Rounding up keeps every
+/// deadline a deadline, at worst a millisecond late.
+pub(crate) fn park(blocker: &Blocker, timeout: Option<Duration>) {
+    let timeout =
+        timeout.map(|t| Duration::from_millis(t.as_nanos().div_ceil(1_000_000).max(1) as u64));
+    let _ = blocker.park(timeout);
 }
 
 /// Where the reader puts the messages of one request.
@@ -87,7 +98,7 @@ impl Reply {
             };
             // A wake-up that raced ahead of this park is kept by the parker, so none is lost;
             // spurious wake-ups just loop.
-            let _ = self.blocker.park(timeout);
+            park(&self.blocker, timeout);
         }
     }
 
@@ -120,6 +131,9 @@ pub(crate) struct Shared {
     /// The write half. Only the caller that set `State::writing` touches it, so this lock is
     /// never contended; it is a `may` lock all the same, as it is held across socket writes.
     writer: may::sync::Mutex<Socket>,
+    /// A third handle whose only use is `shutdown`, so a failure can unblock a writer stuck
+    /// in a full socket buffer without waiting for its lock.
+    closer: Socket,
     in_flight: AtomicUsize,
     notifications: Mutex<NotificationQueue>,
     parameters: Mutex<Vec<(String, String)>>,
@@ -155,9 +169,13 @@ impl Shared {
         let reader = socket
             .try_clone()
             .map_err(|e| Error::connection("clone socket for the reader", Some(e)))?;
+        let closer = socket
+            .try_clone()
+            .map_err(|e| Error::connection("clone socket for shutdown", Some(e)))?;
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             writer: may::sync::Mutex::new(socket),
+            closer,
             in_flight: AtomicUsize::new(0),
             notifications: Mutex::new(NotificationQueue::default()),
             parameters: Mutex::new(parameters),
@@ -290,9 +308,7 @@ impl Shared {
                 r.fail(e.clone());
             }
         }
-        if let Ok(socket) = self.writer.try_lock() {
-            socket.shutdown();
-        }
+        self.closer.shutdown();
         let waiter = lock(&self.notifications).waiter.take();
         if let Some(w) = waiter {
             w.unpark();
@@ -358,10 +374,18 @@ impl Shared {
                             }
                             None => {
                                 // Only a fatal error may arrive unasked (e.g. admin shutdown).
+                                // It ends the session, so callers see a connection error that
+                                // carries the server's reason, not a statement error.
                                 let e = match &m {
-                                    Message::ErrorResponse(body) => DbError::parse(body.fields())
-                                        .map(Error::from_db)
-                                        .unwrap_or_else(|e| Error::protocol(e.to_string())),
+                                    Message::ErrorResponse(body) => {
+                                        match DbError::parse(body.fields()) {
+                                            Ok(db) => Error::connection(
+                                                format!("server closed the connection: {db}"),
+                                                None,
+                                            ),
+                                            Err(e) => Error::protocol(e.to_string()),
+                                        }
+                                    }
                                     _ => Error::protocol(
                                         "unexpected message with no request pending",
                                     ),
@@ -374,8 +398,11 @@ impl Shared {
                                 r.push(&mut batch, true);
                             }
                             current = None;
-                            lock(&self.state).pending.pop_front();
-                            self.in_flight.fetch_sub(1, Ordering::Relaxed);
+                            // After `fail` drained the queue there is nothing to pop, and
+                            // the count was already reset.
+                            if lock(&self.state).pending.pop_front().is_some() {
+                                self.in_flight.fetch_sub(1, Ordering::Relaxed);
+                            }
                         }
                     }
                 }
