@@ -1,0 +1,111 @@
+//! Helpers for the tests of the `lifeguard_core::pg` client against the real services.
+//!
+//! Every test calls [`init`] (directly or through [`connect`]) so that the `may` runtime is
+//! configured once, before anything spawns a coroutine.
+
+use std::fmt;
+use std::ops::Deref;
+use std::sync::Once;
+
+use lifeguard_core::pg::Connection;
+use lifeguard_core::Executor;
+
+use crate::{primary_url, try_psql, unique_name};
+
+/// Configures the `may` runtime exactly once per process: 2 worker threads and a 256 KiB
+/// coroutine stack (`set_stack_size` counts machine words, so `0x8000` words).
+pub fn init() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        may::config().set_workers(2).set_stack_size(0x8000);
+    });
+}
+
+/// Opens a connection to the primary as the superuser `postgres` (after [`init`]).
+///
+/// # Panics
+///
+/// Panics with the error when the connection cannot be opened.
+pub fn connect() -> Connection {
+    connect_url(&primary_url())
+}
+
+/// Opens a connection to `url` (a `postgres://` URL or `key=value` string) after [`init`].
+///
+/// # Panics
+///
+/// Panics with the error when the connection cannot be opened.
+pub fn connect_url(url: &str) -> Connection {
+    init();
+    Connection::open(url).unwrap_or_else(|e| panic!("connect to {url}: {e}"))
+}
+
+/// Runs `f` in a `may` coroutine and waits for it, re-raising its panic on the caller.
+///
+/// # Panics
+///
+/// Panics when `f` panics.
+pub fn in_coroutine<T, F>(f: F) -> T
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    init();
+    match may::go!(f).join() {
+        Ok(v) => v,
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
+/// A table created for one test, dropped (through `psql` on the primary) when this guard goes
+/// out of scope, also on panic. Dereferences to the table's name.
+pub struct ScratchTable {
+    name: String,
+}
+
+impl ScratchTable {
+    /// The table's (unquoted, lowercase) name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Deref for ScratchTable {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.name
+    }
+}
+
+impl fmt::Display for ScratchTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+impl Drop for ScratchTable {
+    fn drop(&mut self) {
+        // A lock timeout keeps a test that left a transaction open from hanging here.
+        let _ = try_psql(
+            &primary_url(),
+            &format!(
+                "SET lock_timeout = '5s'; DROP TABLE IF EXISTS {} CASCADE",
+                self.name
+            ),
+        );
+    }
+}
+
+/// Creates a uniquely named table `lg_t_<pid>_<nanos>_<n>` with the given column list (the
+/// text between the parentheses of `CREATE TABLE`) through `conn`, and returns its guard.
+///
+/// # Panics
+///
+/// Panics when the table cannot be created.
+pub fn scratch_table(conn: &impl Executor, ddl_columns: &str) -> ScratchTable {
+    let name = unique_name("lg_t");
+    conn.batch_execute(&format!("CREATE TABLE {name} ({ddl_columns})"))
+        .unwrap_or_else(|e| panic!("create table {name}: {e}"));
+    ScratchTable { name }
+}
