@@ -36,6 +36,8 @@ pub struct PoolConfig {
     pub(crate) history_window: Duration,
     pub(crate) fallback_max_inflight: Option<usize>,
     pub(crate) lsn_wait: Duration,
+    pub(crate) statement_timeout: Option<Duration>,
+    pub(crate) idle_in_transaction_timeout: Option<Duration>,
     pub(crate) name: String,
 }
 
@@ -57,6 +59,8 @@ impl PoolConfig {
             history_window: Duration::from_secs(60),
             fallback_max_inflight: None,
             lsn_wait: Duration::ZERO,
+            statement_timeout: Some(Duration::from_secs(30)),
+            idle_in_transaction_timeout: Some(Duration::from_secs(60)),
             name: "default".into(),
         }
     }
@@ -171,10 +175,39 @@ impl PoolConfig {
         self
     }
 
+    /// Session defaults for every pooled connection: the server cancels statements running
+    /// longer than `statement` (default 30 s) and ends sessions idle inside a transaction
+    /// longer than `idle_in_transaction` (default 60 s). `None` leaves the server's setting.
+    pub fn session_timeouts(
+        mut self,
+        statement: Option<Duration>,
+        idle_in_transaction: Option<Duration>,
+    ) -> Self {
+        self.statement_timeout = statement;
+        self.idle_in_transaction_timeout = idle_in_transaction;
+        self
+    }
+
     /// The `pool` label on metrics (default `default`).
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
         self
+    }
+
+    /// The `options` start-up parameter carrying the session defaults, after any the
+    /// server's configuration already had.
+    pub(crate) fn session_options(&self, existing: Option<&str>) -> Option<String> {
+        let mut parts: Vec<String> = existing.map(str::to_owned).into_iter().collect();
+        if let Some(t) = self.statement_timeout {
+            parts.push(format!("-c statement_timeout={}", t.as_millis()));
+        }
+        if let Some(t) = self.idle_in_transaction_timeout {
+            parts.push(format!(
+                "-c idle_in_transaction_session_timeout={}",
+                t.as_millis()
+            ));
+        }
+        (!parts.is_empty()).then(|| parts.join(" "))
     }
 
     pub(crate) fn fallback_limit(&self) -> usize {

@@ -1,13 +1,14 @@
 //! The per-request handle: read options, plus the memory of this request's own writes.
 
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use super::node::Role;
 use super::routing::classify;
 use super::{ConsistencyToken, Pool, ReadOptions};
 use crate::error::{Error, Result};
 use crate::executor::Executor;
-use crate::pg::{lock, Params, Row, SimpleQueryMessage, Transaction};
+use crate::pg::{lock, Connection, Params, Row, SimpleQueryMessage, Transaction};
 
 /// A handle on the pool for one unit of work (typically one HTTP request).
 ///
@@ -29,6 +30,7 @@ use crate::pg::{lock, Params, Row, SimpleQueryMessage, Transaction};
 pub struct Db {
     pool: Pool,
     opts: ReadOptions,
+    deadline: Option<(Instant, Duration)>,
     session: Mutex<Session>,
 }
 
@@ -45,7 +47,37 @@ impl Db {
         Db {
             pool,
             opts,
+            deadline: None,
             session: Mutex::new(Session::default()),
+        }
+    }
+
+    /// Gives every statement of this handle a share of one budget: each runs with the time
+    /// left until `timeout` from now, after which it returns `Error::Timeout` and is
+    /// cancelled on the server (e.g. an HTTP request's deadline).
+    pub fn with_timeout(mut self, timeout: Duration) -> Db {
+        self.deadline = Some((Instant::now() + timeout, timeout));
+        self
+    }
+
+    /// Runs one statement on `conn` within this handle's deadline.
+    fn within_deadline<T>(
+        &self,
+        conn: &Connection,
+        run: &impl Fn(&dyn Executor) -> Result<T>,
+    ) -> Result<T> {
+        match self.deadline {
+            None => run(conn),
+            Some((at, timeout)) => {
+                let left = at.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(Error::Timeout(timeout));
+                }
+                run(&conn.timeout(left)).map_err(|e| match e {
+                    Error::Timeout(_) => Error::Timeout(timeout),
+                    other => other,
+                })
+            }
         }
     }
 
@@ -123,16 +155,17 @@ impl Db {
         (!self.wrote()).then_some(self.opts)
     }
 
-    fn run<T>(&self, sql: &str, run: impl Fn(&crate::pg::Connection) -> Result<T>) -> Result<T> {
+    fn run<T>(&self, sql: &str, run: impl Fn(&dyn Executor) -> Result<T>) -> Result<T> {
         let inner = self.pool.inner();
+        let on = |conn: &Connection| self.within_deadline(conn, &run);
         match self.read_options().filter(|_| classify(sql).read_only) {
             Some(opts) => {
-                let (value, role) = inner.read_with_role(&opts, run)?;
+                let (value, role) = inner.read_with_role(&opts, on)?;
                 self.note_served(role);
                 Ok(value)
             }
             None => {
-                let result = inner.write(run).map(|(value, _)| value);
+                let result = inner.write(on).map(|(value, _)| value);
                 self.note_write_if_sent(&result);
                 result
             }

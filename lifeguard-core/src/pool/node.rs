@@ -132,6 +132,9 @@ impl Node {
         if config.get_application_name().is_none() {
             config = config.application_name(format!("lifeguard:{}:{}", pool.name, role.as_str()));
         }
+        if let Some(options) = pool.session_options(config.get_options()) {
+            config = config.options(options);
+        }
         metrics.max_connections(&label, pool.max_size);
         Arc::new(Node {
             config,
