@@ -147,6 +147,8 @@ struct State {
     broken: Option<Error>,
     /// Server-side statements whose last handle dropped; closed with the next request.
     closes: Vec<String>,
+    /// The writer's second buffer, kept between flushes so they do not allocate.
+    spare: BytesMut,
 }
 
 #[derive(Default)]
@@ -237,7 +239,7 @@ impl Shared {
     }
 
     fn enqueue(&self, send: Send<'_>, pending: Option<Pending>) -> Result<()> {
-        let become_writer = {
+        let (become_writer, batch) = {
             let mut st = lock(&self.state);
             if let Some(e) = &st.broken {
                 return Err(e.clone());
@@ -258,9 +260,18 @@ impl Shared {
                 st.pending.push_back(p);
                 self.in_flight.fetch_add(1, Ordering::Relaxed);
             }
-            !std::mem::replace(&mut st.writing, true)
+            let become_writer = !std::mem::replace(&mut st.writing, true);
+            // Earlier requests still unanswered means the server is busy: nothing is lost by
+            // letting other coroutines append first, and their requests then share this
+            // write. With an idle pipeline, write at once for the lowest latency.
+            (become_writer, become_writer && st.pending.len() > 1)
         };
         if become_writer {
+            if batch && may::coroutine::is_coroutine() {
+                // Coroutines switch only when one parks or yields, so without this the others
+                // on this worker could never add to the buffer before it goes out.
+                may::coroutine::yield_now();
+            }
             self.flush();
         }
         Ok(())
@@ -269,13 +280,16 @@ impl Shared {
     /// Writes until the outgoing buffer stays empty. Runs in the caller that found no writer.
     fn flush(&self) {
         let mut socket = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut chunk = BytesMut::new();
+        let mut chunk = std::mem::take(&mut lock(&self.state).spare);
         loop {
             {
                 let mut st = lock(&self.state);
                 if st.out.is_empty() || st.broken.is_some() {
                     st.out.clear();
                     st.writing = false;
+                    // Keep the buffer's allocation for the next writer.
+                    chunk.clear();
+                    st.spare = chunk;
                     return;
                 }
                 // Swap buffers so callers keep appending while this one is on the wire.
