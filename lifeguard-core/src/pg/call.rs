@@ -112,7 +112,13 @@ impl<'a> Call<'a> {
             .into_iter()
             .map(|(name, oid)| Ok(Column::new(name, self.resolve_type(oid)?)))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Statement::new(name, params, columns, self.conn.shared()))
+        Ok(Statement::new(
+            name,
+            sql,
+            params,
+            columns,
+            self.conn.shared(),
+        ))
     }
 
     /// Runs `sql` with `params`; a cached plan the server calls stale is re-prepared once.
@@ -174,7 +180,9 @@ impl<'a> Call<'a> {
                     if skip > 0 {
                         skip -= 1;
                     } else {
-                        out.affected = rows_affected(body.tag().map_err(malformed)?);
+                        let tag = body.tag().map_err(malformed)?;
+                        self.note_session_change(tag, stmt.sql());
+                        out.affected = rows_affected(tag);
                     }
                 }
                 Message::ErrorResponse(body) => error = Some(db_error(&body)?),
@@ -237,6 +245,7 @@ impl<'a> Call<'a> {
                 Message::CommandComplete(_) if skip > 0 => skip -= 1,
                 Message::CommandComplete(body) => {
                     let tag = body.tag().map_err(malformed)?;
+                    self.note_session_change(tag, sql);
                     if tag == "DISCARD ALL" || tag == "DEALLOCATE ALL" {
                         // The server forgot every prepared statement; so must the cache.
                         lock(&self.conn.statements).clear();
@@ -320,6 +329,19 @@ impl<'a> Call<'a> {
         frontend::copy_fail("COPY FROM STDIN must be run with copy_in", &mut buf)
             .map_err(encode_error)?;
         self.conn.shared().send_raw(&buf)
+    }
+
+    /// Flags commands whose effect outlives the statement and its transaction.
+    fn note_session_change(&self, tag: &str, sql: &str) {
+        let lasting = match tag {
+            "LISTEN" | "PREPARE" | "DECLARE CURSOR" => true,
+            // SET LOCAL ends with its transaction; a plain SET stays with the session.
+            "SET" => !sql.to_ascii_uppercase().contains("LOCAL"),
+            t => t.starts_with("CREATE") && sql.to_ascii_uppercase().contains("TEMP"),
+        };
+        if lasting {
+            self.conn.mark_session_dirty();
+        }
     }
 
     fn note_status(&self, body: &ReadyForQueryBody) {

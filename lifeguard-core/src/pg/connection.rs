@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -55,6 +55,7 @@ pub struct Connection {
     pub(crate) types: Mutex<HashMap<u32, Type>>,
     next_name: AtomicU64,
     status: AtomicU8,
+    session_dirty: AtomicBool,
 }
 
 impl fmt::Debug for Connection {
@@ -81,6 +82,7 @@ impl Connection {
             types: Mutex::new(HashMap::new()),
             next_name: AtomicU64::new(0),
             status: AtomicU8::new(b'I'),
+            session_dirty: AtomicBool::new(false),
         })
     }
 
@@ -99,6 +101,18 @@ impl Connection {
 
     pub(crate) fn set_transaction_status(&self, status: u8) {
         self.status.store(status, Ordering::Relaxed);
+    }
+
+    /// Notes a command that changed session state beyond one transaction.
+    pub(crate) fn mark_session_dirty(&self) {
+        self.session_dirty.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a statement changed session state that outlives it (`SET` without `LOCAL`,
+    /// `LISTEN`, `PREPARE`, a temporary table), clearing the flag. A pool retires such a
+    /// connection rather than share that state with the next user.
+    pub fn take_session_dirty(&self) -> bool {
+        self.session_dirty.swap(false, Ordering::Relaxed)
     }
 
     /// The transaction state after the last request (meaningful for exclusive use).

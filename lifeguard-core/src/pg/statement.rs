@@ -40,6 +40,7 @@ pub struct Statement(Arc<StatementInner>);
 
 struct StatementInner {
     name: String,
+    sql: String,
     params: Vec<Type>,
     columns: Arc<[Column]>,
     connection: Weak<Shared>,
@@ -66,12 +67,14 @@ impl fmt::Debug for Statement {
 impl Statement {
     pub(crate) fn new(
         name: String,
+        sql: &str,
         params: Vec<Type>,
         columns: Vec<Column>,
         connection: &Arc<Shared>,
     ) -> Statement {
         Statement(Arc::new(StatementInner {
             name,
+            sql: sql.to_owned(),
             params,
             columns: columns.into(),
             connection: Arc::downgrade(connection),
@@ -85,6 +88,11 @@ impl Statement {
     /// Whether this statement was prepared on the connection behind `shared`.
     pub(crate) fn belongs_to(&self, shared: &Arc<Shared>) -> bool {
         std::ptr::eq(self.0.connection.as_ptr(), Arc::as_ptr(shared))
+    }
+
+    /// The SQL text this statement was prepared from.
+    pub fn sql(&self) -> &str {
+        &self.0.sql
     }
 
     /// The parameter types the server inferred, in order.

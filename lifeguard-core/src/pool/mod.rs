@@ -503,7 +503,9 @@ impl PoolInner {
         let node = &self.primary.node;
         let conn = node.shared(deadline)?;
         let started = Instant::now();
-        let result = observe(node, "write", || run(&conn)).map_err(|e| match e {
+        let result = observe(node, "write", || run(&conn));
+        node.retire_if_dirty(&conn);
+        let result = result.map_err(|e| match e {
             // The request was on the wire: it may have committed. Never retried.
             Error::Connection(c) => Error::CommitOutcomeUnknown(c),
             other => other,
@@ -522,6 +524,7 @@ impl PoolInner {
         let conn = member.node.shared(deadline)?;
         let started = Instant::now();
         let result = observe(&member.node, "read", || run(&conn));
+        member.node.retire_if_dirty(&conn);
         self.metrics
             .statement(member.node.role, started.elapsed(), &result);
         result

@@ -304,6 +304,10 @@ impl Node {
         if conn.is_broken() {
             return self.remove(id, "broken");
         }
+        if conn.take_session_dirty() {
+            // Session state (SET, LISTEN, temp tables) must not leak to the next user.
+            return self.remove(id, "session_state");
+        }
         if conn.transaction_status() != TransactionStatus::Idle {
             // A lease must not hand an open transaction to the shared traffic behind it.
             let rolled_back = conn.batch_execute("ROLLBACK");
@@ -396,6 +400,21 @@ impl Node {
             self.metrics.closed(&self.label, "shutdown");
         }
         self.publish(&s);
+    }
+
+    /// Stops handing out a shared connection whose session state a statement changed; it
+    /// closes once its last in-flight request is answered.
+    pub(crate) fn retire_if_dirty(&self, conn: &Arc<Connection>) {
+        if conn.take_session_dirty() {
+            let id = crate::pg::lock(&self.slots)
+                .list
+                .iter()
+                .find(|slot| Arc::ptr_eq(&slot.conn, conn))
+                .map(|slot| slot.id);
+            if let Some(id) = id {
+                self.remove(id, "session_state");
+            }
+        }
     }
 
     /// Outstanding work on this server: requests in flight plus leases held.
