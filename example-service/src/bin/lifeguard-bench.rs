@@ -2,8 +2,11 @@
 //! (`/work/shared/bench`, section "The contract for an extra peer").
 //!
 //! ```text
-//! lifeguard-bench --mode raw --url URL --workload NAME --concurrency N --connections N --seconds S
+//! lifeguard-bench --mode raw|pool --url URL --workload NAME --concurrency N --connections N --seconds S
 //! ```
+//!
+//! `--mode pool` runs the same statements through a `Pool` of `--connections - 1` connections
+//! (its monitor holds the last one); peer name `lifeguard-pool`.
 //!
 //! `--mode raw` opens `--connections` [`Connection`]s at start and shares them between all
 //! workers: every operation goes to the connection with the fewest requests in flight (ties
@@ -22,7 +25,8 @@ use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lifeguard_core::pg::{Connection, ToSql};
+use lifeguard_core::pg::{Config, Connection, ToSql};
+use lifeguard_core::pool::{Pool, PoolConfig};
 use lifeguard_core::Executor;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -73,22 +77,27 @@ const INSERT_BATCH_ROWS: usize = 100;
 enum Mode {
     /// Shared, pipelined connections used directly.
     Raw,
+    /// The same statements through a `Pool` (primary only, `max_size` = `--connections`):
+    /// routing, metrics and spans included.
+    Pool,
 }
 
 impl Mode {
     fn parse(s: &str) -> Result<Mode, String> {
         match s {
             "raw" => Ok(Mode::Raw),
-            "pool" | "orm" => Err(format!(
-                "--mode {s} is not implemented yet (only --mode raw is)"
+            "pool" => Ok(Mode::Pool),
+            "orm" => Err(format!(
+                "--mode {s} is not implemented yet (raw and pool are)"
             )),
-            other => Err(format!("unknown --mode {other:?} (expected raw)")),
+            other => Err(format!("unknown --mode {other:?} (expected raw or pool)")),
         }
     }
 
     fn peer_name(self) -> &'static str {
         match self {
             Mode::Raw => "lifeguard-raw",
+            Mode::Pool => "lifeguard-pool",
         }
     }
 }
@@ -260,20 +269,35 @@ struct Post {
 
 struct Peer {
     conns: Vec<Arc<Connection>>,
+    /// Set in `--mode pool`: operations go through it instead of `conns`.
+    pool: Option<Pool>,
     workload: Workload,
     insert_sql: String,
 }
 
 impl Peer {
     fn open(args: &Args) -> Result<Peer, BoxError> {
-        let mut conns = Vec::with_capacity(args.connections);
-        for _ in 0..args.connections {
-            let conn =
-                Connection::open(&args.url).map_err(|e| format!("connect to {}: {e}", args.url))?;
-            conns.push(Arc::new(conn));
+        let mut conns = Vec::new();
+        let mut pool = None;
+        match args.mode {
+            Mode::Raw => {
+                for _ in 0..args.connections {
+                    let conn = Connection::open(&args.url)
+                        .map_err(|e| format!("connect to {}: {e}", args.url))?;
+                    conns.push(Arc::new(conn));
+                }
+            }
+            Mode::Pool => {
+                // The pool's monitor holds one connection of its own; the contract allows
+                // `--connections` in all.
+                let size = args.connections.saturating_sub(1).max(1);
+                let config = PoolConfig::new(Config::parse(&args.url)?).max_size(size);
+                pool = Some(Pool::connect(config)?);
+            }
         }
         Ok(Peer {
             conns,
+            pool,
             workload: args.workload,
             insert_sql: sql::insert_batch(INSERT_BATCH_ROWS),
         })
@@ -302,11 +326,13 @@ impl Peer {
 
     /// One operation, timed by the caller from before the pick to after the check.
     fn op(&self, rng: &mut StdRng, turn: &mut usize) -> Result<(), BoxError> {
-        let conn = self.pick(turn);
-        self.op_on(conn, rng)
+        match &self.pool {
+            Some(pool) => self.op_on(pool, rng),
+            None => self.op_on(self.pick(turn), rng),
+        }
     }
 
-    fn op_on(&self, conn: &Connection, rng: &mut StdRng) -> Result<(), BoxError> {
+    fn op_on(&self, conn: &dyn Executor, rng: &mut StdRng) -> Result<(), BoxError> {
         match self.workload {
             Workload::Point => {
                 let id = world_id(rng);
@@ -469,13 +495,17 @@ fn run(args: &Args) -> Result<Outcome, BoxError> {
     // Prime every connection with one operation, which prepares the workload's statements
     // there; then start `insert_batch` from an empty table.
     let mut prime_rng = StdRng::seed_from_u64(0x9121_0000);
-    for conn in &peer.conns {
-        peer.op_on(conn, &mut prime_rng)?;
+    let mut turn = 0;
+    for _ in 0..args.connections {
+        peer.op(&mut prime_rng, &mut turn)?;
     }
     if args.workload == Workload::InsertBatch {
-        peer.conns[0].batch_execute(sql::TRUNCATE_INSERT)?;
+        match &peer.pool {
+            Some(pool) => pool.batch_execute(sql::TRUNCATE_INSERT)?,
+            None => peer.conns[0].batch_execute(sql::TRUNCATE_INSERT)?,
+        }
     }
-    let primed = peer.conns.len() as u64;
+    let primed = args.connections as u64;
 
     let peer = Arc::new(peer);
     let meter = Arc::new(Meter::default());
