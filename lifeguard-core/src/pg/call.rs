@@ -383,6 +383,8 @@ pub(crate) fn encode_bind(stmt: &Statement, params: Params<'_>, buf: &mut BytesM
         params.iter().zip(stmt.params()).enumerate(),
         |(i, (param, ty)), buf| {
             failed_at = i;
+            // A domain travels in its base type's format, and the Rust types know the base.
+            let ty = base_type(ty);
             Ok(match param.to_sql_checked(ty, buf)? {
                 postgres_types::IsNull::Yes => postgres_protocol::IsNull::Yes,
                 postgres_types::IsNull::No => postgres_protocol::IsNull::No,
@@ -399,6 +401,14 @@ pub(crate) fn encode_bind(stmt: &Statement, params: Params<'_>, buf: &mut BytesM
             reason: e.to_string(),
         }),
         Err(BindError::Serialization(e)) => Err(encode_error(e)),
+    }
+}
+
+/// The type a value is encoded as: a domain's base type, else the type itself.
+fn base_type(ty: &Type) -> &Type {
+    match ty.kind() {
+        postgres_types::Kind::Domain(base) => base_type(base),
+        _ => ty,
     }
 }
 

@@ -81,6 +81,18 @@ impl Connection {
         loop {
             match call.next(&reply)? {
                 Message::CopyOutResponse(_) => break,
+                Message::CopyInResponse(_) => {
+                    // The server now waits for data that will never come: end the copy and
+                    // the request before reporting the mistake.
+                    let mut out = BytesMut::new();
+                    frontend::copy_fail("copy_out needs COPY ... TO STDOUT", &mut out)
+                        .map_err(|e| Error::protocol(e.to_string()))?;
+                    self.shared().send_raw(&out)?;
+                    drain(&call, &reply)?;
+                    return Err(Error::config(
+                        "copy_out needs a COPY ... TO STDOUT statement",
+                    ));
+                }
                 Message::ErrorResponse(body) => {
                     let e = db_error(&body)?;
                     drain(&call, &reply)?;
@@ -118,6 +130,14 @@ pub struct CopyIn<'a> {
     reply: std::sync::Arc<Reply>,
     buf: BytesMut,
     done: bool,
+}
+
+impl std::fmt::Debug for CopyIn<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CopyIn")
+            .field("buffered", &self.buf.len())
+            .finish()
+    }
 }
 
 impl CopyIn<'_> {
@@ -198,6 +218,14 @@ pub struct CopyOut<'a> {
     reply: std::sync::Arc<Reply>,
     current: Bytes,
     finished: bool,
+}
+
+impl std::fmt::Debug for CopyOut<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CopyOut")
+            .field("finished", &self.finished)
+            .finish()
+    }
 }
 
 impl CopyOut<'_> {

@@ -59,11 +59,13 @@ impl Connection {
                 if let Some(e) = self.shared().broken() {
                     return Err(e);
                 }
-                q.waiter = Some(blocker.clone());
+                q.waiters.push(blocker.clone());
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                lock(self.shared().notifications()).waiter = None;
+                lock(self.shared().notifications())
+                    .waiters
+                    .retain(|w| !Arc::ptr_eq(w, &blocker));
                 return Ok(None);
             }
             park(&blocker, Some(left));

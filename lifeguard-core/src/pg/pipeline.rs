@@ -154,7 +154,8 @@ struct State {
 #[derive(Default)]
 pub(crate) struct NotificationQueue {
     pub(crate) queue: VecDeque<Notification>,
-    pub(crate) waiter: Option<Arc<Blocker>>,
+    /// Every coroutine waiting for a notification; all are woken and re-check the queue.
+    pub(crate) waiters: Vec<Arc<Blocker>>,
 }
 
 /// How a request is queued.
@@ -323,10 +324,7 @@ impl Shared {
             }
         }
         self.closer.shutdown();
-        let waiter = lock(&self.notifications).waiter.take();
-        if let Some(w) = waiter {
-            w.unpark();
-        }
+        self.wake_listeners();
     }
 
     /// Closes the connection politely (Terminate) and wakes the reader so it exits.
@@ -437,12 +435,13 @@ impl Shared {
     }
 
     fn notify(&self, n: Notification) {
-        let waiter = {
-            let mut q = lock(&self.notifications);
-            q.queue.push_back(n);
-            q.waiter.take()
-        };
-        if let Some(w) = waiter {
+        lock(&self.notifications).queue.push_back(n);
+        self.wake_listeners();
+    }
+
+    fn wake_listeners(&self) {
+        let waiters = std::mem::take(&mut lock(&self.notifications).waiters);
+        for w in waiters {
             w.unpark();
         }
     }
