@@ -123,6 +123,9 @@ pub struct ConnectionError {
     pub context: String,
     /// The I/O error underneath, when there was one.
     pub source: Option<io::Error>,
+    /// The request never left this process (the connection was already broken), so it
+    /// certainly did not run and may be retried elsewhere.
+    pub unsent: bool,
 }
 
 impl fmt::Display for ConnectionError {
@@ -255,7 +258,22 @@ impl Error {
         Error::Connection(Arc::new(ConnectionError {
             context: context.into(),
             source,
+            unsent: false,
         }))
+    }
+
+    /// A request refused because its connection had already failed: it was never sent.
+    pub(crate) fn unsent(cause: &Error) -> Error {
+        Error::Connection(Arc::new(ConnectionError {
+            context: format!("the connection had already failed ({cause})"),
+            source: None,
+            unsent: true,
+        }))
+    }
+
+    /// Whether the request certainly never reached the server.
+    pub fn is_unsent(&self) -> bool {
+        matches!(self, Error::Connection(c) if c.unsent)
     }
 
     /// A configuration error.

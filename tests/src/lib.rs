@@ -20,6 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub mod scratch;
 
 pub mod pg;
+pub mod replica;
 /// Message shown when the service environment variables are missing.
 pub const SETUP_HINT: &str =
     "run scripts/services up and eval \"$(scripts/services env)\" (or use scripts/test)";

@@ -243,7 +243,7 @@ impl Shared {
         let (become_writer, batch) = {
             let mut st = lock(&self.state);
             if let Some(e) = &st.broken {
-                return Err(e.clone());
+                return Err(Error::unsent(e));
             }
             match send {
                 Send::Extended(bytes) => {

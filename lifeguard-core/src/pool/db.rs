@@ -119,9 +119,7 @@ impl Db {
                 .write(|conn| self.pool.inner().token_after_write(conn))?;
             let mut s = lock(&self.session);
             s.token_stale = false;
-            if let Some(t) = token {
-                s.token = Some(s.token.map_or(t, |old| old.merge(&t)));
-            }
+            s.token = Some(s.token.map_or(token, |old| old.merge(&token)));
         }
         let written = lock(&self.session).token;
         Ok(match (self.opts.min_lsn, written) {

@@ -287,6 +287,24 @@ impl PoolMetrics {
         }
     }
 
+    /// Creates a server's series at zero, so dashboards show them before the first event.
+    pub(crate) fn init_node(&self, node: &str) {
+        self.waiters.with_label_values(&[node]).set(0);
+        self.connect_errors.with_label_values(&[node]);
+        self.opened.with_label_values(&[node]);
+        for reason in [
+            "max_lifetime",
+            "idle_timeout",
+            "broken",
+            "validation_failed",
+            "reset_failed",
+            "session_state",
+            "shutdown",
+        ] {
+            self.closed.with_label_values(&[node, reason]);
+        }
+    }
+
     pub(crate) fn max_connections(&self, node: &str, n: usize) {
         self.max_connections
             .with_label_values(&[node])

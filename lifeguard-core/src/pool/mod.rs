@@ -159,7 +159,7 @@ impl Pool {
             closed: AtomicBool::new(false),
             config,
         });
-        start_monitor(Arc::downgrade(&inner), inner.config.monitor_interval)?;
+        start_monitors(&inner, inner.config.monitor_interval)?;
         Ok(Pool { inner })
     }
 
@@ -186,6 +186,7 @@ impl Pool {
 
     /// A connection on the primary held exclusively (transactions, `COPY`, session state).
     pub fn lease_primary(&self) -> Result<Lease> {
+        self.inner.check_open()?;
         let deadline = Instant::now() + self.inner.config.acquire_timeout;
         self.inner.primary.node.lease(deadline)
     }
@@ -193,6 +194,7 @@ impl Pool {
     /// A connection on the server `opts` selects, held exclusively (e.g. a read-only
     /// transaction on a replica: every statement stays on that connection).
     pub fn lease_read(&self, opts: &ReadOptions) -> Result<Lease> {
+        self.inner.check_open()?;
         let deadline = Instant::now() + self.inner.config.acquire_timeout;
         let routed = self.inner.route(opts, deadline)?;
         routed.member.node.lease(deadline)
@@ -372,7 +374,11 @@ impl PoolInner {
         let mut best: Option<(&Member, usize)> = None;
         for m in &self.replicas {
             let h = m.tracker.get();
-            if !matches!(h.state, State::Healthy | State::Lagging) || !h.fresh(now, interval) {
+            if !matches!(h.state, State::Healthy | State::Lagging) {
+                continue;
+            }
+            if !h.fresh(now, interval) {
+                reason = Reason::Stale;
                 continue;
             }
             if primary.system_id != 0 && h.system_id != primary.system_id {
@@ -472,6 +478,7 @@ impl PoolInner {
         let role = routed.member.node.role;
         let result = self.on_member(routed.member, deadline, &run);
         let retry_reason = match &result {
+            Err(e) if e.is_unsent() => Some("connectivity"),
             Err(e) if routed.member.node.role == Role::Replica => match e {
                 Error::Connection(_) => Some("connectivity"),
                 Error::SerializationFailure(db)
@@ -486,8 +493,10 @@ impl PoolInner {
         let Some(reason) = retry_reason else {
             return result.map(|value| (value, role));
         };
-        // Mark the replica suspect now rather than at the next sample.
-        routed.member.tracker.unreachable();
+        if !matches!(&result, Err(e) if e.is_unsent()) {
+            // The server failed us: mark it suspect now rather than at the next sample.
+            routed.member.tracker.unreachable();
+        }
         drop(routed);
         self.metrics.retried(reason);
         let routed = self.route(opts, deadline)?;
@@ -501,11 +510,17 @@ impl PoolInner {
         self.check_open()?;
         let deadline = Instant::now() + self.config.acquire_timeout;
         let node = &self.primary.node;
-        let conn = node.shared(deadline)?;
+        let mut conn = node.shared(deadline)?;
         let started = Instant::now();
-        let result = observe(node, "write", || run(&conn));
+        let mut result = observe(node, "write", || run(&conn));
+        if matches!(&result, Err(e) if e.is_unsent()) {
+            // It failed before leaving the process, so it cannot have run: one more try.
+            conn = node.shared(deadline)?;
+            result = observe(node, "write", || run(&conn));
+        }
         node.retire_if_dirty(&conn);
         let result = result.map_err(|e| match e {
+            Error::Connection(c) if c.unsent => Error::Connection(c),
             // The request was on the wire: it may have committed. Never retried.
             Error::Connection(c) => Error::CommitOutcomeUnknown(c),
             other => other,
@@ -532,19 +547,25 @@ impl PoolInner {
 
     /// The token for everything committed on `conn` so far: its insert position, read on
     /// the same connection after the commit's `ReadyForQuery`.
-    fn token_after_write(&self, conn: &Connection) -> Result<Option<ConsistencyToken>> {
-        let row = conn.query_one("SELECT pg_catalog.pg_current_wal_insert_lsn()::text", &[])?;
+    fn token_after_write(&self, conn: &Connection) -> Result<ConsistencyToken> {
+        // Identity and position from the same server in one row: no dependence on the
+        // monitor having sampled yet.
+        let row = conn.query_one(TOKEN_SQL, &[])?;
         let text: String = row.try_get(0)?;
         let lsn = token::parse_pg_lsn(&text)
             .ok_or_else(|| Error::protocol(format!("unparseable LSN {text:?}")))?;
-        let h = self.primary.tracker.get();
-        if h.sampled_at.is_none() {
-            // No identity sampled yet; a token without it could match the wrong history.
-            return Ok(None);
-        }
-        Ok(Some(ConsistencyToken::new(h.system_id, h.timeline, lsn)))
+        let timeline: i32 = row.try_get(1)?;
+        let system_id: i64 = row.try_get(2)?;
+        let timeline = u32::try_from(timeline).map_err(|_| Error::protocol("negative timeline"))?;
+        // system_identifier is unsigned in pg_control and only shown as bigint.
+        Ok(ConsistencyToken::new(system_id as u64, timeline, lsn))
     }
 }
+
+/// The primary's insert position with the identity a token needs.
+const TOKEN_SQL: &str = "SELECT pg_catalog.pg_current_wal_insert_lsn()::text, \
+     ('x' || substr(pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_insert_lsn()), 1, 8))::bit(32)::int, \
+     (SELECT system_identifier FROM pg_catalog.pg_control_system())";
 
 /// Runs a statement under a span with the OpenTelemetry database attributes.
 ///
@@ -567,106 +588,110 @@ fn observe<T>(node: &Node, kind: &'static str, f: impl FnOnce() -> Result<T>) ->
     result
 }
 
-/// Starts the coroutine that samples every server and maintains the connections; it ends
-/// when the pool is dropped or closed.
-fn start_monitor(pool: Weak<PoolInner>, interval: Duration) -> Result<()> {
-    let builder = may::coroutine::Builder::new()
-        .name("lifeguard-pool-monitor".into())
-        .stack_size(0x4000);
-    let body = move || {
-        let mut conns: Vec<Option<Connection>> = Vec::new();
-        let mut tick: u64 = 0;
-        loop {
-            let Some(inner) = pool.upgrade() else { return };
-            if inner.closed.load(Ordering::Acquire) {
-                return;
-            }
-            inner.sample_all(&mut conns);
-            // Maintenance is coarser than sampling: about once a second.
-            let every =
-                (Duration::from_secs(1).as_millis() / interval.as_millis().max(1)).max(1) as u64;
-            if tick % every == 0 {
-                for m in std::iter::once(&inner.primary).chain(&inner.replicas) {
-                    m.node.maintain();
-                }
-            }
-            tick += 1;
-            drop(inner);
-            may::coroutine::sleep(interval);
+/// Starts one monitor coroutine per server, so a hung server delays only its own samples.
+/// Each samples its server every `interval`, maintains that server's connections about once
+/// a second, and ends when the pool is dropped or closed.
+fn start_monitors(pool: &Arc<PoolInner>, interval: Duration) -> Result<()> {
+    for index in 0..=pool.replicas.len() {
+        let weak = Arc::downgrade(pool);
+        let builder = may::coroutine::Builder::new()
+            .name(format!("lifeguard-pool-monitor-{index}"))
+            .stack_size(0x4000);
+        let body = move || monitor_loop(weak, index, interval);
+        // SAFETY: `spawn` is unsafe because a coroutine must not rely on thread-local state
+        // across parks; the monitor keeps none.
+        unsafe { builder.spawn(body) }
+            .map_err(|e| Error::connection("spawn a pool monitor", Some(e)))?;
+    }
+    Ok(())
+}
+
+fn monitor_loop(pool: Weak<PoolInner>, index: usize, interval: Duration) {
+    let mut conn: Option<Connection> = None;
+    let every = (Duration::from_secs(1).as_millis() / interval.as_millis().max(1)).max(1) as u64;
+    let mut tick: u64 = 0;
+    loop {
+        let Some(inner) = pool.upgrade() else { return };
+        if inner.closed.load(Ordering::Acquire) {
+            return;
         }
-    };
-    // SAFETY: `spawn` is unsafe because a coroutine must not rely on thread-local state
-    // across parks; the monitor keeps none.
-    unsafe { builder.spawn(body) }
-        .map(drop)
-        .map_err(|e| Error::connection("spawn the pool monitor", Some(e)))
+        let member = inner.member(index);
+        inner.sample(member, &mut conn);
+        if tick % every == 0 {
+            member.node.maintain();
+        }
+        tick += 1;
+        drop(inner);
+        may::coroutine::sleep(interval);
+    }
 }
 
 impl PoolInner {
-    /// One round of samples: the primary first (its history is the yardstick), then each
-    /// replica against it.
-    fn sample_all(&self, conns: &mut Vec<Option<Connection>>) {
-        let members: Vec<&Member> = std::iter::once(&self.primary)
-            .chain(&self.replicas)
-            .collect();
-        conns.resize_with(members.len(), || None);
+    /// Server `index`: 0 is the primary, then the replicas in configuration order.
+    fn member(&self, index: usize) -> &Member {
+        match index {
+            0 => &self.primary,
+            i => &self.replicas[i - 1],
+        }
+    }
+
+    /// Samples one server on its monitor connection (reopened when needed) and applies the
+    /// sample to its state. The primary's samples feed the WAL history replicas are
+    /// measured against.
+    fn sample(&self, m: &Member, conn: &mut Option<Connection>) {
+        let label = &m.node.label;
+        let result = match conn.as_ref().filter(|c| !c.is_broken()) {
+            Some(c) => monitor::sample(c),
+            None => {
+                let mut config = m.node.config.clone();
+                if config.get_connect_timeout().is_none() {
+                    config = config.connect_timeout(Duration::from_secs(1));
+                }
+                config = config.application_name("lifeguard-monitor");
+                Connection::connect(&config).and_then(|c| {
+                    let s = monitor::sample(&c);
+                    *conn = Some(c);
+                    s
+                })
+            }
+        };
+        let now = Instant::now();
         let lag_enter = self.config.default_max_staleness;
-        for (i, m) in members.iter().enumerate() {
-            let label = &m.node.label;
-            let result = match &conns[i] {
-                Some(c) if !c.is_broken() => monitor::sample(c),
-                _ => {
-                    let mut config = m.node.config.clone();
-                    if config.get_connect_timeout().is_none() {
-                        config = config.connect_timeout(Duration::from_secs(1));
+        let (old, new) = match result {
+            Ok(s) => {
+                let primary = self.primary.tracker.get();
+                let (expected, staleness) = match m.node.role {
+                    Role::Primary => {
+                        lock(&self.history).push(now, s.flush_lsn);
+                        (0, Duration::ZERO)
                     }
-                    config = config.application_name("lifeguard-monitor");
-                    Connection::connect(&config).and_then(|c| {
-                        let s = monitor::sample(&c);
-                        conns[i] = Some(c);
-                        s
-                    })
-                }
-            };
-            let now = Instant::now();
-            let (old, new) = match result {
-                Ok(s) => {
-                    let primary = self.primary.tracker.get();
-                    let (expected, staleness) = match m.node.role {
-                        Role::Primary => {
-                            lock(&self.history).push(now, s.flush_lsn);
-                            (0, Duration::ZERO)
-                        }
-                        Role::Replica => {
-                            let staleness = lock(&self.history)
-                                .staleness(s.lsn, now)
-                                .unwrap_or(Duration::MAX);
-                            let lag = primary.lsn.saturating_sub(s.lsn);
-                            m.node.metrics.replica_sample(
-                                label,
-                                staleness.min(Duration::from_secs(86_400)),
-                                lag,
-                                s.paused,
-                            );
-                            (primary.system_id, staleness)
-                        }
-                    };
-                    m.tracker.record(&s, now, expected, staleness, lag_enter)
-                }
-                Err(e) => {
-                    tracing::debug!(target: "lifeguard::pool", node = %label, "monitor sample failed: {e}");
-                    conns[i] = None;
-                    m.tracker.unreachable()
-                }
-            };
-            if old != new {
-                tracing::info!(target: "lifeguard::pool", node = %label, from = old.as_str(), to = new.as_str(), "server state changed");
+                    Role::Replica => {
+                        let Some(staleness) = lock(&self.history).staleness(s.lsn, now) else {
+                            // The primary has not been sampled yet, so there is nothing to
+                            // measure against: the replica stays unknown (ineligible).
+                            return;
+                        };
+                        let lag = primary.lsn.saturating_sub(s.lsn);
+                        let shown = staleness.min(Duration::from_secs(86_400));
+                        self.metrics.replica_sample(label, shown, lag, s.paused);
+                        (primary.system_id, staleness)
+                    }
+                };
+                m.tracker.record(&s, now, expected, staleness, lag_enter)
             }
-            self.metrics.node_state(label, old.as_str(), new.as_str());
-            if let Some(t) = m.tracker.get().sampled_at {
-                self.metrics
-                    .sample_age(label, now.saturating_duration_since(t));
+            Err(e) => {
+                tracing::debug!(target: "lifeguard::pool", node = %label, "monitor sample failed: {e}");
+                *conn = None;
+                m.tracker.unreachable()
             }
+        };
+        if old != new {
+            tracing::info!(target: "lifeguard::pool", node = %label, from = old.as_str(), to = new.as_str(), "server state changed");
+        }
+        self.metrics.node_state(label, old.as_str(), new.as_str());
+        if let Some(t) = m.tracker.get().sampled_at {
+            self.metrics
+                .sample_age(label, now.saturating_duration_since(t));
         }
     }
 }

@@ -8,7 +8,7 @@
 //! transaction.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -51,6 +51,7 @@ pub(crate) struct Node {
     validate_after_idle: Duration,
     slots: Mutex<Slots>,
     next_id: AtomicU64,
+    closed: AtomicBool,
     pub(crate) metrics: Arc<PoolMetrics>,
 }
 
@@ -136,6 +137,7 @@ impl Node {
             config = config.options(options);
         }
         metrics.max_connections(&label, pool.max_size);
+        metrics.init_node(&label);
         Arc::new(Node {
             config,
             role,
@@ -148,6 +150,7 @@ impl Node {
             validate_after_idle: pool.validate_after_idle,
             slots: Mutex::new(Slots::default()),
             next_id: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
             metrics,
         })
     }
@@ -212,6 +215,15 @@ impl Node {
     fn pick(self: &Arc<Self>, exclusive: bool) -> Result<Pick> {
         let now = Instant::now();
         let mut s = crate::pg::lock(&self.slots);
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::config("the pool is closed"));
+        }
+        // A connection whose reader saw the server go is never handed out again.
+        let before = s.list.len();
+        s.list.retain(|slot| slot.leased || !slot.conn.is_broken());
+        for _ in s.list.len()..before {
+            self.metrics.closed(&self.label, "broken");
+        }
         let total = s.list.len() + s.opening;
         let room = total < self.max_size;
         let free: Vec<usize> = (0..s.list.len()).filter(|&i| !s.list[i].leased).collect();
@@ -395,11 +407,19 @@ impl Node {
 
     /// Closes every connection (pool shutdown).
     pub(crate) fn close_all(&self) {
-        let mut s = crate::pg::lock(&self.slots);
-        for _ in s.list.drain(..) {
-            self.metrics.closed(&self.label, "shutdown");
+        self.closed.store(true, Ordering::Release);
+        let waiters = {
+            let mut s = crate::pg::lock(&self.slots);
+            for _ in s.list.drain(..) {
+                self.metrics.closed(&self.label, "shutdown");
+            }
+            self.publish(&s);
+            std::mem::take(&mut s.waiters)
+        };
+        // Waiters wake to find the node closed.
+        for w in waiters {
+            w.unpark();
         }
-        self.publish(&s);
     }
 
     /// Stops handing out a shared connection whose session state a statement changed; it
