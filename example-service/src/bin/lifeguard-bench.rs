@@ -655,7 +655,11 @@ mod tests {
             (Mode::Raw, Workload::Eager, 32, 4)
         );
         assert_eq!(a.seconds, 2.5);
-        assert!(parse("--mode pool --url u --workload point").is_err());
+        assert!(parse("--mode orm --url u --workload point").is_err());
+        assert_eq!(
+            parse("--mode pool --url u --workload point").unwrap().mode,
+            Mode::Pool
+        );
         assert!(parse("--mode raw --url u --workload nope").is_err());
         assert!(parse("--url u --workload point").is_err());
         assert!(parse("--mode raw --url u --workload point --concurrency 0").is_err());
