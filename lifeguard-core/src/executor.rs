@@ -3,6 +3,7 @@
 //! runs unchanged on any of them.
 
 use crate::error::{Error, Result};
+use crate::model::FromRow;
 use crate::pg::{Params, Row, SimpleQueryMessage};
 
 /// Runs SQL. Statements are prepared once per connection and cached by their text, so
@@ -52,3 +53,42 @@ pub trait Executor {
         self.simple_query(sql).map(drop)
     }
 }
+
+/// Raw SQL mapped into structs: the escape hatch next to the query builder. Implemented for
+/// every [`Executor`]; parameters are bound, never interpolated.
+///
+/// ```no_run
+/// use lifeguard_core::{ExecutorExt, FromRow};
+///
+/// #[derive(FromRow)]
+/// struct Total { author: String, books: i64 }
+///
+/// # fn demo(db: &impl lifeguard_core::Executor) -> lifeguard_core::Result<()> {
+/// let totals: Vec<Total> = db.query_as(
+///     "SELECT a.name AS author, count(*) AS books FROM author a JOIN book b ON b.author_id = a.id \
+///      WHERE a.country = $1 GROUP BY a.name",
+///     &[&"NZ"],
+/// )?;
+/// # Ok(()) }
+/// ```
+pub trait ExecutorExt: Executor {
+    /// Every row, decoded into `T`.
+    fn query_as<T: FromRow>(&self, sql: &str, params: Params<'_>) -> Result<Vec<T>> {
+        self.query(sql, params)?.iter().map(T::from_row).collect()
+    }
+
+    /// Exactly one row, decoded (`NotFound` for none, `TooManyRows` for more).
+    fn query_one_as<T: FromRow>(&self, sql: &str, params: Params<'_>) -> Result<T> {
+        T::from_row(&self.query_one(sql, params)?)
+    }
+
+    /// At most one row, decoded.
+    fn query_opt_as<T: FromRow>(&self, sql: &str, params: Params<'_>) -> Result<Option<T>> {
+        self.query_opt(sql, params)?
+            .as_ref()
+            .map(T::from_row)
+            .transpose()
+    }
+}
+
+impl<E: Executor + ?Sized> ExecutorExt for E {}

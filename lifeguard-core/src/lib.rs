@@ -9,8 +9,10 @@
 
 pub mod error;
 pub mod executor;
+pub mod model;
 pub mod pg;
 pub mod pool;
+pub mod query;
 
 pub use error::{DbError, Error, Result};
-pub use executor::Executor;
+pub use executor::{Executor, ExecutorExt};
