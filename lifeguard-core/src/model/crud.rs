@@ -1,0 +1,182 @@
+//! Insert, update and delete of records, with their SQL built once per shape.
+//!
+//! A record's statement depends only on which columns it sets (unless it sets one to an
+//! expression), so the text is built the first time a shape is seen and reused after: the
+//! hot path formats no SQL, and the stable text always hits the statement cache.
+
+use std::any::TypeId;
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
+use super::active::Field;
+use super::{FromRow, LifeModel, LifeRecord, ModelColumn};
+use crate::error::{Error, Result};
+use crate::executor::Executor;
+use crate::pg::{lock, ToSql};
+use crate::query::{quote, require};
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Kind {
+    Insert,
+    Update,
+}
+
+type ShapeKey = (TypeId, Kind, u128);
+
+/// Statements by model, kind and set-column mask. Bounded by the shapes a program uses;
+/// each text is leaked once so lookups hand out `&'static str` without copying.
+fn shapes() -> &'static Mutex<HashMap<ShapeKey, &'static str>> {
+    static SHAPES: OnceLock<Mutex<HashMap<ShapeKey, &'static str>>> = OnceLock::new();
+    SHAPES.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// The SQL for `key`, built by `build` the first time (and every time when the shape
+/// cannot be cached: more than 128 columns, or an expression among the values).
+fn statement(
+    key: Option<ShapeKey>,
+    build: impl FnOnce() -> String,
+) -> std::borrow::Cow<'static, str> {
+    let Some(key) = key else {
+        return build().into();
+    };
+    if let Some(sql) = lock(shapes()).get(&key) {
+        return (*sql).into();
+    }
+    let sql: &'static str = Box::leak(build().into_boxed_str());
+    lock(shapes()).insert(key, sql);
+    sql.into()
+}
+
+/// The set fields of a record and what caching its statement needs.
+struct Changes<'a, C> {
+    set: Vec<(C, Field<'a>)>,
+    mask: u128,
+    has_expr: bool,
+}
+
+fn changes<R: LifeRecord>(record: &R) -> Changes<'_, <R::Model as LifeModel>::Column> {
+    let mut out = Changes {
+        set: Vec::new(),
+        mask: 0,
+        has_expr: false,
+    };
+    for (i, (col, field)) in record.fields().into_iter().enumerate() {
+        match field {
+            Field::Set(_) => {}
+            Field::Expr(_) => out.has_expr = true,
+            Field::NotSet | Field::Unchanged(_) => continue,
+        }
+        if i < 128 {
+            out.mask |= 1 << i;
+        } else {
+            out.has_expr = true;
+        }
+        out.set.push((col, field));
+    }
+    out
+}
+
+fn shape_key<R: LifeRecord>(
+    kind: Kind,
+    c: &Changes<'_, <R::Model as LifeModel>::Column>,
+) -> Option<ShapeKey> {
+    (!c.has_expr).then(|| (TypeId::of::<R>(), kind, c.mask))
+}
+
+/// Appends the value of a set field as a placeholder (or the expression's SQL).
+fn push_value<'a>(sql: &mut String, params: &mut Vec<&'a (dyn ToSql + Sync)>, field: Field<'a>) {
+    match field {
+        Field::Set(v) => {
+            params.push(v);
+            sql.push('$');
+            sql.push_str(&params.len().to_string());
+        }
+        Field::Expr(e) => e.write_borrowed(sql, params),
+        Field::NotSet | Field::Unchanged(_) => sql.push_str("DEFAULT"),
+    }
+}
+
+pub(crate) fn insert<R: LifeRecord>(record: &R, db: &(impl Executor + ?Sized)) -> Result<R::Model> {
+    type M<R> = <R as LifeRecord>::Model;
+    let c = changes(record);
+    let mut params = Vec::with_capacity(c.set.len());
+    let mut values = String::new();
+    for (i, (_, field)) in c.set.iter().enumerate() {
+        if i > 0 {
+            values.push_str(", ");
+        }
+        push_value(&mut values, &mut params, *field);
+    }
+    let sql = statement(shape_key::<R>(Kind::Insert, &c), || {
+        if c.set.is_empty() {
+            return format!(
+                "INSERT INTO {} DEFAULT VALUES RETURNING {}",
+                M::<R>::QUALIFIED,
+                M::<R>::COLUMN_LIST
+            );
+        }
+        let cols: Vec<String> = c.set.iter().map(|(col, _)| quote(col.name())).collect();
+        format!(
+            "INSERT INTO {} ({}) VALUES ({values}) RETURNING {}",
+            M::<R>::QUALIFIED,
+            cols.join(", "),
+            M::<R>::COLUMN_LIST
+        )
+    });
+    let row = db.query_one(&sql, &params)?;
+    M::<R>::from_row(&row)
+}
+
+pub(crate) fn update<R: LifeRecord>(record: &R, db: &(impl Executor + ?Sized)) -> Result<R::Model> {
+    type M<R> = <R as LifeRecord>::Model;
+    let key = record.primary_key().ok_or_else(|| {
+        Error::config(format!(
+            "updating {} needs every primary-key field set or unchanged",
+            M::<R>::TABLE
+        ))
+    })?;
+    let c = changes(record);
+    if c.set.is_empty() {
+        // Nothing to write is not an error: the row as stored.
+        return require(M::<R>::find_by_id(key).one(db)?);
+    }
+    let mut params = Vec::with_capacity(c.set.len() + 1);
+    let mut assignments = String::new();
+    for (i, (col, field)) in c.set.iter().enumerate() {
+        if i > 0 {
+            assignments.push_str(", ");
+        }
+        assignments.push_str(&quote(col.name()));
+        assignments.push_str(" = ");
+        push_value(&mut assignments, &mut params, *field);
+    }
+    let key_params = M::<R>::key_params(&key);
+    let first_key = params.len() + 1;
+    params.extend(key_params);
+    let sql = statement(shape_key::<R>(Kind::Update, &c), || {
+        let keys: Vec<String> = M::<R>::COLUMNS
+            .iter()
+            .filter(|c| c.primary_key)
+            .enumerate()
+            .map(|(i, c)| format!("{} = ${}", quote(c.name), first_key + i))
+            .collect();
+        format!(
+            "UPDATE {} SET {assignments} WHERE {} RETURNING {}",
+            M::<R>::QUALIFIED,
+            keys.join(" AND "),
+            M::<R>::COLUMN_LIST
+        )
+    });
+    let row = db.query_opt(&sql, &params)?;
+    require(row.as_ref().map(M::<R>::from_row).transpose()?)
+}
+
+pub(crate) fn delete<R: LifeRecord>(record: &R, db: &(impl Executor + ?Sized)) -> Result<u64> {
+    let key = record.primary_key().ok_or_else(|| {
+        Error::config(format!(
+            "deleting from {} needs every primary-key field set or unchanged",
+            <R::Model as LifeModel>::TABLE
+        ))
+    })?;
+    R::Model::delete_by_id(db, key)
+}
