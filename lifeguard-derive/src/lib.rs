@@ -1,4 +1,175 @@
-//! Procedural macros for Lifeguard: `#[derive(LifeModel, LifeRecord, ...)]`.
+//! Procedural macros for Lifeguard: `#[derive(LifeModel, LifeRecord, FromRow)]`.
 //!
-//! The generated code names `lifeguard_core` paths only, so a user depends on
-//! `lifeguard-core` and this crate and nothing else. The derives arrive with the ORM issue.
+//! Use them through `lifeguard_core`, which re-exports them next to the traits of the same
+//! names (macros and traits live in different namespaces, as with serde):
+//!
+//! ```
+//! use lifeguard_core::model::{ActiveValue::Set, LifeModel, LifeRecord, ModelColumn};
+//! use lifeguard_core::query::ColumnExpr;
+//! use lifeguard_core::{LifeModel, LifeRecord};
+//!
+//! #[derive(Debug, Clone, LifeModel, LifeRecord)]
+//! #[lifeguard(table_name = "users", schema_name = "app")]
+//! pub struct User {
+//!     #[lifeguard(primary_key, auto_increment)]
+//!     pub id: i64,
+//!     #[lifeguard(column_name = "email_address")]
+//!     pub email: String,
+//!     pub name: Option<String>,
+//!     #[lifeguard(ignore)]
+//!     pub cached_score: u32,
+//! }
+//!
+//! assert_eq!(User::QUALIFIED, r#""app"."users""#);
+//! assert_eq!(
+//!     User::FIND_BY_PK_SQL,
+//!     r#"SELECT "id", "email_address", "name" FROM "app"."users" WHERE "id" = $1"#
+//! );
+//! assert_eq!(UserColumn::Email.name(), "email_address");
+//!
+//! let new_user = UserRecord { email: Set("a@example.com".into()), ..Default::default() };
+//! assert!(new_user.primary_key().is_none()); // `insert` lets the database assign `id`
+//!
+//! let (sql, params) = User::find().filter(UserColumn::Email.eq("a@example.com")).build();
+//! assert_eq!(
+//!     sql,
+//!     r#"SELECT "app"."users"."id", "app"."users"."email_address", "app"."users"."name" FROM "app"."users" WHERE ("app"."users"."email_address" = $1)"#
+//! );
+//! assert_eq!(params.len(), 1);
+//! ```
+//!
+//! The generated code names `::lifeguard_core` paths only, so a crate using the derives
+//! depends on `lifeguard-core` and nothing else.
+//!
+//! # Attributes
+//!
+//! Every option is written `#[lifeguard(...)]`; an unknown or malformed key is a compile
+//! error pointing at it.
+//!
+//! | where | key | meaning |
+//! | --- | --- | --- |
+//! | struct | `table_name = "users"` | the table (required by `LifeModel`) |
+//! | struct | `schema_name = "app"` | the schema; statements then name `"app"."users"` |
+//! | field | `primary_key` | part of the primary key (at least one field; several make a composite key) |
+//! | field | `auto_increment` | the database assigns it (serial, identity, default): an insert may leave it `NotSet` |
+//! | field | `column_name = "..."` | the SQL name, when it differs from the field name |
+//! | field | `ignore` | not a column: not selected, not decoded, not in the record; filled with `Default::default()` |
+//! | field | `default_expr = "now()"` | the column's SQL default (metadata for DDL) |
+//! | field | `column_type = "timestamptz"` | the column's SQL type (metadata for DDL), instead of the one derived from the Rust type |
+//!
+//! `#[derive(FromRow)]` accepts only the field keys `column_name` and `ignore`.
+
+#![warn(missing_docs)]
+
+use proc_macro::TokenStream;
+use syn::{parse_macro_input, DeriveInput};
+
+mod attr;
+mod from_row;
+mod input;
+mod model;
+mod names;
+
+/// Makes a struct with named fields a table-backed model.
+///
+/// For `struct User` it implements `FromRow` and `LifeModel` for `User`, and generates, with
+/// the struct's visibility:
+///
+/// - `enum UserColumn`: one variant per stored field, named in CamelCase (`created_at` ->
+///   `CreatedAt`), deriving `Debug, Clone, Copy, PartialEq, Eq, Hash` and implementing
+///   `ModelColumn` (so every `ColumnExpr` helper: `UserColumn::Email.eq("a@b.c")`);
+/// - `struct UserRecord`: the change set, one `ActiveValue<T>` per stored field (with the
+///   field's visibility), implementing `LifeRecord`, `Default` (every field `NotSet`),
+///   `Clone`, `Debug` (which fields are set, not their values) and `From<User>` (every
+///   field `Unchanged`).
+///
+/// The record is generated here, not by `#[derive(LifeRecord)]`: derive both for
+/// readability, or `LifeModel` alone.
+///
+/// Columns are every field but the `ignore`d ones, in declaration order; rows decode by
+/// position in that order, matching the generated column lists. The primary key type is the
+/// key field's type, or a tuple of the key fields' types in declaration order. All SQL the
+/// trait exposes as constants (`QUALIFIED`, `COLUMN_LIST`, `FIND_BY_PK_SQL`,
+/// `DELETE_BY_PK_SQL`) is written at compile time, identifiers quoted.
+///
+/// `ColumnDef::sql_type` is the `column_type` attribute, else derived from the last path
+/// segment of the field type: `i16` smallint, `i32` integer, `i64` bigint, `f32` real,
+/// `f64` double precision, `bool` boolean, `String` text, `Vec<u8>` bytea, `Uuid` uuid,
+/// `NaiveDate` date, `NaiveTime` time, `NaiveDateTime` timestamp, `DateTime<_>`
+/// timestamptz, `Decimal` numeric, `Value`/`Json<_>` jsonb, `Vec<T>` `T[]`, `Option<T>` as
+/// `T` (and `nullable`), anything else text.
+///
+/// ```
+/// use lifeguard_core::model::{ActiveValue, LifeModel, LifeRecord};
+/// use lifeguard_core::LifeModel;
+///
+/// #[derive(Debug, Clone, LifeModel)]
+/// #[lifeguard(table_name = "memberships")]
+/// pub struct Membership {
+///     #[lifeguard(primary_key)]
+///     pub org_id: i64,
+///     #[lifeguard(primary_key)]
+///     pub user_id: i64,
+///     #[lifeguard(default_expr = "now()", column_type = "timestamptz")]
+///     pub joined: String,
+/// }
+///
+/// assert_eq!(
+///     Membership::DELETE_BY_PK_SQL,
+///     r#"DELETE FROM "memberships" WHERE "org_id" = $1 AND "user_id" = $2"#
+/// );
+/// let m = Membership { org_id: 1, user_id: 2, joined: "today".into() };
+/// assert_eq!(m.primary_key(), (1, 2));
+/// let record = m.into_record();
+/// assert!(record.key_unchanged());
+/// assert!(matches!(record.joined, ActiveValue::Unchanged(_)));
+/// ```
+#[proc_macro_derive(LifeModel, attributes(lifeguard))]
+pub fn derive_life_model(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    model::expand(&input)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}
+
+/// Accepted next to `#[derive(LifeModel)]`, for symmetry with SeaORM-style code.
+///
+/// `#[derive(LifeModel)]` already generates the `{Name}Record` struct and its `LifeRecord`
+/// impl (a derive cannot see which other derives are present, so the record cannot be split
+/// off). This derive generates nothing but a check that the struct also derives
+/// `LifeModel`, so forgetting it reads as "the trait `LifeModel` is not implemented for
+/// `User`" rather than a missing `UserRecord`.
+#[proc_macro_derive(LifeRecord, attributes(lifeguard))]
+pub fn derive_life_record(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    model::expand_record(&input)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}
+
+/// Decodes a row into a struct by column name: for projections and raw-SQL results.
+///
+/// Each field reads the column of its name, or of `#[lifeguard(column_name = "...")]`;
+/// `#[lifeguard(ignore)]` fields are `Default::default()`. A missing column or a type
+/// mismatch is an error naming the column. Do not derive it next to `LifeModel`, which
+/// implements `FromRow` itself (by position).
+///
+/// ```
+/// use lifeguard_core::FromRow;
+///
+/// #[derive(Debug, FromRow)]
+/// pub struct EmailCount {
+///     pub domain: String,
+///     #[lifeguard(column_name = "count")]
+///     pub users: i64,
+///     #[lifeguard(ignore)]
+///     pub note: Option<String>,
+/// }
+/// ```
+#[proc_macro_derive(FromRow, attributes(lifeguard))]
+pub fn derive_from_row(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    from_row::expand(&input)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}

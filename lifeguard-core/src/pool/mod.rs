@@ -20,6 +20,7 @@
 //! # Ok::<(), lifeguard_core::Error>(())
 //! ```
 
+mod choose;
 mod config;
 mod db;
 mod metrics;
@@ -37,18 +38,17 @@ pub use routing::{ReadOptions, ReadPreference};
 pub use token::ConsistencyToken;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use prometheus::Registry;
 
 use crate::error::{Error, Result};
 use crate::executor::Executor;
-use crate::pg::{lock, Connection, Params, Row, SimpleQueryMessage};
-use monitor::{History, NodeState as State, Tracker};
+use crate::pg::{Connection, Params, Row, SimpleQueryMessage};
+use monitor::{start_monitors, History, NodeState as State, Tracker};
 use node::Node;
 use routing::classify;
-use token::format_pg_lsn;
 
 /// A pool of connections to a primary and its replicas. Cheap to clone; clones share
 /// everything. The monitor stops when the last clone drops.
@@ -71,43 +71,6 @@ pub(crate) struct PoolInner {
 pub(crate) struct Member {
     node: Arc<Node>,
     tracker: Tracker,
-}
-
-/// Why a read went where it went (the `reason` label).
-#[derive(Clone, Copy)]
-enum Reason {
-    Eligible,
-    TokenUnsatisfied,
-    Stale,
-    NoReplica,
-    Pinned,
-}
-
-impl Reason {
-    fn as_str(self) -> &'static str {
-        match self {
-            Reason::Eligible => "eligible",
-            Reason::TokenUnsatisfied => "token_unsatisfied",
-            Reason::Stale => "stale",
-            Reason::NoReplica => "no_replica",
-            Reason::Pinned => "pinned",
-        }
-    }
-}
-
-/// A server chosen for a read, holding a unit of the fallback budget when it is the primary
-/// standing in for replicas.
-struct Routed<'a> {
-    member: &'a Member,
-    _budget: Option<BudgetGuard<'a>>,
-}
-
-struct BudgetGuard<'a>(&'a AtomicUsize);
-
-impl Drop for BudgetGuard<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 /// A snapshot of the pool's health, for readiness checks and dashboards.
@@ -268,199 +231,6 @@ impl PoolInner {
         Ok(())
     }
 
-    fn primary_usable(&self) -> bool {
-        !matches!(
-            self.primary.tracker.get().state,
-            State::Unreachable | State::RoleMismatch
-        )
-    }
-
-    /// Picks the server for a read under `opts`, per the routing table of spec §2.5.
-    fn route(&self, opts: &ReadOptions, deadline: Instant) -> Result<Routed<'_>> {
-        self.check_open()?;
-        let pref = opts.preference;
-        let primary = Routed {
-            member: &self.primary,
-            _budget: None,
-        };
-        if pref == ReadPreference::Primary {
-            return if self.primary_usable() {
-                self.metrics
-                    .routed(pref.as_str(), Role::Primary, Reason::Pinned.as_str());
-                Ok(primary)
-            } else {
-                Err(Error::Unavailable {
-                    node: self.primary.node.label.clone(),
-                    reason: "the primary is unreachable or no longer a primary".into(),
-                })
-            };
-        }
-        if pref == ReadPreference::PrimaryPreferred && self.primary_usable() {
-            self.metrics
-                .routed(pref.as_str(), Role::Primary, Reason::Pinned.as_str());
-            return Ok(primary);
-        }
-        if self.replicas.is_empty() {
-            // Nothing to prefer: the primary serves reads as a matter of course.
-            if pref == ReadPreference::Replica {
-                return Err(Error::NoEligibleNode("the pool has no replicas".into()));
-            }
-            self.metrics
-                .routed(pref.as_str(), Role::Primary, Reason::NoReplica.as_str());
-            return Ok(primary);
-        }
-        let (best, reason) = self.best_replica(opts, pref == ReadPreference::Nearest);
-        if let Some(member) = best {
-            self.metrics
-                .routed(pref.as_str(), Role::Replica, Reason::Eligible.as_str());
-            return Ok(Routed {
-                member,
-                _budget: None,
-            });
-        }
-        if let (Reason::TokenUnsatisfied, Some(token)) = (reason, opts.min_lsn) {
-            let wait = opts.lsn_wait.unwrap_or(self.config.lsn_wait);
-            if !wait.is_zero() {
-                if let Some(member) = self.wait_for_replica(opts, token, wait, deadline) {
-                    self.metrics
-                        .routed(pref.as_str(), Role::Replica, Reason::Eligible.as_str());
-                    return Ok(Routed {
-                        member,
-                        _budget: None,
-                    });
-                }
-            }
-        }
-        match pref {
-            ReadPreference::Replica => Err(Error::NoEligibleNode(format!(
-                "no replica is eligible ({})",
-                reason.as_str()
-            ))),
-            _ if !self.primary_usable() => Err(Error::NoEligibleNode(format!(
-                "no replica is eligible ({}) and the primary is unavailable",
-                reason.as_str()
-            ))),
-            _ => {
-                let limit = self.config.fallback_limit();
-                let taken = self.fallback_inflight.fetch_add(1, Ordering::AcqRel);
-                let budget = BudgetGuard(&self.fallback_inflight);
-                if taken >= limit {
-                    self.metrics.fallback_rejected();
-                    return Err(Error::NoEligibleNode(format!(
-                        "no replica is eligible ({}) and the primary's fallback budget of {limit} reads is spent",
-                        reason.as_str()
-                    )));
-                }
-                self.metrics
-                    .routed(pref.as_str(), Role::Primary, reason.as_str());
-                Ok(Routed {
-                    member: &self.primary,
-                    _budget: Some(budget),
-                })
-            }
-        }
-    }
-
-    /// The least loaded eligible replica, or why there is none. With `include_primary`
-    /// (`Nearest`) the primary competes too.
-    fn best_replica(&self, opts: &ReadOptions, include_primary: bool) -> (Option<&Member>, Reason) {
-        let now = Instant::now();
-        let interval = self.config.monitor_interval;
-        let bound = opts
-            .max_staleness
-            .unwrap_or(self.config.default_max_staleness);
-        let primary = self.primary.tracker.get();
-        let mut reason = Reason::NoReplica;
-        let mut best: Option<(&Member, usize)> = None;
-        for m in &self.replicas {
-            let h = m.tracker.get();
-            if !matches!(h.state, State::Healthy | State::Lagging) {
-                continue;
-            }
-            if !h.fresh(now, interval) {
-                reason = Reason::Stale;
-                continue;
-            }
-            if primary.system_id != 0 && h.system_id != primary.system_id {
-                continue;
-            }
-            if h.staleness_upper(now) > bound {
-                reason = Reason::Stale;
-                continue;
-            }
-            if let Some(t) = opts.min_lsn {
-                if t.timeline() != h.timeline || t.system_id() != h.system_id || h.lsn < t.lsn() {
-                    reason = Reason::TokenUnsatisfied;
-                    continue;
-                }
-            }
-            let load = m.node.load();
-            if best.is_none_or(|(_, l)| load < l) {
-                best = Some((m, load));
-            }
-        }
-        if include_primary && self.primary_usable() {
-            let load = self.primary.node.load();
-            if best.is_none_or(|(_, l)| load < l) {
-                best = Some((&self.primary, load));
-            }
-        }
-        (best.map(|(m, _)| m), reason)
-    }
-
-    /// Waits (bounded) for the most advanced replica to replay past `token`.
-    fn wait_for_replica(
-        &self,
-        opts: &ReadOptions,
-        token: ConsistencyToken,
-        wait: Duration,
-        deadline: Instant,
-    ) -> Option<&Member> {
-        let started = Instant::now();
-        let until = (started + wait).min(deadline);
-        let relaxed = ReadOptions {
-            min_lsn: None,
-            ..*opts
-        };
-        let (candidate, _) = self.best_replica(&relaxed, false);
-        let member = candidate?;
-        if member.tracker.get().timeline != token.timeline() {
-            return None;
-        }
-        let conn = member.node.shared(until).ok()?;
-        let target = format_pg_lsn(token.lsn());
-        let mut pause = Duration::from_millis(1);
-        loop {
-            let reached = conn
-                .timeout(
-                    until
-                        .saturating_duration_since(Instant::now())
-                        .max(Duration::from_millis(1)),
-                )
-                .query_one(
-                    "SELECT pg_catalog.pg_last_wal_replay_lsn() >= $1::text::pg_lsn",
-                    &[&target],
-                )
-                .and_then(|row| row.try_get::<_, Option<bool>>(0));
-            match reached {
-                Ok(Some(true)) => {
-                    self.metrics
-                        .consistency_wait("satisfied", started.elapsed());
-                    return Some(member);
-                }
-                Ok(_) => {}
-                Err(_) => break,
-            }
-            if Instant::now() + pause >= until {
-                break;
-            }
-            may::coroutine::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(10));
-        }
-        self.metrics.consistency_wait("timeout", started.elapsed());
-        None
-    }
-
     /// Runs a read where `opts` routes it, retrying once elsewhere when the chosen replica's
     /// connection fails or a recovery conflict cancels it.
     fn read<T>(&self, opts: &ReadOptions, run: impl Fn(&Connection) -> Result<T>) -> Result<T> {
@@ -586,114 +356,6 @@ fn observe<T>(node: &Node, kind: &'static str, f: impl FnOnce() -> Result<T>) ->
         span.record("error.type", metrics::error_class(e));
     }
     result
-}
-
-/// Starts one monitor coroutine per server, so a hung server delays only its own samples.
-/// Each samples its server every `interval`, maintains that server's connections about once
-/// a second, and ends when the pool is dropped or closed.
-fn start_monitors(pool: &Arc<PoolInner>, interval: Duration) -> Result<()> {
-    for index in 0..=pool.replicas.len() {
-        let weak = Arc::downgrade(pool);
-        let builder = may::coroutine::Builder::new()
-            .name(format!("lifeguard-pool-monitor-{index}"))
-            .stack_size(0x4000);
-        let body = move || monitor_loop(weak, index, interval);
-        // SAFETY: `spawn` is unsafe because a coroutine must not rely on thread-local state
-        // across parks; the monitor keeps none.
-        unsafe { builder.spawn(body) }
-            .map_err(|e| Error::connection("spawn a pool monitor", Some(e)))?;
-    }
-    Ok(())
-}
-
-fn monitor_loop(pool: Weak<PoolInner>, index: usize, interval: Duration) {
-    let mut conn: Option<Connection> = None;
-    let every = (Duration::from_secs(1).as_millis() / interval.as_millis().max(1)).max(1) as u64;
-    let mut tick: u64 = 0;
-    loop {
-        let Some(inner) = pool.upgrade() else { return };
-        if inner.closed.load(Ordering::Acquire) {
-            return;
-        }
-        let member = inner.member(index);
-        inner.sample(member, &mut conn);
-        if tick % every == 0 {
-            member.node.maintain();
-        }
-        tick += 1;
-        drop(inner);
-        may::coroutine::sleep(interval);
-    }
-}
-
-impl PoolInner {
-    /// Server `index`: 0 is the primary, then the replicas in configuration order.
-    fn member(&self, index: usize) -> &Member {
-        match index {
-            0 => &self.primary,
-            i => &self.replicas[i - 1],
-        }
-    }
-
-    /// Samples one server on its monitor connection (reopened when needed) and applies the
-    /// sample to its state. The primary's samples feed the WAL history replicas are
-    /// measured against.
-    fn sample(&self, m: &Member, conn: &mut Option<Connection>) {
-        let label = &m.node.label;
-        let result = match conn.as_ref().filter(|c| !c.is_broken()) {
-            Some(c) => monitor::sample(c),
-            None => {
-                let mut config = m.node.config.clone();
-                if config.get_connect_timeout().is_none() {
-                    config = config.connect_timeout(Duration::from_secs(1));
-                }
-                config = config.application_name("lifeguard-monitor");
-                Connection::connect(&config).and_then(|c| {
-                    let s = monitor::sample(&c);
-                    *conn = Some(c);
-                    s
-                })
-            }
-        };
-        let now = Instant::now();
-        let lag_enter = self.config.default_max_staleness;
-        let (old, new) = match result {
-            Ok(s) => {
-                let primary = self.primary.tracker.get();
-                let (expected, staleness) = match m.node.role {
-                    Role::Primary => {
-                        lock(&self.history).push(now, s.flush_lsn);
-                        (0, Duration::ZERO)
-                    }
-                    Role::Replica => {
-                        let Some(staleness) = lock(&self.history).staleness(s.lsn, now) else {
-                            // The primary has not been sampled yet, so there is nothing to
-                            // measure against: the replica stays unknown (ineligible).
-                            return;
-                        };
-                        let lag = primary.lsn.saturating_sub(s.lsn);
-                        let shown = staleness.min(Duration::from_secs(86_400));
-                        self.metrics.replica_sample(label, shown, lag, s.paused);
-                        (primary.system_id, staleness)
-                    }
-                };
-                m.tracker.record(&s, now, expected, staleness, lag_enter)
-            }
-            Err(e) => {
-                tracing::debug!(target: "lifeguard::pool", node = %label, "monitor sample failed: {e}");
-                *conn = None;
-                m.tracker.unreachable()
-            }
-        };
-        if old != new {
-            tracing::info!(target: "lifeguard::pool", node = %label, from = old.as_str(), to = new.as_str(), "server state changed");
-        }
-        self.metrics.node_state(label, old.as_str(), new.as_str());
-        if let Some(t) = m.tracker.get().sampled_at {
-            self.metrics
-                .sample_age(label, now.saturating_duration_since(t));
-        }
-    }
 }
 
 /// Statements through the pool itself: reads routed with the default options, everything

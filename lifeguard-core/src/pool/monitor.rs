@@ -7,11 +7,13 @@
 //! a server eligible.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use super::node::Role;
 use super::token::parse_pg_lsn;
+use super::{Member, PoolInner};
 use crate::error::{Error, Result};
 use crate::executor::Executor;
 use crate::pg::{lock, Connection};
@@ -255,6 +257,114 @@ impl Tracker {
             NodeState::Healthy
         };
         (old, h.state)
+    }
+}
+
+/// Starts one monitor coroutine per server, so a hung server delays only its own samples.
+/// Each samples its server every `interval`, maintains that server's connections about once
+/// a second, and ends when the pool is dropped or closed.
+pub(super) fn start_monitors(pool: &Arc<PoolInner>, interval: Duration) -> Result<()> {
+    for index in 0..=pool.replicas.len() {
+        let weak = Arc::downgrade(pool);
+        let builder = may::coroutine::Builder::new()
+            .name(format!("lifeguard-pool-monitor-{index}"))
+            .stack_size(0x4000);
+        let body = move || monitor_loop(weak, index, interval);
+        // SAFETY: `spawn` is unsafe because a coroutine must not rely on thread-local state
+        // across parks; the monitor keeps none.
+        unsafe { builder.spawn(body) }
+            .map_err(|e| Error::connection("spawn a pool monitor", Some(e)))?;
+    }
+    Ok(())
+}
+
+fn monitor_loop(pool: Weak<PoolInner>, index: usize, interval: Duration) {
+    let mut conn: Option<Connection> = None;
+    let every = (Duration::from_secs(1).as_millis() / interval.as_millis().max(1)).max(1) as u64;
+    let mut tick: u64 = 0;
+    loop {
+        let Some(inner) = pool.upgrade() else { return };
+        if inner.closed.load(Ordering::Acquire) {
+            return;
+        }
+        let member = inner.member(index);
+        inner.sample(member, &mut conn);
+        if tick % every == 0 {
+            member.node.maintain();
+        }
+        tick += 1;
+        drop(inner);
+        may::coroutine::sleep(interval);
+    }
+}
+
+impl PoolInner {
+    /// Server `index`: 0 is the primary, then the replicas in configuration order.
+    fn member(&self, index: usize) -> &Member {
+        match index {
+            0 => &self.primary,
+            i => &self.replicas[i - 1],
+        }
+    }
+
+    /// Samples one server on its monitor connection (reopened when needed) and applies the
+    /// sample to its state. The primary's samples feed the WAL history replicas are
+    /// measured against.
+    fn sample(&self, m: &Member, conn: &mut Option<Connection>) {
+        let label = &m.node.label;
+        let result = match conn.as_ref().filter(|c| !c.is_broken()) {
+            Some(c) => sample(c),
+            None => {
+                let mut config = m.node.config.clone();
+                if config.get_connect_timeout().is_none() {
+                    config = config.connect_timeout(Duration::from_secs(1));
+                }
+                config = config.application_name("lifeguard-monitor");
+                Connection::connect(&config).and_then(|c| {
+                    let s = sample(&c);
+                    *conn = Some(c);
+                    s
+                })
+            }
+        };
+        let now = Instant::now();
+        let lag_enter = self.config.default_max_staleness;
+        let (old, new) = match result {
+            Ok(s) => {
+                let primary = self.primary.tracker.get();
+                let (expected, staleness) = match m.node.role {
+                    Role::Primary => {
+                        lock(&self.history).push(now, s.flush_lsn);
+                        (0, Duration::ZERO)
+                    }
+                    Role::Replica => {
+                        let Some(staleness) = lock(&self.history).staleness(s.lsn, now) else {
+                            // The primary has not been sampled yet, so there is nothing to
+                            // measure against: the replica stays unknown (ineligible).
+                            return;
+                        };
+                        let lag = primary.lsn.saturating_sub(s.lsn);
+                        let shown = staleness.min(Duration::from_secs(86_400));
+                        self.metrics.replica_sample(label, shown, lag, s.paused);
+                        (primary.system_id, staleness)
+                    }
+                };
+                m.tracker.record(&s, now, expected, staleness, lag_enter)
+            }
+            Err(e) => {
+                tracing::debug!(target: "lifeguard::pool", node = %label, "monitor sample failed: {e}");
+                *conn = None;
+                m.tracker.unreachable()
+            }
+        };
+        if old != new {
+            tracing::info!(target: "lifeguard::pool", node = %label, from = old.as_str(), to = new.as_str(), "server state changed");
+        }
+        self.metrics.node_state(label, old.as_str(), new.as_str());
+        if let Some(t) = m.tracker.get().sampled_at {
+            self.metrics
+                .sample_age(label, now.saturating_duration_since(t));
+        }
     }
 }
 

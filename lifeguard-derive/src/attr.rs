@@ -1,0 +1,263 @@
+//! Parsing of `#[lifeguard(...)]` attributes, with errors spanned on what is wrong.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, ToTokens};
+use syn::meta::ParseNestedMeta;
+use syn::spanned::Spanned;
+use syn::{Attribute, Error, Expr, ExprLit, Lit, LitStr, Result, Token};
+
+/// Which derive reads the attributes: decides the keys it accepts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Derive {
+    LifeModel,
+    FromRow,
+}
+
+impl Derive {
+    fn name(self) -> &'static str {
+        match self {
+            Derive::LifeModel => "LifeModel",
+            Derive::FromRow => "FromRow",
+        }
+    }
+}
+
+const STRUCT_KEYS: &[&str] = &["table_name", "schema_name"];
+const MODEL_FIELD_KEYS: &[&str] = &[
+    "primary_key",
+    "auto_increment",
+    "column_name",
+    "ignore",
+    "default_expr",
+    "column_type",
+];
+const ROW_FIELD_KEYS: &[&str] = &["column_name", "ignore"];
+
+/// `#[lifeguard(...)]` on the struct.
+#[derive(Default)]
+pub struct StructAttrs {
+    pub table_name: Option<LitStr>,
+    pub schema_name: Option<LitStr>,
+}
+
+/// `#[lifeguard(...)]` on a field.
+#[derive(Default)]
+pub struct FieldAttrs {
+    pub primary_key: Option<Span>,
+    pub auto_increment: Option<Span>,
+    pub ignore: Option<Span>,
+    pub column_name: Option<LitStr>,
+    pub default_expr: Option<LitStr>,
+    pub column_type: Option<LitStr>,
+}
+
+/// Collects errors so one expansion reports every problem it finds.
+#[derive(Default)]
+pub struct Errors(Option<Error>);
+
+impl Errors {
+    pub fn push(&mut self, e: Error) {
+        match &mut self.0 {
+            Some(all) => all.combine(e),
+            None => self.0 = Some(e),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+
+    pub fn finish(self) -> Result<()> {
+        match self.0 {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+fn key_name(meta: &ParseNestedMeta) -> String {
+    match meta.path.get_ident() {
+        Some(i) => i.to_string(),
+        None => meta.path.to_token_stream().to_string().replace(' ', ""),
+    }
+}
+
+fn one_of(keys: &[&str]) -> String {
+    keys.iter()
+        .map(|k| format!("`{k}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A flag key (`primary_key`): no value allowed.
+fn flag(meta: &ParseNestedMeta, name: &str, slot: &mut Option<Span>) -> Result<()> {
+    let path = &meta.path;
+    if meta.input.peek(Token![=]) {
+        let eq: Token![=] = meta.input.parse()?;
+        let value: Expr = meta.input.parse()?;
+        return Err(Error::new_spanned(
+            quote!(#path #eq #value),
+            format!("`{name}` is a flag and takes no value: write `{name}` alone"),
+        ));
+    }
+    if !meta.input.is_empty() && !meta.input.peek(Token![,]) {
+        let rest: TokenStream = meta.input.parse()?;
+        return Err(Error::new_spanned(
+            quote!(#path #rest),
+            format!("`{name}` is a flag and takes no arguments: write `{name}` alone"),
+        ));
+    }
+    if slot.is_some() {
+        return Err(Error::new_spanned(path, format!("duplicate `{name}`")));
+    }
+    *slot = Some(path.span());
+    Ok(())
+}
+
+/// A string key (`column_name = "email"`).
+fn string(meta: &ParseNestedMeta, name: &str, slot: &mut Option<LitStr>) -> Result<()> {
+    let path = &meta.path;
+    if !meta.input.peek(Token![=]) {
+        return Err(Error::new_spanned(
+            path,
+            format!("`{name}` needs a string value: `{name} = \"...\"`"),
+        ));
+    }
+    let value: Expr = meta.value()?.parse()?;
+    let lit = match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) => s,
+        other => {
+            return Err(Error::new_spanned(
+                other,
+                format!("`{name}` expects a string literal: `{name} = \"...\"`"),
+            ))
+        }
+    };
+    if lit.value().is_empty() {
+        return Err(Error::new_spanned(
+            &lit,
+            format!("`{name}` must not be empty"),
+        ));
+    }
+    if lit.value().contains('\0') {
+        return Err(Error::new_spanned(
+            &lit,
+            format!("`{name}` must not contain a NUL character"),
+        ));
+    }
+    if slot.is_some() {
+        return Err(Error::new_spanned(path, format!("duplicate `{name}`")));
+    }
+    *slot = Some(lit);
+    Ok(())
+}
+
+fn lifeguard_attrs(attrs: &[Attribute]) -> impl Iterator<Item = &Attribute> {
+    attrs.iter().filter(|a| a.path().is_ident("lifeguard"))
+}
+
+/// Reads the struct-level attributes.
+pub fn struct_attrs(attrs: &[Attribute], derive: Derive, errors: &mut Errors) -> StructAttrs {
+    let mut out = StructAttrs::default();
+    for attr in lifeguard_attrs(attrs) {
+        let res = attr.parse_nested_meta(|meta| {
+            let name = key_name(&meta);
+            match (derive, name.as_str()) {
+                (Derive::LifeModel, "table_name") => string(&meta, &name, &mut out.table_name),
+                (Derive::LifeModel, "schema_name") => string(&meta, &name, &mut out.schema_name),
+                (Derive::LifeModel, _) if MODEL_FIELD_KEYS.contains(&name.as_str()) => {
+                    Err(Error::new_spanned(
+                        &meta.path,
+                        format!("`{name}` belongs on a field, not on the struct"),
+                    ))
+                }
+                (Derive::LifeModel, _) => Err(Error::new_spanned(
+                    &meta.path,
+                    format!(
+                        "unknown lifeguard struct attribute `{name}`; expected one of {}",
+                        one_of(STRUCT_KEYS)
+                    ),
+                )),
+                (Derive::FromRow, _) => Err(Error::new_spanned(
+                    &meta.path,
+                    format!(
+                        "#[derive(FromRow)] takes no struct attributes (`{name}`); \
+                         its fields accept {}",
+                        one_of(ROW_FIELD_KEYS)
+                    ),
+                )),
+            }
+        });
+        if let Err(e) = res {
+            errors.push(e);
+        }
+    }
+    out
+}
+
+/// Reads one field's attributes.
+pub fn field_attrs(attrs: &[Attribute], derive: Derive, errors: &mut Errors) -> FieldAttrs {
+    let mut out = FieldAttrs::default();
+    let keys = match derive {
+        Derive::LifeModel => MODEL_FIELD_KEYS,
+        Derive::FromRow => ROW_FIELD_KEYS,
+    };
+    for attr in lifeguard_attrs(attrs) {
+        let res = attr.parse_nested_meta(|meta| {
+            let name = key_name(&meta);
+            if !keys.contains(&name.as_str()) {
+                let msg = if STRUCT_KEYS.contains(&name.as_str()) {
+                    format!("`{name}` belongs on the struct, not on a field")
+                } else if MODEL_FIELD_KEYS.contains(&name.as_str()) {
+                    format!(
+                        "`{name}` is a #[derive(LifeModel)] attribute; #[derive({})] fields \
+                         accept {}",
+                        derive.name(),
+                        one_of(keys)
+                    )
+                } else {
+                    format!(
+                        "unknown lifeguard field attribute `{name}`; expected one of {}",
+                        one_of(keys)
+                    )
+                };
+                return Err(Error::new_spanned(&meta.path, msg));
+            }
+            match name.as_str() {
+                "primary_key" => flag(&meta, &name, &mut out.primary_key),
+                "auto_increment" => flag(&meta, &name, &mut out.auto_increment),
+                "ignore" => flag(&meta, &name, &mut out.ignore),
+                "column_name" => string(&meta, &name, &mut out.column_name),
+                "default_expr" => string(&meta, &name, &mut out.default_expr),
+                "column_type" => string(&meta, &name, &mut out.column_type),
+                _ => unreachable!("every accepted key is handled"),
+            }
+        });
+        if let Err(e) = res {
+            errors.push(e);
+        }
+    }
+    // An ignored field has no column: nothing else applies to it.
+    if out.ignore.is_some() {
+        let conflicts = [
+            ("primary_key", out.primary_key),
+            ("auto_increment", out.auto_increment),
+            ("column_name", out.column_name.as_ref().map(LitStr::span)),
+            ("default_expr", out.default_expr.as_ref().map(LitStr::span)),
+            ("column_type", out.column_type.as_ref().map(LitStr::span)),
+        ];
+        for (name, span) in conflicts {
+            if let Some(span) = span {
+                errors.push(Error::new(
+                    span,
+                    format!(
+                        "`{name}` cannot be combined with `ignore`: an ignored field has no column"
+                    ),
+                ));
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,491 @@
+//! `#[derive(LifeModel)]`: the column enum, the record, and every trait impl.
+
+use std::collections::HashMap;
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::ext::IdentExt;
+use syn::spanned::Spanned;
+use syn::{DeriveInput, Error, Ident, Result, Type, Visibility};
+
+use crate::attr::{self, Derive, Errors};
+use crate::input::named_fields;
+use crate::names::{camel_case, option_inner, quote_ident, sql_type};
+
+/// One stored field: a column.
+struct Column<'a> {
+    ident: &'a Ident,
+    ty: &'a Type,
+    vis: &'a Visibility,
+    /// SQL name.
+    name: String,
+    /// Rust field name, unraw.
+    field: String,
+    variant: Ident,
+    primary_key: bool,
+    auto_increment: bool,
+    nullable: bool,
+    default_expr: Option<String>,
+    sql_type: String,
+}
+
+/// Every field in declaration order.
+enum Member<'a> {
+    Stored(Column<'a>),
+    Ignored { ident: &'a Ident, ty: &'a Type },
+}
+
+pub fn expand(input: &DeriveInput) -> Result<TokenStream> {
+    let fields = named_fields(input, "LifeModel")?;
+    let mut errors = Errors::default();
+    let model = &input.ident;
+
+    if input.generics.lt_token.is_some() || input.generics.where_clause.is_some() {
+        errors.push(Error::new_spanned(
+            &input.generics,
+            "#[derive(LifeModel)] does not support generic structs: a model maps one table",
+        ));
+    }
+
+    let sattrs = attr::struct_attrs(&input.attrs, Derive::LifeModel, &mut errors);
+    if sattrs.table_name.is_none() {
+        errors.push(Error::new_spanned(
+            model,
+            "#[derive(LifeModel)] needs the table: add #[lifeguard(table_name = \"...\")] \
+             to the struct",
+        ));
+    }
+
+    let mut members = Vec::new();
+    let mut by_name: HashMap<String, Span> = HashMap::new();
+    let mut by_variant: HashMap<String, Span> = HashMap::new();
+    for f in &fields.named {
+        let ident = f.ident.as_ref().expect("named fields have names");
+        let fattrs = attr::field_attrs(&f.attrs, Derive::LifeModel, &mut errors);
+        if fattrs.ignore.is_some() {
+            members.push(Member::Ignored { ident, ty: &f.ty });
+            continue;
+        }
+        let field = ident.unraw().to_string();
+        let (name, name_span) = match &fattrs.column_name {
+            Some(lit) => (lit.value(), lit.span()),
+            None => (field.clone(), ident.span()),
+        };
+        if by_name.insert(name.clone(), name_span).is_some() {
+            errors.push(Error::new(
+                name_span,
+                format!("column `{name}` is declared twice"),
+            ));
+        }
+        let variant_name = camel_case(&field);
+        let variant = match syn::parse_str::<Ident>(&variant_name) {
+            Ok(_) if !variant_name.starts_with(|c: char| c.is_ascii_digit()) => {
+                Ident::new(&variant_name, ident.span())
+            }
+            _ => {
+                errors.push(Error::new_spanned(
+                    ident,
+                    format!("cannot name a column variant after field `{field}`; rename the field"),
+                ));
+                continue;
+            }
+        };
+        if by_variant
+            .insert(variant_name.clone(), ident.span())
+            .is_some()
+        {
+            errors.push(Error::new_spanned(
+                ident,
+                format!(
+                    "field `{field}` gives the column variant `{variant_name}`, \
+                     which another field already gives"
+                ),
+            ));
+        }
+        let sql_type = match &fattrs.column_type {
+            Some(lit) => lit.value(),
+            None => sql_type(&f.ty),
+        };
+        members.push(Member::Stored(Column {
+            ident,
+            ty: &f.ty,
+            vis: &f.vis,
+            name,
+            field,
+            variant,
+            primary_key: fattrs.primary_key.is_some(),
+            auto_increment: fattrs.auto_increment.is_some(),
+            nullable: option_inner(&f.ty).is_some(),
+            default_expr: fattrs.default_expr.as_ref().map(|l| l.value()),
+            sql_type,
+        }));
+    }
+
+    let columns: Vec<&Column> = members
+        .iter()
+        .filter_map(|m| match m {
+            Member::Stored(c) => Some(c),
+            Member::Ignored { .. } => None,
+        })
+        .collect();
+    let keys: Vec<&Column> = columns.iter().copied().filter(|c| c.primary_key).collect();
+    // A malformed attribute may be the intended key: report it alone.
+    if keys.is_empty() && errors.is_empty() {
+        errors.push(Error::new_spanned(
+            model,
+            "#[derive(LifeModel)] needs a primary key: mark one or more fields \
+             #[lifeguard(primary_key)]",
+        ));
+    }
+    errors.finish()?;
+    let table = sattrs.table_name.expect("checked above").value();
+    let schema = sattrs.schema_name.map(|s| s.value());
+    Ok(generate(
+        input,
+        &table,
+        schema.as_deref(),
+        &members,
+        &columns,
+        &keys,
+    ))
+}
+
+fn generate(
+    input: &DeriveInput,
+    table: &str,
+    schema: Option<&str>,
+    members: &[Member],
+    columns: &[&Column],
+    keys: &[&Column],
+) -> TokenStream {
+    let model = &input.ident;
+    let vis = &input.vis;
+    let column_enum = format_ident!("{}Column", model);
+    let record = format_ident!("{}Record", model);
+    let lg = quote!(::lifeguard_core);
+
+    // ---- constant SQL, built here so every statement is a literal ----
+    let qualified = match schema {
+        Some(s) => format!("{}.{}", quote_ident(s), quote_ident(table)),
+        None => quote_ident(table),
+    };
+    let column_list = columns
+        .iter()
+        .map(|c| quote_ident(&c.name))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let key_where = keys
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("{} = ${}", quote_ident(&c.name), i + 1))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let find_sql = format!("SELECT {column_list} FROM {qualified} WHERE {key_where}");
+    let delete_sql = format!("DELETE FROM {qualified} WHERE {key_where}");
+    let schema_tokens = match schema {
+        Some(s) => quote!(::core::option::Option::Some(#s)),
+        None => quote!(::core::option::Option::None),
+    };
+
+    // ---- the column enum ----
+    let variants: Vec<&Ident> = columns.iter().map(|c| &c.variant).collect();
+    let variant_docs = columns
+        .iter()
+        .map(|c| format!("`{}` (field `{}`).", quote_ident(&c.name), c.field));
+    let column_defs = columns.iter().map(|c| {
+        let name = &c.name;
+        let field = &c.field;
+        let pk = c.primary_key;
+        let auto = c.auto_increment;
+        let nullable = c.nullable;
+        let default_expr = match &c.default_expr {
+            Some(d) => quote!(::core::option::Option::Some(#d)),
+            None => quote!(::core::option::Option::None),
+        };
+        let sql_type = &c.sql_type;
+        quote! {
+            #lg::model::ColumnDef {
+                name: #name,
+                field: #field,
+                primary_key: #pk,
+                auto_increment: #auto,
+                nullable: #nullable,
+                default_expr: #default_expr,
+                sql_type: #sql_type,
+            }
+        }
+    });
+    let enum_doc = format!("The columns of [`{model}`] (table `{qualified}`).");
+
+    // ---- FromRow, by position in `COLUMNS` order ----
+    let mut index = 0usize;
+    let decode = members.iter().map(|m| match m {
+        Member::Stored(c) => {
+            let ident = c.ident;
+            let ty = c.ty;
+            let i = index;
+            index += 1;
+            quote_spanned! {ty.span()=>
+                #ident: row.try_get::<_, #ty>(#i)?
+            }
+        }
+        Member::Ignored { ident, ty } => quote_spanned! {ty.span()=>
+            #ident: <#ty as ::core::default::Default>::default()
+        },
+    });
+    let decode: Vec<TokenStream> = decode.collect();
+
+    // ---- primary key ----
+    let key_types: Vec<&Type> = keys.iter().map(|c| c.ty).collect();
+    let key_idents: Vec<&Ident> = keys.iter().map(|c| c.ident).collect();
+    let key_variants: Vec<&Ident> = keys.iter().map(|c| &c.variant).collect();
+    let dyn_param = quote!(&(dyn #lg::pg::ToSql + ::core::marker::Sync));
+    let single = keys.len() == 1;
+    let (pk_type, model_key, key_params, key_condition, record_key) = if single {
+        let ty = key_types[0];
+        let ident = key_idents[0];
+        let variant = key_variants[0];
+        (
+            quote!(#ty),
+            quote_spanned!(ty.span()=> ::core::clone::Clone::clone(&self.#ident)),
+            quote_spanned!(ty.span()=> ::std::vec![key as #dyn_param]),
+            quote_spanned! {ty.span()=>
+                #lg::query::ColumnExpr::eq(
+                    #column_enum::#variant,
+                    ::core::clone::Clone::clone(key),
+                )
+            },
+            quote_spanned! {ty.span()=>
+                self.#ident.as_ref().map(::core::clone::Clone::clone)
+            },
+        )
+    } else {
+        let idx: Vec<syn::Index> = (0..keys.len()).map(syn::Index::from).collect();
+        let bindings: Vec<Ident> = (0..keys.len())
+            .map(|i| format_ident!("__lifeguard_k{}", i))
+            .collect();
+        let first_variant = key_variants[0];
+        let rest_variants = &key_variants[1..];
+        let rest_idx = &idx[1..];
+        (
+            quote!((#(#key_types,)*)),
+            quote!((#(::core::clone::Clone::clone(&self.#key_idents),)*)),
+            quote!(::std::vec![#(&key.#idx as #dyn_param),*]),
+            quote! {
+                #lg::query::ColumnExpr::eq(
+                    #column_enum::#first_variant,
+                    ::core::clone::Clone::clone(&key.0),
+                )
+                #(.and(#lg::query::ColumnExpr::eq(
+                    #column_enum::#rest_variants,
+                    ::core::clone::Clone::clone(&key.#rest_idx),
+                )))*
+            },
+            quote! {
+                match (#(self.#key_idents.as_ref(),)*) {
+                    (#(::core::option::Option::Some(#bindings),)*) => ::core::option::Option::Some(
+                        (#(::core::clone::Clone::clone(#bindings),)*)
+                    ),
+                    _ => ::core::option::Option::None,
+                }
+            },
+        )
+    };
+
+    // ---- the record ----
+    let col_idents: Vec<&Ident> = columns.iter().map(|c| c.ident).collect();
+    let col_vis: Vec<&Visibility> = columns.iter().map(|c| c.vis).collect();
+    let col_types: Vec<&Type> = columns.iter().map(|c| c.ty).collect();
+    let col_field_names: Vec<&str> = columns.iter().map(|c| c.field.as_str()).collect();
+    let record_field_docs = columns
+        .iter()
+        .map(|c| format!("Column `{}`.", quote_ident(&c.name)));
+    let record_doc = format!(
+        "The change set of [`{model}`]: every stored field as an \
+         [`ActiveValue`](::lifeguard_core::model::ActiveValue). Insert, update, save or \
+         delete it with [`LifeRecord`](::lifeguard_core::model::LifeRecord)."
+    );
+    let record_fields = columns.iter().map(|c| {
+        let ident = c.ident;
+        let ty = c.ty;
+        let variant = &c.variant;
+        quote_spanned!(ty.span()=> (#column_enum::#variant, self.#ident.field()))
+    });
+    let record_clone = columns.iter().map(|c| {
+        let ident = c.ident;
+        let ty = c.ty;
+        quote_spanned!(ty.span()=> #ident: ::core::clone::Clone::clone(&self.#ident))
+    });
+    let key_unchanged = keys.iter().map(|c| {
+        let ident = c.ident;
+        quote!(::core::matches!(self.#ident, #lg::model::ActiveValue::Unchanged(_)))
+    });
+    let record_name = record.to_string();
+
+    quote! {
+        #[doc = #enum_doc]
+        #[derive(
+            ::core::fmt::Debug,
+            ::core::clone::Clone,
+            ::core::marker::Copy,
+            ::core::cmp::PartialEq,
+            ::core::cmp::Eq,
+            ::core::hash::Hash,
+        )]
+        #vis enum #column_enum {
+            #(
+                #[doc = #variant_docs]
+                #variants,
+            )*
+        }
+
+        #[automatically_derived]
+        impl #lg::model::ModelColumn for #column_enum {
+            const ALL: &'static [Self] = &[#(Self::#variants),*];
+            const TABLE: &'static str = #qualified;
+
+            fn def(self) -> &'static #lg::model::ColumnDef {
+                &<#model as #lg::model::LifeModel>::COLUMNS[self as usize]
+            }
+        }
+
+        #[automatically_derived]
+        impl #lg::model::FromRow for #model {
+            fn from_row(row: &#lg::pg::Row) -> #lg::Result<Self> {
+                ::core::result::Result::Ok(Self {
+                    #(#decode,)*
+                })
+            }
+        }
+
+        #[automatically_derived]
+        impl #lg::model::LifeModel for #model {
+            type Column = #column_enum;
+            type PrimaryKey = #pk_type;
+            type Record = #record;
+
+            const TABLE: &'static str = #table;
+            const SCHEMA: ::core::option::Option<&'static str> = #schema_tokens;
+            const COLUMNS: &'static [#lg::model::ColumnDef] = &[#(#column_defs),*];
+            const QUALIFIED: &'static str = #qualified;
+            const COLUMN_LIST: &'static str = #column_list;
+            const FIND_BY_PK_SQL: &'static str = #find_sql;
+            const DELETE_BY_PK_SQL: &'static str = #delete_sql;
+
+            fn primary_key(&self) -> Self::PrimaryKey {
+                #model_key
+            }
+
+            fn key_params(key: &Self::PrimaryKey) -> ::std::vec::Vec<#dyn_param> {
+                #key_params
+            }
+
+            fn into_record(self) -> #record {
+                #record {
+                    #(#col_idents: #lg::model::ActiveValue::Unchanged(self.#col_idents),)*
+                }
+            }
+
+            fn key_condition(key: &Self::PrimaryKey) -> #lg::query::Expr {
+                #key_condition
+            }
+        }
+
+        #[doc = #record_doc]
+        #vis struct #record {
+            #(
+                #[doc = #record_field_docs]
+                #col_vis #col_idents: #lg::model::ActiveValue<#col_types>,
+            )*
+        }
+
+        #[automatically_derived]
+        impl ::core::default::Default for #record {
+            fn default() -> Self {
+                Self {
+                    #(#col_idents: #lg::model::ActiveValue::NotSet,)*
+                }
+            }
+        }
+
+        #[automatically_derived]
+        impl ::core::clone::Clone for #record {
+            fn clone(&self) -> Self {
+                Self {
+                    #(#record_clone,)*
+                }
+            }
+        }
+
+        /// Shows which fields are set, not their values (which need not be `Debug`).
+        #[automatically_derived]
+        impl ::core::fmt::Debug for #record {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                struct State<'a, T>(&'a #lg::model::ActiveValue<T>);
+                impl<T> ::core::fmt::Debug for State<'_, T> {
+                    fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                        match self.0 {
+                            #lg::model::ActiveValue::NotSet => f.write_str("NotSet"),
+                            #lg::model::ActiveValue::Set(_) => f.write_str("Set(..)"),
+                            #lg::model::ActiveValue::Unchanged(_) => f.write_str("Unchanged(..)"),
+                            #lg::model::ActiveValue::Expr(e) => {
+                                f.write_str("Expr(")?;
+                                ::core::fmt::Debug::fmt(e, f)?;
+                                f.write_str(")")
+                            }
+                        }
+                    }
+                }
+                f.debug_struct(#record_name)
+                    #(.field(#col_field_names, &State(&self.#col_idents)))*
+                    .finish()
+            }
+        }
+
+        #[automatically_derived]
+        impl #lg::model::LifeRecord for #record {
+            type Model = #model;
+
+            fn fields(
+                &self,
+            ) -> ::std::vec::Vec<(#column_enum, #lg::model::Field<'_>)> {
+                ::std::vec![#(#record_fields),*]
+            }
+
+            fn primary_key(&self) -> ::core::option::Option<#pk_type> {
+                #record_key
+            }
+
+            fn key_unchanged(&self) -> bool {
+                #(#key_unchanged)&&*
+            }
+        }
+
+        #[automatically_derived]
+        impl ::core::convert::From<#model> for #record {
+            fn from(model: #model) -> Self {
+                <#model as #lg::model::LifeModel>::into_record(model)
+            }
+        }
+    }
+}
+
+/// `#[derive(LifeRecord)]`: the record comes from `LifeModel`; this only checks the model
+/// derives it, so a forgotten `LifeModel` reads as a missing trait, not a missing type.
+pub fn expand_record(input: &DeriveInput) -> Result<TokenStream> {
+    named_fields(input, "LifeRecord")?;
+    if input.generics.lt_token.is_some() {
+        // LifeModel reports generics itself.
+        return Ok(TokenStream::new());
+    }
+    let model = &input.ident;
+    Ok(quote_spanned! {model.span()=>
+        const _: () = {
+            fn __lifeguard_record_needs_derive_life_model<
+                T: ::lifeguard_core::model::LifeModel,
+            >() {
+            }
+            let _ = __lifeguard_record_needs_derive_life_model::<#model>;
+        };
+    })
+}

@@ -1,0 +1,318 @@
+//! What the derives generate, checked without a database.
+
+use lifeguard_core::model::{
+    ActiveValue::{self, NotSet, Set, Unchanged},
+    ColumnDef, Field, FromRow, LifeModel, LifeRecord, ModelColumn,
+};
+use lifeguard_core::query::{ColumnExpr, Expr};
+use lifeguard_core::{FromRow, LifeModel, LifeRecord};
+
+#[derive(Debug, Clone, PartialEq, LifeModel, LifeRecord)]
+#[lifeguard(table_name = "users", schema_name = "app")]
+pub struct User {
+    #[lifeguard(primary_key, auto_increment)]
+    pub id: i64,
+    #[lifeguard(column_name = "email_address")]
+    pub email: String,
+    pub display_name: Option<String>,
+    #[lifeguard(default_expr = "now()", column_type = "timestamptz")]
+    pub created_at: String,
+    pub tags: Vec<String>,
+    #[lifeguard(ignore)]
+    pub cached: Vec<u32>,
+    pub r#type: i16,
+}
+
+#[derive(Debug, Clone, LifeModel)]
+#[lifeguard(table_name = "we\"ird")]
+pub(crate) struct Membership {
+    #[lifeguard(primary_key)]
+    pub org_id: i64,
+    #[lifeguard(primary_key, column_name = "member")]
+    pub user_id: uuid::Uuid,
+    pub role: Option<i32>,
+    pub avatar: Option<Vec<u8>>,
+}
+
+#[derive(Debug, FromRow)]
+#[allow(dead_code)]
+struct Projection {
+    domain: String,
+    #[lifeguard(column_name = "count")]
+    users: i64,
+    #[lifeguard(ignore)]
+    note: Option<String>,
+}
+
+#[derive(Debug, FromRow)]
+#[allow(dead_code)]
+struct Generic<T> {
+    value: T,
+    #[lifeguard(ignore)]
+    extra: Vec<T>,
+}
+
+fn user() -> User {
+    User {
+        id: 7,
+        email: "a@example.com".into(),
+        display_name: None,
+        created_at: "2024-01-01".into(),
+        tags: vec!["x".into()],
+        cached: vec![1, 2],
+        r#type: 3,
+    }
+}
+
+fn is_from_row<T: FromRow>() {}
+
+#[test]
+fn single_key_constants() {
+    assert_eq!(User::TABLE, "users");
+    assert_eq!(User::SCHEMA, Some("app"));
+    assert_eq!(User::QUALIFIED, r#""app"."users""#);
+    assert_eq!(
+        User::COLUMN_LIST,
+        r#""id", "email_address", "display_name", "created_at", "tags", "type""#
+    );
+    assert_eq!(
+        User::FIND_BY_PK_SQL,
+        r#"SELECT "id", "email_address", "display_name", "created_at", "tags", "type" FROM "app"."users" WHERE "id" = $1"#
+    );
+    assert_eq!(
+        User::DELETE_BY_PK_SQL,
+        r#"DELETE FROM "app"."users" WHERE "id" = $1"#
+    );
+}
+
+#[test]
+fn single_key_columns() {
+    let names: Vec<_> = User::COLUMNS.iter().map(|c| c.name).collect();
+    assert_eq!(
+        names,
+        [
+            "id",
+            "email_address",
+            "display_name",
+            "created_at",
+            "tags",
+            "type"
+        ]
+    );
+    assert_eq!(
+        User::COLUMNS[0],
+        ColumnDef {
+            name: "id",
+            field: "id",
+            primary_key: true,
+            auto_increment: true,
+            nullable: false,
+            default_expr: None,
+            sql_type: "bigint",
+        }
+    );
+    assert_eq!(
+        User::COLUMNS[1],
+        ColumnDef {
+            name: "email_address",
+            field: "email",
+            primary_key: false,
+            auto_increment: false,
+            nullable: false,
+            default_expr: None,
+            sql_type: "text",
+        }
+    );
+    let display = UserColumn::DisplayName.def();
+    assert!(display.nullable);
+    assert_eq!(display.sql_type, "text");
+    let created = UserColumn::CreatedAt.def();
+    assert_eq!(created.default_expr, Some("now()"));
+    assert_eq!(created.sql_type, "timestamptz");
+    assert_eq!(UserColumn::Tags.def().sql_type, "text[]");
+    assert_eq!(UserColumn::Type.def().field, "type");
+    assert_eq!(UserColumn::Type.def().sql_type, "smallint");
+
+    assert_eq!(UserColumn::Email.name(), "email_address");
+    assert_eq!(<UserColumn as ModelColumn>::TABLE, User::QUALIFIED);
+    assert_eq!(
+        UserColumn::ALL,
+        [
+            UserColumn::Id,
+            UserColumn::Email,
+            UserColumn::DisplayName,
+            UserColumn::CreatedAt,
+            UserColumn::Tags,
+            UserColumn::Type,
+        ]
+    );
+    for (i, c) in UserColumn::ALL.iter().enumerate() {
+        assert_eq!(c.def(), &User::COLUMNS[i]);
+    }
+}
+
+#[test]
+fn record_default_is_not_set() {
+    let r = UserRecord::default();
+    assert!(r.id.is_not_set());
+    assert!(r.email.is_not_set());
+    assert!(r.display_name.is_not_set());
+    assert!(r.created_at.is_not_set());
+    assert!(r.tags.is_not_set());
+    assert!(r.r#type.is_not_set());
+    assert!(LifeRecord::primary_key(&r).is_none());
+    assert!(!r.key_unchanged());
+    assert!(r.fields().iter().all(|(_, f)| matches!(f, Field::NotSet)));
+    assert_eq!(
+        format!("{r:?}"),
+        "UserRecord { id: NotSet, email: NotSet, display_name: NotSet, created_at: NotSet, \
+         tags: NotSet, type: NotSet }"
+    );
+}
+
+#[test]
+fn into_record_is_unchanged() {
+    let u = user();
+    assert_eq!(LifeModel::primary_key(&u), 7);
+    let r = u.clone().into_record();
+    assert!(matches!(r.id, Unchanged(7)));
+    assert!(matches!(&r.email, Unchanged(e) if e == "a@example.com"));
+    assert!(matches!(r.display_name, Unchanged(None)));
+    assert!(matches!(r.r#type, Unchanged(3)));
+    assert!(r
+        .fields()
+        .iter()
+        .all(|(_, f)| matches!(f, Field::Unchanged(_))));
+    assert_eq!(LifeRecord::primary_key(&r), Some(7));
+    assert!(r.key_unchanged());
+
+    let via_from: UserRecord = u.into();
+    assert!(matches!(via_from.id, Unchanged(7)));
+}
+
+#[test]
+fn record_fields_and_keys() {
+    let mut r = UserRecord {
+        email: Set("b@example.com".into()),
+        created_at: ActiveValue::Expr(Expr::cust("now()")),
+        ..Default::default()
+    };
+    let cols: Vec<UserColumn> = r.fields().iter().map(|(c, _)| *c).collect();
+    assert_eq!(cols, UserColumn::ALL);
+    let fields = r.fields();
+    assert!(matches!(fields[0].1, Field::NotSet));
+    assert!(matches!(fields[1].1, Field::Set(_)));
+    assert!(matches!(fields[3].1, Field::Expr(_)));
+    drop(fields);
+    assert!(LifeRecord::primary_key(&r).is_none());
+
+    r.id = Set(9);
+    assert_eq!(LifeRecord::primary_key(&r), Some(9));
+    assert!(!r.key_unchanged(), "a set key means insert on save");
+    let copy = r.clone();
+    assert!(matches!(copy.id, Set(9)));
+    assert_eq!(
+        format!("{copy:?}"),
+        "UserRecord { id: Set(..), email: Set(..), display_name: NotSet, \
+         created_at: Expr(now()), tags: NotSet, type: NotSet }"
+    );
+}
+
+#[test]
+fn queries() {
+    let (sql, params) = User::find().filter(UserColumn::Email.eq("x")).build();
+    assert_eq!(
+        sql,
+        r#"SELECT "app"."users"."id", "app"."users"."email_address", "app"."users"."display_name", "app"."users"."created_at", "app"."users"."tags", "app"."users"."type" FROM "app"."users" WHERE ("app"."users"."email_address" = $1)"#
+    );
+    assert_eq!(params.len(), 1);
+
+    let (sql, params) = User::find_by_id(5).build();
+    assert!(
+        sql.ends_with(r#" FROM "app"."users" WHERE ("app"."users"."id" = $1)"#),
+        "{sql}"
+    );
+    assert_eq!(params.len(), 1);
+    assert_eq!(
+        User::key_condition(&5).to_sql_string(),
+        r#""app"."users"."id" = $1"#
+    );
+    assert_eq!(User::key_params(&5).len(), 1);
+}
+
+#[test]
+fn composite_key() {
+    assert_eq!(Membership::SCHEMA, None);
+    assert_eq!(Membership::QUALIFIED, r#""we""ird""#);
+    assert_eq!(
+        Membership::FIND_BY_PK_SQL,
+        r#"SELECT "org_id", "member", "role", "avatar" FROM "we""ird" WHERE "org_id" = $1 AND "member" = $2"#
+    );
+    assert_eq!(
+        Membership::DELETE_BY_PK_SQL,
+        r#"DELETE FROM "we""ird" WHERE "org_id" = $1 AND "member" = $2"#
+    );
+    let keys: Vec<_> = Membership::COLUMNS
+        .iter()
+        .filter(|c| c.primary_key)
+        .map(|c| (c.name, c.field, c.sql_type))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("org_id", "org_id", "bigint"),
+            ("member", "user_id", "uuid")
+        ]
+    );
+    assert!(MembershipColumn::Role.def().nullable);
+    assert_eq!(MembershipColumn::Role.def().sql_type, "integer");
+    assert_eq!(MembershipColumn::Avatar.def().sql_type, "bytea");
+    assert_eq!(MembershipColumn::UserId.name(), "member");
+
+    let uid = uuid::Uuid::nil();
+    let m = Membership {
+        org_id: 1,
+        user_id: uid,
+        role: Some(2),
+        avatar: None,
+    };
+    let key: <Membership as LifeModel>::PrimaryKey = m.primary_key();
+    assert_eq!(key, (1, uid));
+    assert_eq!(Membership::key_params(&key).len(), 2);
+    assert_eq!(
+        Membership::key_condition(&key).to_sql_string(),
+        r#"("we""ird"."org_id" = $1) AND ("we""ird"."member" = $2)"#
+    );
+
+    let r = m.into_record();
+    assert!(r.key_unchanged());
+    assert_eq!(LifeRecord::primary_key(&r), Some((1, uid)));
+
+    let partial = MembershipRecord {
+        org_id: Set(1),
+        user_id: NotSet,
+        ..Default::default()
+    };
+    assert_eq!(LifeRecord::primary_key(&partial), None);
+    let mixed = MembershipRecord {
+        org_id: Unchanged(1),
+        user_id: Set(uid),
+        ..Default::default()
+    };
+    assert_eq!(LifeRecord::primary_key(&mixed), Some((1, uid)));
+    assert!(!mixed.key_unchanged());
+
+    let (sql, _) = Membership::find_by_id((1, uid)).build();
+    assert!(
+        sql.ends_with(r#"WHERE (("we""ird"."org_id" = $1) AND ("we""ird"."member" = $2))"#),
+        "{sql}"
+    );
+}
+
+#[test]
+fn from_row_impls_exist() {
+    is_from_row::<User>();
+    is_from_row::<Membership>();
+    is_from_row::<Projection>();
+    is_from_row::<Generic<i32>>();
+}
