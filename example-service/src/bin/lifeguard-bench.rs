@@ -2,8 +2,11 @@
 //! (`/work/shared/bench`, section "The contract for an extra peer").
 //!
 //! ```text
-//! lifeguard-bench --mode raw|pool --url URL --workload NAME --concurrency N --connections N --seconds S
+//! lifeguard-bench --mode raw|pool|orm --url URL --workload NAME --concurrency N --connections N --seconds S
 //! ```
+//!
+//! `--mode orm` runs them through Lifeguard's models and query builder on the raw mode's
+//! connections (peer `lifeguard-orm`).
 //!
 //! `--mode pool` runs the same statements through a `Pool` of `--connections - 1` connections
 //! (its monitor holds the last one); peer name `lifeguard-pool`.
@@ -18,6 +21,8 @@
 
 #[path = "../bench/histogram.rs"]
 mod histogram;
+#[path = "../bench/orm.rs"]
+mod orm;
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -35,7 +40,7 @@ use histogram::Histogram;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-const USAGE: &str = "usage: lifeguard-bench --mode raw --url URL \
+const USAGE: &str = "usage: lifeguard-bench --mode raw|pool|orm --url URL \
 --workload point|fortunes|update|insert_batch|eager [--concurrency N] [--connections N] [--seconds S]";
 
 /// Not measured; connections are opened and statements prepared before or during it.
@@ -80,6 +85,8 @@ enum Mode {
     /// The same statements through a `Pool` (primary only, `max_size` = `--connections`):
     /// routing, metrics and spans included.
     Pool,
+    /// Models and the query builder on the raw mode's shared connections.
+    Orm,
 }
 
 impl Mode {
@@ -87,10 +94,10 @@ impl Mode {
         match s {
             "raw" => Ok(Mode::Raw),
             "pool" => Ok(Mode::Pool),
-            "orm" => Err(format!(
-                "--mode {s} is not implemented yet (raw and pool are)"
+            "orm" => Ok(Mode::Orm),
+            other => Err(format!(
+                "unknown --mode {other:?} (expected raw, pool or orm)"
             )),
-            other => Err(format!("unknown --mode {other:?} (expected raw or pool)")),
         }
     }
 
@@ -98,6 +105,7 @@ impl Mode {
         match self {
             Mode::Raw => "lifeguard-raw",
             Mode::Pool => "lifeguard-pool",
+            Mode::Orm => "lifeguard-orm",
         }
     }
 }
@@ -271,6 +279,8 @@ struct Peer {
     conns: Vec<Arc<Connection>>,
     /// Set in `--mode pool`: operations go through it instead of `conns`.
     pool: Option<Pool>,
+    /// `--mode orm`: operations use the models of `orm`.
+    orm: bool,
     workload: Workload,
     insert_sql: String,
 }
@@ -280,7 +290,7 @@ impl Peer {
         let mut conns = Vec::new();
         let mut pool = None;
         match args.mode {
-            Mode::Raw => {
+            Mode::Raw | Mode::Orm => {
                 for _ in 0..args.connections {
                     let conn = Connection::open(&args.url)
                         .map_err(|e| format!("connect to {}: {e}", args.url))?;
@@ -298,6 +308,7 @@ impl Peer {
         Ok(Peer {
             conns,
             pool,
+            orm: args.mode == Mode::Orm,
             workload: args.workload,
             insert_sql: sql::insert_batch(INSERT_BATCH_ROWS),
         })
@@ -333,6 +344,9 @@ impl Peer {
     }
 
     fn op_on(&self, conn: &dyn Executor, rng: &mut StdRng) -> Result<(), BoxError> {
+        if self.orm {
+            return orm::op(self.workload, conn, rng);
+        }
         match self.workload {
             Workload::Point => {
                 let id = world_id(rng);
@@ -655,7 +669,7 @@ mod tests {
             (Mode::Raw, Workload::Eager, 32, 4)
         );
         assert_eq!(a.seconds, 2.5);
-        assert!(parse("--mode orm --url u --workload point").is_err());
+        assert!(parse("--mode sql --url u --workload point").is_err());
         assert_eq!(
             parse("--mode pool --url u --workload point").unwrap().mode,
             Mode::Pool

@@ -19,6 +19,8 @@ use crate::query::{quote, require};
 enum Kind {
     Insert,
     Update,
+    /// A multi-row insert of this many rows, with or without `RETURNING`.
+    InsertMany(usize, bool),
 }
 
 type ShapeKey = (TypeId, Kind, u128);
@@ -179,4 +181,128 @@ pub(crate) fn delete<R: LifeRecord>(record: &R, db: &(impl Executor + ?Sized)) -
         ))
     })?;
     R::Model::delete_by_id(db, key)
+}
+
+/// PostgreSQL's limit on the parameters of one statement.
+const MAX_PARAMS: usize = 65_535;
+
+/// Several records inserted with multi-row `INSERT` statements; see
+/// [`LifeRecord::insert_many`](super::LifeRecord::insert_many).
+///
+/// A column set in any record is written for all of them (`DEFAULT` where a record leaves
+/// it unset). Rows are split into statements under PostgreSQL's 65,535-parameter limit;
+/// run it in a transaction when the batch must be atomic.
+#[must_use = "nothing is inserted until exec or exec_with_returning"]
+pub struct InsertMany<R: LifeRecord> {
+    records: Vec<R>,
+}
+
+impl<R: LifeRecord> InsertMany<R> {
+    pub(crate) fn new(records: Vec<R>) -> InsertMany<R> {
+        InsertMany { records }
+    }
+
+    /// Inserts and returns how many rows went in.
+    pub fn exec(&self, db: &(impl Executor + ?Sized)) -> Result<u64> {
+        let mut total = 0;
+        self.each_chunk(false, |sql, params| {
+            total += db.execute(sql, params)?;
+            Ok(())
+        })?;
+        Ok(total)
+    }
+
+    /// Inserts and returns the stored rows, in order.
+    pub fn exec_with_returning(&self, db: &(impl Executor + ?Sized)) -> Result<Vec<R::Model>> {
+        let mut out = Vec::with_capacity(self.records.len());
+        self.each_chunk(true, |sql, params| {
+            for row in db.query(sql, params)? {
+                out.push(R::Model::from_row(&row)?);
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    fn each_chunk(
+        &self,
+        returning: bool,
+        mut run: impl FnMut(&str, &[&(dyn ToSql + Sync)]) -> Result<()>,
+    ) -> Result<()> {
+        type M<R> = <R as LifeRecord>::Model;
+        if self.records.is_empty() {
+            return Ok(());
+        }
+        // The union of set columns decides the shape; unset ones become DEFAULT.
+        let rows: Vec<Vec<(<M<R> as LifeModel>::Column, Field<'_>)>> =
+            self.records.iter().map(|r| r.fields()).collect();
+        let width = rows[0].len();
+        let mut used = vec![false; width];
+        let mut has_expr = false;
+        for row in &rows {
+            for (i, (_, f)) in row.iter().enumerate() {
+                match f {
+                    Field::Set(_) => used[i] = true,
+                    Field::Expr(_) => {
+                        used[i] = true;
+                        has_expr = true;
+                    }
+                    Field::NotSet | Field::Unchanged(_) => {}
+                }
+            }
+        }
+        let columns: Vec<usize> = (0..width).filter(|&i| used[i]).collect();
+        if columns.is_empty() {
+            return Err(Error::config(format!(
+                "insert_many into {} needs at least one set column",
+                M::<R>::TABLE
+            )));
+        }
+        let mask = columns
+            .iter()
+            .filter(|&&i| i < 128)
+            .fold(0u128, |m, &i| m | 1 << i);
+        let cacheable = !has_expr && width <= 128;
+        let per_chunk = (MAX_PARAMS / columns.len()).max(1);
+        for chunk in rows.chunks(per_chunk) {
+            let mut params: Vec<&(dyn ToSql + Sync)> =
+                Vec::with_capacity(chunk.len() * columns.len());
+            let mut values = String::new();
+            for (r, row) in chunk.iter().enumerate() {
+                values.push_str(if r == 0 { "(" } else { ", (" });
+                for (k, &i) in columns.iter().enumerate() {
+                    if k > 0 {
+                        values.push_str(", ");
+                    }
+                    push_value(&mut values, &mut params, row[i].1);
+                }
+                values.push(')');
+            }
+            let key = cacheable.then(|| {
+                (
+                    TypeId::of::<R>(),
+                    Kind::InsertMany(chunk.len(), returning),
+                    mask,
+                )
+            });
+            let sql = statement(key, || {
+                let names: Vec<String> = columns
+                    .iter()
+                    .map(|&i| quote(rows[0][i].0.name()))
+                    .collect();
+                let mut sql = format!(
+                    "INSERT INTO {} ({}) VALUES {values}",
+                    M::<R>::QUALIFIED,
+                    names.join(", ")
+                );
+                if returning {
+                    sql.push_str(" RETURNING ");
+                    sql.push_str(M::<R>::COLUMN_LIST);
+                }
+                sql
+            });
+            run(&sql, &params)?;
+        }
+        Ok(())
+    }
 }

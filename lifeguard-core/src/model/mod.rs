@@ -32,6 +32,7 @@ mod active;
 mod crud;
 
 pub use active::{ActiveValue, Field, NotSet, Set, Unchanged};
+pub use crud::InsertMany;
 
 use crate::error::Result;
 use crate::executor::Executor;
@@ -195,5 +196,11 @@ pub trait LifeRecord: Default + Send + Sync + Sized + 'static {
     /// Deletes the row with this record's key.
     fn delete(self, db: &(impl Executor + ?Sized)) -> Result<u64> {
         crud::delete(&self, db)
+    }
+
+    /// Many records in as few multi-row `INSERT`s as the parameter limit allows:
+    /// `UserRecord::insert_many(records).exec(&db)?` or `.exec_with_returning(&db)?`.
+    fn insert_many(records: impl IntoIterator<Item = Self>) -> InsertMany<Self> {
+        InsertMany::new(records.into_iter().collect())
     }
 }
