@@ -77,6 +77,7 @@ fn main() -> Result<()> {
             panic!("bug in the middle of a transfer")
         })
     }));
+    std::panic::set_hook(default_hook);
     println!(
         "after a panic ({}): {:?}",
         panicked.is_err(),
