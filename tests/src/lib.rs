@@ -19,7 +19,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub mod scratch;
 
+pub mod orm;
 pub mod pg;
+pub mod proxy;
 pub mod replica;
 /// Message shown when the service environment variables are missing.
 pub const SETUP_HINT: &str =

@@ -335,13 +335,13 @@ pub trait ColumnExpr: ModelColumn {
     }
     /// `col + value`, e.g. for `ActiveValue::Expr` counters.
     fn add<V: ToSql + Sync + Send + 'static>(self, v: V) -> Expr {
-        Expr::ident(self.name())
+        Expr::cust(quote(self.name()))
             .append_sql(" + ")
             .append(Expr::val(v))
     }
     /// `col - value`.
     fn sub<V: ToSql + Sync + Send + 'static>(self, v: V) -> Expr {
-        Expr::ident(self.name())
+        Expr::cust(quote(self.name()))
             .append_sql(" - ")
             .append(Expr::val(v))
     }
