@@ -187,7 +187,7 @@ impl ScratchPair {
     ///
     /// Panics when it has not within `timeout`.
     pub fn wait_caught_up(&self, timeout: Duration) {
-        let target = try_psql(&self.primary_url(), "SELECT pg_current_wal_flush_lsn()")
+        let target = try_psql(&self.primary_url(), "SELECT pg_current_wal_insert_lsn()")
             .unwrap_or_else(|e| panic!("read the primary's LSN: {e}"));
         let replica = self.replica_url();
         let sql = format!("SELECT pg_last_wal_replay_lsn() >= '{target}'::pg_lsn");

@@ -275,7 +275,7 @@ impl<'a> Call<'a> {
     }
 
     /// The next message of `reply`, enforcing this call's deadline.
-    pub(crate) fn next(&self, reply: &Reply) -> Result<Message> {
+    pub(crate) fn next(&self, reply: &Arc<Reply>) -> Result<Message> {
         let deadline = self.deadline.map(|(at, _)| at);
         match reply.next(deadline) {
             Ok(m) => Ok(m),
@@ -284,9 +284,12 @@ impl<'a> Call<'a> {
                 let timeout = self.deadline.map(|(_, t)| t).unwrap_or_default();
                 if self.exclusive {
                     self.cancel_and_drain(reply);
+                } else {
+                    // On a shared connection the server's own statement_timeout ends the
+                    // statement; the reply is abandoned and the reader discards it. If it
+                    // never comes, the connection is dead (half-open) and gets retired.
+                    self.conn.shared().abandon(reply);
                 }
-                // On a shared connection the server's own statement_timeout ends the
-                // statement; the reply is abandoned and the reader discards it.
                 Err(Error::Timeout(timeout))
             }
         }

@@ -1,6 +1,7 @@
 //! `COPY ... FROM STDIN` and `COPY ... TO STDOUT` on an exclusively borrowed connection.
 
 use std::io;
+use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use postgres_protocol::message::backend::Message;
@@ -116,7 +117,7 @@ impl Connection {
 }
 
 /// Reads the rest of a reply up to its `ReadyForQuery`.
-fn drain(call: &Call<'_>, reply: &Reply) -> Result<()> {
+fn drain(call: &Call<'_>, reply: &Arc<Reply>) -> Result<()> {
     loop {
         if let Message::ReadyForQuery(_) = call.next(reply)? {
             return Ok(());

@@ -102,6 +102,12 @@ impl Reply {
         }
     }
 
+    /// Whether the final message (or a failure) has arrived.
+    fn is_settled(&self) -> bool {
+        let st = lock(&self.state);
+        st.done || st.failed.is_some()
+    }
+
     fn push(&self, batch: &mut Vec<Message>, done: bool) {
         {
             let mut st = lock(&self.state);
@@ -137,7 +143,14 @@ pub(crate) struct Shared {
     in_flight: AtomicUsize,
     notifications: Mutex<NotificationQueue>,
     parameters: Mutex<Vec<(String, String)>>,
+    /// Replies whose callers gave up at a deadline, with when they did.
+    abandoned: Mutex<Vec<(Arc<Reply>, Instant)>>,
 }
+
+/// How long an abandoned reply may take to finish after its caller's deadline. The server
+/// stops the statement at that deadline itself, so a reply still missing after this means
+/// the peer is gone without the socket noticing (a half-open connection).
+const ABANDON_GRACE: Duration = Duration::from_secs(2);
 
 #[derive(Default)]
 struct State {
@@ -182,6 +195,7 @@ impl Shared {
             in_flight: AtomicUsize::new(0),
             notifications: Mutex::new(NotificationQueue::default()),
             parameters: Mutex::new(parameters),
+            abandoned: Mutex::new(Vec::new()),
         });
         let for_reader = shared.clone();
         // The reader parses replies on its own stack; 64 KiB leaves room for deep rows.
@@ -200,8 +214,10 @@ impl Shared {
         self.in_flight.load(Ordering::Relaxed)
     }
 
-    /// The error that broke this connection, if it is broken.
+    /// The error that broke this connection, if it is broken (an overdue abandoned reply
+    /// breaks it now).
     pub(crate) fn broken(&self) -> Option<Error> {
+        self.check_abandoned();
         lock(&self.state).broken.clone()
     }
 
@@ -222,6 +238,30 @@ impl Shared {
         lock(&self.state).closes.push(name);
     }
 
+    /// Remembers a reply whose caller gave up at its deadline.
+    pub(crate) fn abandon(&self, reply: &Arc<Reply>) {
+        lock(&self.abandoned).push((reply.clone(), Instant::now()));
+    }
+
+    /// Fails the connection when an abandoned reply is overdue; returns whether it did.
+    fn check_abandoned(&self) -> bool {
+        let overdue = {
+            let mut list = lock(&self.abandoned);
+            if list.is_empty() {
+                return false;
+            }
+            list.retain(|(reply, _)| !reply.is_settled());
+            list.iter().any(|(_, at)| at.elapsed() > ABANDON_GRACE)
+        };
+        if overdue {
+            self.fail(Error::connection(
+                format!("no reply within {ABANDON_GRACE:?} after a deadline; the connection is presumed dead"),
+                None,
+            ));
+        }
+        overdue
+    }
+
     /// Queues `bytes` and returns the slot its reply will arrive in.
     pub(crate) fn request(&self, send: Send<'_>) -> Result<Arc<Reply>> {
         let reply = Reply::new();
@@ -240,6 +280,7 @@ impl Shared {
     }
 
     fn enqueue(&self, send: Send<'_>, pending: Option<Pending>) -> Result<()> {
+        self.check_abandoned();
         let (become_writer, batch) = {
             let mut st = lock(&self.state);
             if let Some(e) = &st.broken {

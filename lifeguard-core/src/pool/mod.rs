@@ -50,6 +50,10 @@ use monitor::{start_monitors, History, NodeState as State, Tracker};
 use node::Node;
 use routing::classify;
 
+/// How many times a read may run when its connection fails under it: several connections
+/// of a restarted server can each fail once before their readers notice.
+const READ_ATTEMPTS: u32 = 3;
+
 /// A pool of connections to a primary and its replicas. Cheap to clone; clones share
 /// everything. The monitor stops when the last clone drops.
 #[derive(Clone)]
@@ -244,35 +248,35 @@ impl PoolInner {
         run: impl Fn(&Connection) -> Result<T>,
     ) -> Result<(T, Role)> {
         let deadline = Instant::now() + self.config.acquire_timeout;
-        let routed = self.route(opts, deadline)?;
-        let role = routed.member.node.role;
-        let result = self.on_member(routed.member, deadline, &run);
-        let retry_reason = match &result {
-            Err(e) if e.is_unsent() => Some("connectivity"),
-            Err(e) if routed.member.node.role == Role::Replica => match e {
-                Error::Connection(_) => Some("connectivity"),
-                Error::SerializationFailure(db)
-                    if db.message.contains("conflict with recovery") =>
+        let mut attempt = 1;
+        loop {
+            let routed = self.route(opts, deadline)?;
+            let role = routed.member.node.role;
+            let result = self.on_member(routed.member, deadline, &run);
+            // A read is idempotent: a lost connection (a server restart, sockets that closed
+            // just before the send) is worth another try, a recovery conflict one more on
+            // another server.
+            let retry_reason = match &result {
+                Err(Error::Connection(_)) if attempt < READ_ATTEMPTS => Some("connectivity"),
+                Err(Error::SerializationFailure(db))
+                    if attempt == 1
+                        && role == Role::Replica
+                        && db.message.contains("conflict with recovery") =>
                 {
                     Some("recovery_conflict")
                 }
                 _ => None,
-            },
-            _ => None,
-        };
-        let Some(reason) = retry_reason else {
-            return result.map(|value| (value, role));
-        };
-        if !matches!(&result, Err(e) if e.is_unsent()) {
-            // The server failed us: mark it suspect now rather than at the next sample.
-            routed.member.tracker.unreachable();
+            };
+            let Some(reason) = retry_reason else {
+                return result.map(|value| (value, role));
+            };
+            if role == Role::Replica && !matches!(&result, Err(e) if e.is_unsent()) {
+                // The replica failed us: mark it suspect now rather than at the next sample.
+                routed.member.tracker.unreachable();
+            }
+            self.metrics.retried(reason);
+            attempt += 1;
         }
-        drop(routed);
-        self.metrics.retried(reason);
-        let routed = self.route(opts, deadline)?;
-        let role = routed.member.node.role;
-        self.on_member(routed.member, deadline, &run)
-            .map(|value| (value, role))
     }
 
     /// Runs a write (or anything not provably a read) on the primary.
