@@ -34,29 +34,7 @@ impl Connection {
 
     /// `copy_in` on a session the caller holds exclusively without a `&mut` (a pool lease).
     pub(crate) fn copy_in_exclusive(&self, sql: &str) -> Result<CopyIn<'_>> {
-        let call = Call {
-            exclusive: true,
-            ..Call::new(self)
-        };
-        let mut buf = BytesMut::new();
-        frontend::query(sql, &mut buf).map_err(|e| Error::protocol(e.to_string()))?;
-        let reply = self.shared().request(Send::Raw(&buf))?;
-        loop {
-            match call.next(&reply)? {
-                Message::CopyInResponse(_) => break,
-                Message::ErrorResponse(body) => {
-                    let e = db_error(&body)?;
-                    drain(&call, &reply)?;
-                    return Err(e);
-                }
-                Message::ReadyForQuery(_) => {
-                    return Err(Error::config(
-                        "copy_in needs a COPY ... FROM STDIN statement",
-                    ))
-                }
-                _ => {}
-            }
-        }
+        let (call, reply) = self.start_copy(sql, Direction::In)?;
         Ok(CopyIn {
             call,
             reply,
@@ -72,6 +50,18 @@ impl Connection {
 
     /// `copy_out` on a session the caller holds exclusively without a `&mut` (a pool lease).
     pub(crate) fn copy_out_exclusive(&self, sql: &str) -> Result<CopyOut<'_>> {
+        let (call, reply) = self.start_copy(sql, Direction::Out)?;
+        Ok(CopyOut {
+            call,
+            reply,
+            current: Bytes::new(),
+            finished: false,
+        })
+    }
+
+    /// Sends the COPY statement and waits until the server is in the copy mode `want`; any
+    /// other outcome ends the request and becomes an error, leaving the session in step.
+    fn start_copy(&self, sql: &str, want: Direction) -> Result<(Call<'_>, Arc<Reply>)> {
         let call = Call {
             exclusive: true,
             ..Call::new(self)
@@ -79,40 +69,51 @@ impl Connection {
         let mut buf = BytesMut::new();
         frontend::query(sql, &mut buf).map_err(|e| Error::protocol(e.to_string()))?;
         let reply = self.shared().request(Send::Raw(&buf))?;
+        let wrong = || Error::config(want.mismatch());
         loop {
             match call.next(&reply)? {
-                Message::CopyOutResponse(_) => break,
+                Message::CopyInResponse(_) if want == Direction::In => break,
+                Message::CopyOutResponse(_) if want == Direction::Out => break,
                 Message::CopyInResponse(_) => {
                     // The server now waits for data that will never come: end the copy and
                     // the request before reporting the mistake.
                     let mut out = BytesMut::new();
-                    frontend::copy_fail("copy_out needs COPY ... TO STDOUT", &mut out)
+                    frontend::copy_fail(want.mismatch(), &mut out)
                         .map_err(|e| Error::protocol(e.to_string()))?;
                     self.shared().send_raw(&out)?;
                     drain(&call, &reply)?;
-                    return Err(Error::config(
-                        "copy_out needs a COPY ... TO STDOUT statement",
-                    ));
+                    return Err(wrong());
+                }
+                Message::CopyOutResponse(_) => {
+                    drain(&call, &reply)?;
+                    return Err(wrong());
                 }
                 Message::ErrorResponse(body) => {
                     let e = db_error(&body)?;
                     drain(&call, &reply)?;
                     return Err(e);
                 }
-                Message::ReadyForQuery(_) => {
-                    return Err(Error::config(
-                        "copy_out needs a COPY ... TO STDOUT statement",
-                    ))
-                }
+                Message::ReadyForQuery(_) => return Err(wrong()),
                 _ => {}
             }
         }
-        Ok(CopyOut {
-            call,
-            reply,
-            current: Bytes::new(),
-            finished: false,
-        })
+        Ok((call, reply))
+    }
+}
+
+/// Which way a COPY moves data.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    In,
+    Out,
+}
+
+impl Direction {
+    fn mismatch(self) -> &'static str {
+        match self {
+            Direction::In => "copy_in needs a COPY ... FROM STDIN statement",
+            Direction::Out => "copy_out needs a COPY ... TO STDOUT statement",
+        }
     }
 }
 
@@ -128,7 +129,7 @@ fn drain(call: &Call<'_>, reply: &Arc<Reply>) -> Result<()> {
 /// The sending side of `COPY ... FROM STDIN`; implements [`io::Write`].
 pub struct CopyIn<'a> {
     call: Call<'a>,
-    reply: std::sync::Arc<Reply>,
+    reply: Arc<Reply>,
     buf: BytesMut,
     done: bool,
 }
@@ -216,7 +217,7 @@ impl Drop for CopyIn<'_> {
 /// The receiving side of `COPY ... TO STDOUT`; implements [`io::Read`] and yields chunks.
 pub struct CopyOut<'a> {
     call: Call<'a>,
-    reply: std::sync::Arc<Reply>,
+    reply: Arc<Reply>,
     current: Bytes,
     finished: bool,
 }
