@@ -114,6 +114,8 @@ pub enum Error {
     Config(String),
     /// The server sent something the protocol does not allow at that point.
     Protocol(String),
+    /// A record's validator rejected it before any SQL was sent; lists each field and why.
+    Validation(crate::model::ValidationErrors),
 }
 
 /// Why a connection could not be opened, or why it broke.
@@ -365,6 +367,7 @@ impl fmt::Display for Error {
             }
             Error::Config(m) => write!(f, "configuration error: {m}"),
             Error::Protocol(m) => write!(f, "protocol error: {m}"),
+            Error::Validation(errors) => write!(f, "validation failed: {errors}"),
         }
     }
 }

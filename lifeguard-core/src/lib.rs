@@ -9,6 +9,7 @@
 
 pub mod error;
 pub mod executor;
+pub mod migrate;
 pub mod model;
 pub mod pg;
 pub mod pool;

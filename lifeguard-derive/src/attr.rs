@@ -4,7 +4,7 @@ use proc_macro2::{Span, TokenStream};
 use quote::{quote, ToTokens};
 use syn::meta::ParseNestedMeta;
 use syn::spanned::Spanned;
-use syn::{Attribute, Error, Expr, ExprLit, Lit, LitStr, Result, Token};
+use syn::{Attribute, Error, Expr, ExprLit, Lit, LitStr, Path, Result, Token};
 
 /// Which derive reads the attributes: decides the keys it accepts.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -22,7 +22,16 @@ impl Derive {
     }
 }
 
-const STRUCT_KEYS: &[&str] = &["table_name", "schema_name"];
+const STRUCT_KEYS: &[&str] = &[
+    "table_name",
+    "schema_name",
+    "soft_delete",
+    "hooks",
+    "has_many",
+    "has_one",
+    "belongs_to",
+    "has_many_through",
+];
 const MODEL_FIELD_KEYS: &[&str] = &[
     "primary_key",
     "auto_increment",
@@ -30,7 +39,59 @@ const MODEL_FIELD_KEYS: &[&str] = &[
     "ignore",
     "default_expr",
     "column_type",
+    "created_at",
+    "updated_at",
 ];
+
+/// The kind of a relation attribute.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum RelationKind {
+    HasMany,
+    HasOne,
+    BelongsTo,
+    HasManyThrough,
+}
+
+impl RelationKind {
+    pub fn key(self) -> &'static str {
+        match self {
+            RelationKind::HasMany => "has_many",
+            RelationKind::HasOne => "has_one",
+            RelationKind::BelongsTo => "belongs_to",
+            RelationKind::HasManyThrough => "has_many_through",
+        }
+    }
+
+    fn example(self) -> &'static str {
+        match self {
+            RelationKind::HasMany => "has_many(Post, from = \"id\", to = \"author_id\")",
+            RelationKind::HasOne => "has_one(Profile, from = \"id\", to = \"user_id\")",
+            RelationKind::BelongsTo => "belongs_to(Author, from = \"author_id\", to = \"id\")",
+            RelationKind::HasManyThrough => {
+                "has_many_through(Tag, via = BookTag, from = \"id\", via_from = \"book_id\", \
+                 via_to = \"tag_id\", to = \"id\")"
+            }
+        }
+    }
+}
+
+/// `has_many(Post, from = "id", to = "author_id")` and its kin.
+pub struct RelationAttr {
+    pub kind: RelationKind,
+    /// The attribute's key, for error spans.
+    pub key: Path,
+    pub target: Path,
+    pub from: LitStr,
+    pub to: LitStr,
+    /// `has_many_through` only: the junction model and its two columns.
+    pub via: Option<(Path, LitStr, LitStr)>,
+}
+
+/// `soft_delete` or `soft_delete = "removed_at"`.
+pub struct SoftDeleteAttr {
+    pub span: Span,
+    pub column: Option<LitStr>,
+}
 const ROW_FIELD_KEYS: &[&str] = &["column_name", "ignore"];
 
 /// `#[lifeguard(...)]` on the struct.
@@ -38,6 +99,9 @@ const ROW_FIELD_KEYS: &[&str] = &["column_name", "ignore"];
 pub struct StructAttrs {
     pub table_name: Option<LitStr>,
     pub schema_name: Option<LitStr>,
+    pub soft_delete: Option<SoftDeleteAttr>,
+    pub hooks: Option<Span>,
+    pub relations: Vec<RelationAttr>,
 }
 
 /// `#[lifeguard(...)]` on a field.
@@ -49,6 +113,8 @@ pub struct FieldAttrs {
     pub column_name: Option<LitStr>,
     pub default_expr: Option<LitStr>,
     pub column_type: Option<LitStr>,
+    pub created_at: Option<Span>,
+    pub updated_at: Option<Span>,
 }
 
 /// Collects errors so one expansion reports every problem it finds.
@@ -154,6 +220,120 @@ fn string(meta: &ParseNestedMeta, name: &str, slot: &mut Option<LitStr>) -> Resu
     Ok(())
 }
 
+/// `soft_delete` alone or `soft_delete = "column"`.
+fn soft_delete(meta: &ParseNestedMeta, slot: &mut Option<SoftDeleteAttr>) -> Result<()> {
+    let span = meta.path.span();
+    let column = if meta.input.peek(Token![=]) {
+        let mut lit = None;
+        string(meta, "soft_delete", &mut lit)?;
+        lit
+    } else if meta.input.is_empty() || meta.input.peek(Token![,]) {
+        None
+    } else {
+        let path = &meta.path;
+        let rest: TokenStream = meta.input.parse()?;
+        return Err(Error::new_spanned(
+            quote!(#path #rest),
+            "`soft_delete` takes no arguments: write `soft_delete` (column `deleted_at`) or \
+             `soft_delete = \"column\"`",
+        ));
+    };
+    if slot.is_some() {
+        return Err(Error::new_spanned(&meta.path, "duplicate `soft_delete`"));
+    }
+    *slot = Some(SoftDeleteAttr { span, column });
+    Ok(())
+}
+
+/// `has_many(Post, from = "id", to = "author_id")` and its kin.
+fn relation(meta: &ParseNestedMeta, kind: RelationKind, out: &mut Vec<RelationAttr>) -> Result<()> {
+    let key = meta.path.clone();
+    let name = kind.key();
+    let usage = format!("write `{}`", kind.example());
+    if !meta.input.peek(syn::token::Paren) {
+        return Err(Error::new_spanned(
+            &key,
+            format!("`{name}` takes the related model and its columns: {usage}"),
+        ));
+    }
+    let mut target: Option<Path> = None;
+    let mut via: Option<Path> = None;
+    let (mut from, mut to, mut via_from, mut via_to) = (None, None, None, None);
+    meta.parse_nested_meta(|inner| {
+        let inner_name = key_name(&inner);
+        match inner_name.as_str() {
+            "from" => string(&inner, "from", &mut from),
+            "to" => string(&inner, "to", &mut to),
+            "via_from" | "via_to" | "via" if kind != RelationKind::HasManyThrough => {
+                Err(Error::new_spanned(
+                    &inner.path,
+                    format!("`{inner_name}` belongs to `has_many_through`, not `{name}`"),
+                ))
+            }
+            "via_from" => string(&inner, "via_from", &mut via_from),
+            "via_to" => string(&inner, "via_to", &mut via_to),
+            "via" => {
+                if !inner.input.peek(Token![=]) {
+                    return Err(Error::new_spanned(
+                        &inner.path,
+                        "`via` needs the junction model: `via = BookTag`",
+                    ));
+                }
+                let path: Path = inner.value()?.parse()?;
+                if via.is_some() {
+                    return Err(Error::new_spanned(&inner.path, "duplicate `via`"));
+                }
+                via = Some(path);
+                Ok(())
+            }
+            _ if inner.input.is_empty() || inner.input.peek(Token![,]) => {
+                if target.is_some() {
+                    return Err(Error::new_spanned(
+                        &inner.path,
+                        format!(
+                            "`{name}` names one related model; `{inner_name}` is a second one \
+                             (or an unknown key: expected `from`, `to`{})",
+                            if kind == RelationKind::HasManyThrough {
+                                ", `via`, `via_from`, `via_to`"
+                            } else {
+                                ""
+                            }
+                        ),
+                    ));
+                }
+                target = Some(inner.path.clone());
+                Ok(())
+            }
+            _ => Err(Error::new_spanned(
+                &inner.path,
+                format!("unknown key `{inner_name}` in `{name}(...)`: {usage}"),
+            )),
+        }
+    })?;
+    let missing = |what: &str| Error::new_spanned(&key, format!("`{name}` needs {what}: {usage}"));
+    let target = target.ok_or_else(|| missing("the related model first"))?;
+    let from = from.ok_or_else(|| missing("`from = \"...\"`"))?;
+    let to = to.ok_or_else(|| missing("`to = \"...\"`"))?;
+    let via = if kind == RelationKind::HasManyThrough {
+        Some((
+            via.ok_or_else(|| missing("`via = JunctionModel`"))?,
+            via_from.ok_or_else(|| missing("`via_from = \"...\"`"))?,
+            via_to.ok_or_else(|| missing("`via_to = \"...\"`"))?,
+        ))
+    } else {
+        None
+    };
+    out.push(RelationAttr {
+        kind,
+        key,
+        target,
+        from,
+        to,
+        via,
+    });
+    Ok(())
+}
+
 fn lifeguard_attrs(attrs: &[Attribute]) -> impl Iterator<Item = &Attribute> {
     attrs.iter().filter(|a| a.path().is_ident("lifeguard"))
 }
@@ -167,6 +347,20 @@ pub fn struct_attrs(attrs: &[Attribute], derive: Derive, errors: &mut Errors) ->
             match (derive, name.as_str()) {
                 (Derive::LifeModel, "table_name") => string(&meta, &name, &mut out.table_name),
                 (Derive::LifeModel, "schema_name") => string(&meta, &name, &mut out.schema_name),
+                (Derive::LifeModel, "soft_delete") => soft_delete(&meta, &mut out.soft_delete),
+                (Derive::LifeModel, "hooks") => flag(&meta, &name, &mut out.hooks),
+                (Derive::LifeModel, "has_many") => {
+                    relation(&meta, RelationKind::HasMany, &mut out.relations)
+                }
+                (Derive::LifeModel, "has_one") => {
+                    relation(&meta, RelationKind::HasOne, &mut out.relations)
+                }
+                (Derive::LifeModel, "belongs_to") => {
+                    relation(&meta, RelationKind::BelongsTo, &mut out.relations)
+                }
+                (Derive::LifeModel, "has_many_through") => {
+                    relation(&meta, RelationKind::HasManyThrough, &mut out.relations)
+                }
                 (Derive::LifeModel, _) if MODEL_FIELD_KEYS.contains(&name.as_str()) => {
                     Err(Error::new_spanned(
                         &meta.path,
@@ -232,6 +426,8 @@ pub fn field_attrs(attrs: &[Attribute], derive: Derive, errors: &mut Errors) -> 
                 "column_name" => string(&meta, &name, &mut out.column_name),
                 "default_expr" => string(&meta, &name, &mut out.default_expr),
                 "column_type" => string(&meta, &name, &mut out.column_type),
+                "created_at" => flag(&meta, &name, &mut out.created_at),
+                "updated_at" => flag(&meta, &name, &mut out.updated_at),
                 _ => unreachable!("every accepted key is handled"),
             }
         });
@@ -247,6 +443,8 @@ pub fn field_attrs(attrs: &[Attribute], derive: Derive, errors: &mut Errors) -> 
             ("column_name", out.column_name.as_ref().map(LitStr::span)),
             ("default_expr", out.default_expr.as_ref().map(LitStr::span)),
             ("column_type", out.column_type.as_ref().map(LitStr::span)),
+            ("created_at", out.created_at),
+            ("updated_at", out.updated_at),
         ];
         for (name, span) in conflicts {
             if let Some(span) = span {

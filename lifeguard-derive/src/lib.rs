@@ -56,6 +56,22 @@
 //! | field | `ignore` | not a column: not selected, not decoded, not in the record; filled with `Default::default()` |
 //! | field | `default_expr = "now()"` | the column's SQL default (metadata for DDL) |
 //! | field | `column_type = "timestamptz"` | the column's SQL type (metadata for DDL), instead of the one derived from the Rust type |
+//! | struct | `hooks` | writes run the record's `RecordHooks` impl (hooks and `validate`), which you write: `impl RecordHooks for UserRecord {}` |
+//! | struct | `soft_delete`, `soft_delete = "removed_at"` | deletes set the column (default `deleted_at`, an `Option<DateTime<Utc>>`) to `now()`; queries, `find_by_id` and loaders skip marked rows |
+//! | struct | `has_many(Post, from = "id", to = "author_id")` | `impl Related<Post>`: `Post.author_id` holds this row's `id` |
+//! | struct | `has_one(Profile, from = "id", to = "user_id")` | the same, at most one row |
+//! | struct | `belongs_to(Author, from = "author_id", to = "id")` | this row's `author_id` names an `Author.id` |
+//! | struct | `has_many_through(Tag, via = BookTag, from = "id", via_from = "book_id", via_to = "tag_id", to = "id")` | many-to-many through the junction model |
+//! | field | `created_at` | a `DateTime<_>`/`NaiveDateTime` written as `now()` on insert when left unset |
+//! | field | `updated_at` | the same on insert, and on every update that changes something unless set |
+//!
+//! Relation columns are SQL names: `from` is checked against this model, `to` (and the
+//! junction's columns) against the other model at compile time. Relation attributes may be
+//! split over several `#[lifeguard(...)]` lines (clippy's `duplicated_attributes` lint
+//! may mistake two relations' equal `to = "id"` for a repeated attribute: allow it on the
+//! struct). See `lifeguard_core::model` for
+//! `find_related`, the join-based `find_also_related`/`find_with_related` and the batched
+//! loaders (`load_many`, `load_one`, `load_many_to_many`, nested `load`).
 //!
 //! `#[derive(FromRow)]` accepts only the field keys `column_name` and `ignore`.
 
@@ -90,7 +106,9 @@ mod names;
 /// position in that order, matching the generated column lists. The primary key type is the
 /// key field's type, or a tuple of the key fields' types in declaration order. All SQL the
 /// trait exposes as constants (`QUALIFIED`, `COLUMN_LIST`, `FIND_BY_PK_SQL`,
-/// `DELETE_BY_PK_SQL`) is written at compile time, identifiers quoted.
+/// `DELETE_BY_PK_SQL`, and the soft-delete variants) is written at compile time,
+/// identifiers quoted. `FromRow::from_row_at` decodes the model from any column offset, so
+/// a join can decode two models from one row.
 ///
 /// `ColumnDef::sql_type` is the `column_type` attribute, else derived from the last path
 /// segment of the field type: `i16` smallint, `i32` integer, `i64` bigint, `f32` real,

@@ -8,9 +8,9 @@ use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{DeriveInput, Error, Ident, Result, Type, Visibility};
 
-use crate::attr::{self, Derive, Errors};
+use crate::attr::{self, Derive, Errors, RelationAttr, RelationKind};
 use crate::input::named_fields;
-use crate::names::{camel_case, option_inner, quote_ident, sql_type};
+use crate::names::{camel_case, is_timestamp, option_inner, quote_ident, sql_type};
 
 /// One stored field: a column.
 struct Column<'a> {
@@ -27,6 +27,16 @@ struct Column<'a> {
     nullable: bool,
     default_expr: Option<String>,
     sql_type: String,
+}
+
+/// What the struct attributes add: behaviour and relations.
+struct Extras {
+    /// The soft-delete column's SQL name.
+    soft_delete: Option<String>,
+    created_at: Option<String>,
+    updated_at: Option<String>,
+    hooks: bool,
+    relations: Vec<RelationAttr>,
 }
 
 /// Every field in declaration order.
@@ -57,6 +67,8 @@ pub fn expand(input: &DeriveInput) -> Result<TokenStream> {
     }
 
     let mut members = Vec::new();
+    let mut created_at: Option<(String, Span)> = None;
+    let mut updated_at: Option<(String, Span)> = None;
     let mut by_name: HashMap<String, Span> = HashMap::new();
     let mut by_variant: HashMap<String, Span> = HashMap::new();
     for f in &fields.named {
@@ -102,6 +114,25 @@ pub fn expand(input: &DeriveInput) -> Result<TokenStream> {
                 ),
             ));
         }
+        for (key, span, slot) in [
+            ("created_at", fattrs.created_at, &mut created_at),
+            ("updated_at", fattrs.updated_at, &mut updated_at),
+        ] {
+            let Some(span) = span else { continue };
+            if !is_timestamp(&f.ty) {
+                errors.push(Error::new_spanned(
+                    &f.ty,
+                    format!(
+                        "`{key}` needs a chrono `DateTime<Utc>` or `NaiveDateTime` field \
+                         (optionally in an `Option`)"
+                    ),
+                ));
+            } else if slot.is_some() {
+                errors.push(Error::new(span, format!("only one field can be `{key}`")));
+            } else {
+                *slot = Some((name.clone(), span));
+            }
+        }
         let sql_type = match &fattrs.column_type {
             Some(lit) => lit.value(),
             None => sql_type(&f.ty),
@@ -137,9 +168,80 @@ pub fn expand(input: &DeriveInput) -> Result<TokenStream> {
              #[lifeguard(primary_key)]",
         ));
     }
+    // Soft delete: a nullable column, `deleted_at` unless named.
+    let soft_delete = sattrs.soft_delete.as_ref().and_then(|sd| {
+        let (name, span) = match &sd.column {
+            Some(lit) => (lit.value(), lit.span()),
+            None => ("deleted_at".to_owned(), sd.span),
+        };
+        match columns.iter().find(|c| c.name == name) {
+            None => {
+                errors.push(Error::new(
+                    span,
+                    format!(
+                        "`soft_delete` needs a column `{name}`: add a field \
+                         `{name}: Option<chrono::DateTime<chrono::Utc>>`, or name the column \
+                         with `soft_delete = \"...\"`"
+                    ),
+                ));
+                None
+            }
+            Some(c) if !c.nullable => {
+                errors.push(Error::new_spanned(
+                    c.ty,
+                    format!(
+                        "the soft-delete column `{name}` must be nullable (NULL means not \
+                         deleted): use `Option<chrono::DateTime<chrono::Utc>>`"
+                    ),
+                ));
+                None
+            }
+            Some(_) => Some(name),
+        }
+    });
+    // Relations: this model's columns are checked here, the other models' at compile time
+    // by a constant assertion.
+    let mut targets: HashMap<String, Span> = HashMap::new();
+    for rel in &sattrs.relations {
+        if !columns.iter().any(|c| c.name == rel.from.value()) {
+            errors.push(Error::new_spanned(
+                &rel.from,
+                format!(
+                    "`from` names no column of `{model}`: `{}` is not one of {}",
+                    rel.from.value(),
+                    columns
+                        .iter()
+                        .map(|c| format!("`{}`", c.name))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+        let rel_target = &rel.target;
+        let target_text = quote!(#rel_target).to_string().replace(' ', "");
+        if targets
+            .insert(target_text.clone(), rel.target.span())
+            .is_some()
+        {
+            errors.push(Error::new_spanned(
+                &rel.target,
+                format!(
+                    "`{model}` is related to `{target_text}` twice; a model has one relation \
+                     to each other model"
+                ),
+            ));
+        }
+    }
     errors.finish()?;
     let table = sattrs.table_name.expect("checked above").value();
     let schema = sattrs.schema_name.map(|s| s.value());
+    let extras = Extras {
+        soft_delete,
+        created_at: created_at.map(|(n, _)| n),
+        updated_at: updated_at.map(|(n, _)| n),
+        hooks: sattrs.hooks.is_some(),
+        relations: sattrs.relations,
+    };
     Ok(generate(
         input,
         &table,
@@ -147,6 +249,7 @@ pub fn expand(input: &DeriveInput) -> Result<TokenStream> {
         &members,
         &columns,
         &keys,
+        &extras,
     ))
 }
 
@@ -157,6 +260,7 @@ fn generate(
     members: &[Member],
     columns: &[&Column],
     keys: &[&Column],
+    extras: &Extras,
 ) -> TokenStream {
     let model = &input.ident;
     let vis = &input.vis;
@@ -180,8 +284,39 @@ fn generate(
         .map(|(i, c)| format!("{} = ${}", quote_ident(&c.name), i + 1))
         .collect::<Vec<_>>()
         .join(" AND ");
-    let find_sql = format!("SELECT {column_list} FROM {qualified} WHERE {key_where}");
-    let delete_sql = format!("DELETE FROM {qualified} WHERE {key_where}");
+    let force_delete_sql = format!("DELETE FROM {qualified} WHERE {key_where}");
+    let touch = match &extras.updated_at {
+        Some(u) => format!(", {} = now()", quote_ident(u)),
+        None => String::new(),
+    };
+    let (find_sql, delete_sql, restore_sql) = match &extras.soft_delete {
+        Some(sd) => {
+            let sd = quote_ident(sd);
+            (
+                format!("SELECT {column_list} FROM {qualified} WHERE {key_where} AND {sd} IS NULL"),
+                format!(
+                    "UPDATE {qualified} SET {sd} = now(){touch} WHERE {key_where} AND {sd} IS NULL"
+                ),
+                {
+                    let sql =
+                        format!("UPDATE {qualified} SET {sd} = NULL{touch} WHERE {key_where}");
+                    quote!(::core::option::Option::Some(#sql))
+                },
+            )
+        }
+        None => (
+            format!("SELECT {column_list} FROM {qualified} WHERE {key_where}"),
+            force_delete_sql.clone(),
+            quote!(::core::option::Option::None),
+        ),
+    };
+    let opt_str = |v: &Option<String>| match v {
+        Some(s) => quote!(::core::option::Option::Some(#s)),
+        None => quote!(::core::option::Option::None),
+    };
+    let soft_delete_tokens = opt_str(&extras.soft_delete);
+    let created_at_tokens = opt_str(&extras.created_at);
+    let updated_at_tokens = opt_str(&extras.updated_at);
     let schema_tokens = match schema {
         Some(s) => quote!(::core::option::Option::Some(#s)),
         None => quote!(::core::option::Option::None),
@@ -226,7 +361,7 @@ fn generate(
             let i = index;
             index += 1;
             quote_spanned! {ty.span()=>
-                #ident: row.try_get::<_, #ty>(#i)?
+                #ident: row.try_get::<_, #ty>(start + #i)?
             }
         }
         Member::Ignored { ident, ty } => quote_spanned! {ty.span()=>
@@ -321,6 +456,26 @@ fn generate(
         quote!(::core::matches!(self.#ident, #lg::model::ActiveValue::Unchanged(_)))
     });
     let record_name = record.to_string();
+    let hook_methods = if extras.hooks {
+        quote! {
+            fn __lifeguard_before(&mut self, op: #lg::model::WriteOp) -> #lg::Result<()> {
+                #lg::model::run_before::<Self>(self, op)
+            }
+
+            fn __lifeguard_after(
+                &self,
+                done: #lg::model::WriteDone<'_, #model>,
+            ) -> #lg::Result<()> {
+                #lg::model::run_after::<Self>(self, done)
+            }
+        }
+    } else {
+        TokenStream::new()
+    };
+    let relations = extras
+        .relations
+        .iter()
+        .map(|rel| relation_impl(model, rel, columns));
 
     quote! {
         #[doc = #enum_doc]
@@ -351,7 +506,12 @@ fn generate(
 
         #[automatically_derived]
         impl #lg::model::FromRow for #model {
+            #[inline]
             fn from_row(row: &#lg::pg::Row) -> #lg::Result<Self> {
+                <Self as #lg::model::FromRow>::from_row_at(row, 0)
+            }
+
+            fn from_row_at(row: &#lg::pg::Row, start: usize) -> #lg::Result<Self> {
                 ::core::result::Result::Ok(Self {
                     #(#decode,)*
                 })
@@ -371,6 +531,11 @@ fn generate(
             const COLUMN_LIST: &'static str = #column_list;
             const FIND_BY_PK_SQL: &'static str = #find_sql;
             const DELETE_BY_PK_SQL: &'static str = #delete_sql;
+            const SOFT_DELETE: ::core::option::Option<&'static str> = #soft_delete_tokens;
+            const FORCE_DELETE_BY_PK_SQL: &'static str = #force_delete_sql;
+            const RESTORE_BY_PK_SQL: ::core::option::Option<&'static str> = #restore_sql;
+            const CREATED_AT: ::core::option::Option<&'static str> = #created_at_tokens;
+            const UPDATED_AT: ::core::option::Option<&'static str> = #updated_at_tokens;
 
             fn primary_key(&self) -> Self::PrimaryKey {
                 #model_key
@@ -459,6 +624,8 @@ fn generate(
             fn key_unchanged(&self) -> bool {
                 #(#key_unchanged)&&*
             }
+
+            #hook_methods
         }
 
         #[automatically_derived]
@@ -467,6 +634,102 @@ fn generate(
                 <#model as #lg::model::LifeModel>::into_record(model)
             }
         }
+
+        #(#relations)*
+    }
+}
+
+/// `impl Related<Target> for Model`, and constant checks that the other models have the
+/// columns the relation names.
+fn relation_impl(model: &Ident, rel: &RelationAttr, columns: &[&Column]) -> TokenStream {
+    let lg = quote!(::lifeguard_core);
+    let target = &rel.target;
+    let from = rel.from.value();
+    let to = rel.to.value();
+    let column = columns
+        .iter()
+        .find(|c| c.name == from)
+        .expect("`from` was checked against the columns");
+    let field = column.ident;
+    let (key_ty, related_key) = match option_inner(column.ty) {
+        Some(inner) => (inner, quote!(::core::clone::Clone::clone(&self.#field))),
+        None => (
+            column.ty,
+            quote!(::core::option::Option::Some(::core::clone::Clone::clone(&self.#field))),
+        ),
+    };
+    let kind = match rel.kind {
+        RelationKind::HasMany => quote!(HasMany),
+        RelationKind::HasOne => quote!(HasOne),
+        RelationKind::BelongsTo => quote!(BelongsTo),
+        RelationKind::HasManyThrough => quote!(ManyToMany),
+    };
+    let target_text = quote!(#target).to_string().replace(' ', "");
+    let check = |owner: TokenStream, owner_text: &str, lit: &syn::LitStr, key: &str| {
+        let msg = format!(
+            "{} `{}`: `{owner_text}` has no column `{}` (`{key}` names an SQL column)",
+            rel.kind.key(),
+            model,
+            lit.value()
+        );
+        let name = lit.value();
+        quote_spanned! {lit.span()=>
+            const _: () = ::core::assert!(
+                #lg::model::has_column(<#owner as #lg::model::LifeModel>::COLUMNS, #name),
+                #msg
+            );
+        }
+    };
+    let mut checks = vec![check(quote!(#target), &target_text, &rel.to, "to")];
+    let via = match &rel.via {
+        Some((via, via_from, via_to)) => {
+            let via_text = quote!(#via).to_string().replace(' ', "");
+            checks.push(check(quote!(#via), &via_text, via_from, "via_from"));
+            checks.push(check(quote!(#via), &via_text, via_to, "via_to"));
+            let (via_from, via_to) = (via_from.value(), via_to.value());
+            quote! {
+                ::core::option::Option::Some(#lg::model::ViaDef {
+                    table: <#via as #lg::model::LifeModel>::QUALIFIED,
+                    from_column: #via_from,
+                    to_column: #via_to,
+                    soft_delete: <#via as #lg::model::LifeModel>::SOFT_DELETE,
+                })
+            }
+        }
+        None => quote!(::core::option::Option::None),
+    };
+    let doc = format!(
+        "`{}({target_text}, from = \"{from}\", to = \"{to}\")`",
+        rel.kind.key()
+    );
+    let span = rel.key.span();
+    quote_spanned! {span=>
+        #[doc = #doc]
+        #[automatically_derived]
+        impl #lg::model::Related<#target> for #model {
+            type Key = #key_ty;
+
+            fn def() -> #lg::model::RelationDef {
+                #lg::model::RelationDef {
+                    kind: #lg::model::RelationKind::#kind,
+                    from_table: <Self as #lg::model::LifeModel>::QUALIFIED,
+                    from_column: #from,
+                    to_table: <#target as #lg::model::LifeModel>::QUALIFIED,
+                    to_column: #to,
+                    via: #via,
+                }
+            }
+
+            fn related_key(&self) -> ::core::option::Option<#key_ty> {
+                #related_key
+            }
+
+            fn keys_param(keys: ::std::vec::Vec<#key_ty>) -> #lg::query::Expr {
+                #lg::query::Expr::val(keys)
+            }
+        }
+
+        #(#checks)*
     }
 }
 

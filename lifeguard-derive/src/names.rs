@@ -62,6 +62,13 @@ pub fn option_inner(ty: &Type) -> Option<&Type> {
     }
 }
 
+/// Whether the type is a chrono timestamp (`DateTime<_>`, `NaiveDateTime`), possibly in
+/// an `Option`, judged by the last path segment.
+pub fn is_timestamp(ty: &Type) -> bool {
+    let ty = option_inner(ty).unwrap_or(ty);
+    matches!(last_segment(ty), Some((name, _)) if name == "DateTime" || name == "NaiveDateTime")
+}
+
 /// The PostgreSQL type for DDL, from the last path segment of the Rust type; `text` when
 /// the type is not one the map knows.
 pub fn sql_type(ty: &Type) -> String {
@@ -136,6 +143,14 @@ mod tests {
         for (rust, pg) in cases {
             assert_eq!(sql_type(&ty(rust)), pg, "{rust}");
         }
+    }
+
+    #[test]
+    fn timestamps() {
+        assert!(is_timestamp(&ty("chrono::DateTime<chrono::Utc>")));
+        assert!(is_timestamp(&ty("Option<NaiveDateTime>")));
+        assert!(!is_timestamp(&ty("String")));
+        assert!(!is_timestamp(&ty("NaiveDate")));
     }
 
     #[test]

@@ -316,3 +316,96 @@ fn from_row_impls_exist() {
     is_from_row::<Projection>();
     is_from_row::<Generic<i32>>();
 }
+
+// ---- behaviour and relations ----
+
+#[derive(Debug, Clone, LifeModel)]
+#[lifeguard(table_name = "docs", schema_name = "app", soft_delete, hooks)]
+#[lifeguard(belongs_to(User, from = "owner", to = "id"))]
+#[lifeguard(has_many_through(Membership, via = DocShare, from = "id", via_from = "doc_id", via_to = "org_id", to = "org_id"))]
+pub struct Doc {
+    #[lifeguard(primary_key, auto_increment)]
+    pub id: i64,
+    pub owner: Option<i64>,
+    #[lifeguard(created_at, column_name = "made")]
+    pub created: chrono::DateTime<chrono::Utc>,
+    #[lifeguard(updated_at)]
+    pub touched: Option<chrono::NaiveDateTime>,
+    pub deleted_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl lifeguard_core::model::RecordHooks for DocRecord {}
+
+#[derive(Debug, Clone, LifeModel)]
+#[lifeguard(table_name = "doc_shares", schema_name = "app")]
+pub struct DocShare {
+    #[lifeguard(primary_key)]
+    pub doc_id: i64,
+    #[lifeguard(primary_key)]
+    pub org_id: i64,
+}
+
+#[test]
+fn soft_delete_and_timestamps_write_constant_sql() {
+    assert_eq!(Doc::SOFT_DELETE, Some("deleted_at"));
+    assert_eq!(Doc::CREATED_AT, Some("made"));
+    assert_eq!(Doc::UPDATED_AT, Some("touched"));
+    assert_eq!(
+        Doc::FIND_BY_PK_SQL,
+        r#"SELECT "id", "owner", "made", "touched", "deleted_at" FROM "app"."docs" WHERE "id" = $1 AND "deleted_at" IS NULL"#
+    );
+    assert_eq!(
+        Doc::DELETE_BY_PK_SQL,
+        r#"UPDATE "app"."docs" SET "deleted_at" = now(), "touched" = now() WHERE "id" = $1 AND "deleted_at" IS NULL"#
+    );
+    assert_eq!(
+        Doc::FORCE_DELETE_BY_PK_SQL,
+        r#"DELETE FROM "app"."docs" WHERE "id" = $1"#
+    );
+    assert_eq!(
+        Doc::RESTORE_BY_PK_SQL,
+        Some(r#"UPDATE "app"."docs" SET "deleted_at" = NULL, "touched" = now() WHERE "id" = $1"#)
+    );
+    // Models without the attributes are unchanged.
+    assert_eq!(User::SOFT_DELETE, None);
+    assert_eq!(User::CREATED_AT, None);
+    assert_eq!(User::RESTORE_BY_PK_SQL, None);
+    assert_eq!(User::FORCE_DELETE_BY_PK_SQL, User::DELETE_BY_PK_SQL);
+    // find_by_id with deleted rows leaves the constant statement.
+    let (sql, _) = Doc::find_by_id(3).with_deleted().build();
+    assert!(sql.ends_with(r#"WHERE ("app"."docs"."id" = $1)"#), "{sql}");
+}
+
+#[test]
+fn relations_generate_related_impls() {
+    use lifeguard_core::model::{Related, RelationKind};
+    let d = <Doc as Related<User>>::def();
+    assert_eq!(d.kind, RelationKind::BelongsTo);
+    assert_eq!((d.from_column, d.to_column), ("owner", "id"));
+    assert_eq!(d.to_table, r#""app"."users""#);
+    let doc = Doc {
+        id: 1,
+        owner: Some(7),
+        created: chrono::Utc::now(),
+        touched: None,
+        deleted_at: None,
+    };
+    assert_eq!(<Doc as Related<User>>::related_key(&doc), Some(7));
+    let (sql, _) = doc.find_related::<User>().build();
+    assert!(sql.ends_with(r#"WHERE ("app"."users"."id" = $1)"#), "{sql}");
+
+    let m2m = <Doc as Related<Membership>>::def();
+    assert_eq!(m2m.kind, RelationKind::ManyToMany);
+    let via = m2m.via.unwrap();
+    assert_eq!(via.table, r#""app"."doc_shares""#);
+    let (sql, _) = doc.find_related::<Membership>().build();
+    assert!(
+        sql.ends_with(r#"WHERE ("we""ird"."org_id" IN (SELECT "app"."doc_shares"."org_id" FROM "app"."doc_shares" WHERE "app"."doc_shares"."doc_id" = $1))"#),
+        "{sql}"
+    );
+    let (sql, _) = Doc::find().find_also_related::<User>().build();
+    assert!(
+        sql.contains(r#"FROM "app"."docs" LEFT JOIN "app"."users" ON "app"."users"."id" = "app"."docs"."owner" WHERE ("app"."docs"."deleted_at" IS NULL)"#),
+        "{sql}"
+    );
+}

@@ -59,17 +59,11 @@ pub trait Migration: Send + Sync {
     fn up(&self, tx: &Transaction<'_>) -> Result<()>;
 
     /// Reverts the change (for `Migrator::down`), in a transaction that also deletes the
-    /// tracking row. The default refuses: the migration is irreversible.
-    fn down(&self, tx: &Transaction<'_>) -> Result<()> {
-        let _ = tx;
-        Err(Error::config(format!(
-            "migration {} ({}) cannot be reverted: it has no down step",
-            self.version(),
-            self.name()
-        )))
-    }
+    /// tracking row. An irreversible migration returns an error here and `false` from
+    /// [`Migration::reversible`].
+    fn down(&self, tx: &Transaction<'_>) -> Result<()>;
 
-    /// Whether [`Migration::down`] is implemented; `Migrator::down` checks every migration it
+    /// Whether [`Migration::down`] can revert it; `Migrator::down` checks every migration it
     /// is about to revert before reverting any. Defaults to `true`.
     fn reversible(&self) -> bool {
         true
@@ -380,17 +374,28 @@ mod tests {
 
     #[test]
     fn sections() {
-        let m = SqlMigration::parse("1_a.sql", "CREATE TABLE a ();\n  -- LIFEGUARD:DOWN  \r\nDROP TABLE a;").unwrap();
+        let m = SqlMigration::parse(
+            "1_a.sql",
+            "CREATE TABLE a ();\n  -- LIFEGUARD:DOWN  \r\nDROP TABLE a;",
+        )
+        .unwrap();
         assert_eq!(m.up_sql(), "CREATE TABLE a ();\n");
         assert_eq!(m.down_sql(), Some("DROP TABLE a;"));
         assert!(m.reversible());
         // Only the up section counts for the checksum.
-        let edited = SqlMigration::parse("1_a.sql", "CREATE TABLE a ();\n-- lifeguard:down\nDROP TABLE IF EXISTS a;").unwrap();
+        let edited = SqlMigration::parse(
+            "1_a.sql",
+            "CREATE TABLE a ();\n-- lifeguard:down\nDROP TABLE IF EXISTS a;",
+        )
+        .unwrap();
         assert_eq!(m.checksum(), edited.checksum());
         let no_down = SqlMigration::parse("1_a.sql", "CREATE TABLE a ();").unwrap();
         assert!(!no_down.reversible());
         assert_eq!(m.checksum(), no_down.checksum());
-        assert!(SqlMigration::parse("1_a.sql", "x\n-- lifeguard:down\ny\n-- lifeguard:down\nz").is_err());
+        assert!(
+            SqlMigration::parse("1_a.sql", "x\n-- lifeguard:down\ny\n-- lifeguard:down\nz")
+                .is_err()
+        );
     }
 
     #[test]
@@ -405,9 +410,34 @@ mod tests {
 
     #[test]
     fn macro_forms() {
-        const LIST: &[(&str, &str)] = crate::migrations!["1_a.sql" => "SELECT 1", "2_b.sql" => "SELECT 2",];
+        const LIST: &[(&str, &str)] =
+            crate::migrations!["1_a.sql" => "SELECT 1", "2_b.sql" => "SELECT 2",];
         assert_eq!(LIST.len(), 2);
         const EMPTY: &[(&str, &str)] = crate::migrations![];
         assert!(EMPTY.is_empty());
+        const DIR: &[(&str, &str)] = crate::migrations!(
+            "../../migrations_test";
+            "0001_create_widgets.sql",
+            "0002_add_widget_color.sql",
+        );
+        assert_eq!(DIR[1].0, "0002_add_widget_color.sql");
+        assert!(DIR[1].1.starts_with("ALTER TABLE widgets ADD COLUMN color"));
+    }
+
+    #[test]
+    fn reads_a_directory() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations_test");
+        let all = load_dir(dir).unwrap();
+        let names: Vec<(i64, &str)> = all.iter().map(|m| (m.version(), m.name())).collect();
+        assert_eq!(
+            names,
+            [
+                (1, "create_widgets"),
+                (2, "add_widget_color"),
+                (3, "seed_widgets")
+            ]
+        );
+        assert!(all.iter().all(|m| m.down_sql().is_some()));
+        assert!(load_dir("/nonexistent/lifeguard").is_err());
     }
 }

@@ -13,7 +13,7 @@ use super::{FromRow, LifeModel, LifeRecord, ModelColumn};
 use crate::error::{Error, Result};
 use crate::executor::Executor;
 use crate::pg::{lock, ToSql};
-use crate::query::{quote, require};
+use crate::query::{quote, require, Expr};
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 enum Kind {
@@ -78,6 +78,31 @@ fn changes<R: LifeRecord>(record: &R) -> Changes<'_, <R::Model as LifeModel>::Co
     out
 }
 
+/// `now()`, the value of the automatic timestamp columns.
+fn now_expr() -> &'static Expr {
+    static NOW: OnceLock<Expr> = OnceLock::new();
+    NOW.get_or_init(|| Expr::cust("now()"))
+}
+
+/// Whether column `name` is one the write fills with `now()` when the record leaves it
+/// unset: `created_at` and `updated_at` on insert, `updated_at` on update.
+fn is_auto_timestamp<M: LifeModel>(name: &str, insert: bool) -> bool {
+    (insert && M::CREATED_AT == Some(name)) || M::UPDATED_AT == Some(name)
+}
+
+/// Adds `now()` for the automatic timestamp columns the record does not set. The set mask
+/// is left alone: these columns follow from it, so the cached statement stays right.
+fn add_auto_timestamps<M: LifeModel>(c: &mut Changes<'_, M::Column>, insert: bool) {
+    if M::CREATED_AT.is_none() && M::UPDATED_AT.is_none() {
+        return;
+    }
+    for &col in <M::Column as ModelColumn>::ALL {
+        if is_auto_timestamp::<M>(col.name(), insert) && !c.set.iter().any(|(s, _)| *s == col) {
+            c.set.push((col, Field::Expr(now_expr())));
+        }
+    }
+}
+
 fn shape_key<R: LifeRecord>(
     kind: Kind,
     c: &Changes<'_, <R::Model as LifeModel>::Column>,
@@ -100,7 +125,8 @@ fn push_value<'a>(sql: &mut String, params: &mut Vec<&'a (dyn ToSql + Sync)>, fi
 
 pub(crate) fn insert<R: LifeRecord>(record: &R, db: &(impl Executor + ?Sized)) -> Result<R::Model> {
     type M<R> = <R as LifeRecord>::Model;
-    let c = changes(record);
+    let mut c = changes(record);
+    add_auto_timestamps::<M<R>>(&mut c, true);
     let mut params = Vec::with_capacity(c.set.len());
     let mut values = String::new();
     for (i, (_, field)) in c.set.iter().enumerate() {
@@ -137,11 +163,12 @@ pub(crate) fn update<R: LifeRecord>(record: &R, db: &(impl Executor + ?Sized)) -
             M::<R>::TABLE
         ))
     })?;
-    let c = changes(record);
+    let mut c = changes(record);
     if c.set.is_empty() {
         // Nothing to write is not an error: the row as stored.
         return require(M::<R>::find_by_id(key).one(db)?);
     }
+    add_auto_timestamps::<M<R>>(&mut c, false);
     let mut params = Vec::with_capacity(c.set.len() + 1);
     let mut assignments = String::new();
     for (i, (col, field)) in c.set.iter().enumerate() {
@@ -251,6 +278,13 @@ impl<R: LifeRecord> InsertMany<R> {
                 }
             }
         }
+        let auto: Vec<bool> = rows[0]
+            .iter()
+            .map(|(col, _)| is_auto_timestamp::<M<R>>(col.name(), true))
+            .collect();
+        for (u, a) in used.iter_mut().zip(&auto) {
+            *u |= *a;
+        }
         let columns: Vec<usize> = (0..width).filter(|&i| used[i]).collect();
         if columns.is_empty() {
             return Err(Error::config(format!(
@@ -274,7 +308,11 @@ impl<R: LifeRecord> InsertMany<R> {
                     if k > 0 {
                         values.push_str(", ");
                     }
-                    push_value(&mut values, &mut params, row[i].1);
+                    let field = match row[i].1 {
+                        Field::NotSet | Field::Unchanged(_) if auto[i] => Field::Expr(now_expr()),
+                        field => field,
+                    };
+                    push_value(&mut values, &mut params, field);
                 }
                 values.push(')');
             }

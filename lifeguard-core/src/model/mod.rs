@@ -29,20 +29,45 @@
 //! ```
 
 mod active;
+mod behaviour;
+mod bulk;
 mod crud;
+mod relation;
 
 pub use active::{ActiveValue, Field, NotSet, Set, Unchanged};
+#[doc(hidden)]
+pub use behaviour::{run_after, run_before, WriteDone, WriteOp};
+pub use behaviour::{FieldError, RecordHooks, ValidationErrors};
+pub use bulk::{DeleteMany, InsertManyOnConflict, OnConflict, UpdateMany};
 pub use crud::InsertMany;
+pub use relation::{
+    has_column, load, load_many, load_many_to_many, load_one, many, one, Leaf, LoadSpec, Many,
+    Nest, One, Related, RelationDef, RelationKind, SelectTwo, SelectWithRelated, ViaDef, With,
+};
 
 use crate::error::Result;
 use crate::executor::Executor;
 use crate::pg::{Row, ToSql};
-use crate::query::{Expr, Select};
+use crate::query::{ExclusiveSession, Expr, Select};
 
 /// Decodes a row into a struct: models, and any projection (`#[derive(FromRow)]`).
 pub trait FromRow: Sized {
     /// Decodes `row`, naming the column on a type mismatch.
     fn from_row(row: &Row) -> Result<Self>;
+
+    /// Decodes the columns of `row` from index `start` on, by position: how a join decodes
+    /// a second model from the same row (`SELECT a.*, b.*`). Models implement it; the
+    /// default (for types that decode by name) supports only `start == 0`.
+    fn from_row_at(row: &Row, start: usize) -> Result<Self> {
+        if start == 0 {
+            Self::from_row(row)
+        } else {
+            Err(crate::error::Error::config(format!(
+                "{} decodes by column name and cannot be decoded at offset {start}",
+                std::any::type_name::<Self>()
+            )))
+        }
+    }
 }
 
 /// A value that decodes from a single-row tuple projection.
@@ -121,8 +146,23 @@ pub trait LifeModel: FromRow + Clone + Send + Sync + 'static {
     const COLUMN_LIST: &'static str;
     /// `SELECT <columns> FROM <table> WHERE <pk> = $1 [AND ...]`.
     const FIND_BY_PK_SQL: &'static str;
-    /// `DELETE FROM <table> WHERE <pk> = $1 [AND ...]`.
+    /// `DELETE FROM <table> WHERE <pk> = $1 [AND ...]`; for a soft-delete model
+    /// `UPDATE <table> SET <deleted_at> = now() WHERE <pk> = $1 AND <deleted_at> IS NULL`.
     const DELETE_BY_PK_SQL: &'static str;
+    /// The soft-delete column (`#[lifeguard(soft_delete)]`), unquoted; `None` for models
+    /// whose deletes are real.
+    const SOFT_DELETE: Option<&'static str> = None;
+    /// The real `DELETE` by primary key, whatever `SOFT_DELETE` says.
+    const FORCE_DELETE_BY_PK_SQL: &'static str = Self::DELETE_BY_PK_SQL;
+    /// `UPDATE <table> SET <deleted_at> = NULL WHERE <pk> = $1 [AND ...]` for a soft-delete
+    /// model.
+    const RESTORE_BY_PK_SQL: Option<&'static str> = None;
+    /// The column written as `now()` on insert when the record leaves it unset
+    /// (`#[lifeguard(created_at)]`), unquoted.
+    const CREATED_AT: Option<&'static str> = None;
+    /// The column written as `now()` on insert when unset and on every update that changes
+    /// something unless set explicitly (`#[lifeguard(updated_at)]`), unquoted.
+    const UPDATED_AT: Option<&'static str> = None;
 
     /// This row's primary key.
     fn primary_key(&self) -> Self::PrimaryKey;
@@ -149,13 +189,55 @@ pub trait LifeModel: FromRow + Clone + Send + Sync + 'static {
         db.execute(Self::DELETE_BY_PK_SQL, &Self::key_params(&key))
     }
 
-    /// Deletes this row by its primary key.
+    /// Deletes this row by its primary key (a soft delete for a soft-delete model).
     fn delete(&self, db: &(impl Executor + ?Sized)) -> Result<u64> {
         Self::delete_by_id(db, self.primary_key())
     }
 
+    /// Really deletes the row with this primary key, even from a soft-delete model.
+    fn force_delete_by_id(db: &(impl Executor + ?Sized), key: Self::PrimaryKey) -> Result<u64> {
+        behaviour::force_delete_by_id::<Self>(db, &key)
+    }
+
+    /// Really deletes this row, even from a soft-delete model.
+    fn force_delete(&self, db: &(impl Executor + ?Sized)) -> Result<u64> {
+        behaviour::force_delete_by_id::<Self>(db, &self.primary_key())
+    }
+
+    /// Clears the soft-delete mark of the row with this primary key; a `Config` error for
+    /// a model without `#[lifeguard(soft_delete)]`.
+    fn restore_by_id(db: &(impl Executor + ?Sized), key: Self::PrimaryKey) -> Result<u64> {
+        behaviour::restore_by_id::<Self>(db, &key)
+    }
+
+    /// Clears this row's soft-delete mark (see [`LifeModel::restore_by_id`]).
+    fn restore(&self, db: &(impl Executor + ?Sized)) -> Result<u64> {
+        behaviour::restore_by_id::<Self>(db, &self.primary_key())
+    }
+
+    /// The rows of `R` related to this one, as a query to refine and run
+    /// (`author.find_related::<Post>().all(db)`); see [`Related`].
+    fn find_related<R: LifeModel>(&self) -> Select<R>
+    where
+        Self: Related<R>,
+    {
+        relation::find_related::<Self, R>(self)
+    }
+
     /// A condition matching this model's primary key (for builders).
     fn key_condition(key: &Self::PrimaryKey) -> Expr;
+
+    /// An `UPDATE` of every row matching its filters:
+    /// `User::update_many().set(..).filter(..).exec(db)?` returns the rows changed.
+    fn update_many() -> UpdateMany<Self> {
+        UpdateMany::new()
+    }
+
+    /// A `DELETE` of every row matching its filters:
+    /// `User::delete_many().filter(..).exec(db)?` returns the rows deleted.
+    fn delete_many() -> DeleteMany<Self> {
+        DeleteMany::new()
+    }
 }
 
 /// A change set for a model; implemented by `#[derive(LifeRecord)]`.
@@ -172,16 +254,33 @@ pub trait LifeRecord: Default + Send + Sync + Sized + 'static {
     /// Whether every key field is `Unchanged` (the record came from a stored model).
     fn key_unchanged(&self) -> bool;
 
+    /// Runs the `before_*` hooks and the validator (`#[lifeguard(hooks)]`); no-op by
+    /// default. Generated by the derive.
+    #[doc(hidden)]
+    fn __lifeguard_before(&mut self, _op: WriteOp) -> Result<()> {
+        Ok(())
+    }
+
+    /// Runs the `after_*` hooks (`#[lifeguard(hooks)]`); no-op by default. Generated by
+    /// the derive.
+    #[doc(hidden)]
+    fn __lifeguard_after(&self, _done: WriteDone<'_, Self::Model>) -> Result<()> {
+        Ok(())
+    }
+
     /// Inserts the set fields (the database fills the rest) and returns the stored row,
-    /// defaults and generated columns included.
+    /// defaults and generated columns included. Runs the hooks and the validator of a
+    /// `#[lifeguard(hooks)]` model ([`RecordHooks`]) first: a validation failure is
+    /// `Error::Validation` and sends nothing.
     fn insert(self, db: &(impl Executor + ?Sized)) -> Result<Self::Model> {
-        crud::insert(&self, db)
+        behaviour::insert(self, db)
     }
 
     /// Updates the set fields of the row with this record's key and returns the stored row.
-    /// A record with nothing set is not an error: it returns the row as stored.
+    /// A record with nothing set is not an error: it returns the row as stored. Runs the
+    /// hooks and the validator like `insert`.
     fn update(self, db: &(impl Executor + ?Sized)) -> Result<Self::Model> {
-        crud::update(&self, db)
+        behaviour::update(self, db)
     }
 
     /// `update` when the key came from a stored model (unchanged), else `insert`.
@@ -193,14 +292,79 @@ pub trait LifeRecord: Default + Send + Sync + Sized + 'static {
         }
     }
 
-    /// Deletes the row with this record's key.
+    /// Deletes the row with this record's key (a soft delete for a soft-delete model),
+    /// running the `before_delete`/`after_delete` hooks.
     fn delete(self, db: &(impl Executor + ?Sized)) -> Result<u64> {
-        crud::delete(&self, db)
+        behaviour::delete(self, db)
     }
 
     /// Many records in as few multi-row `INSERT`s as the parameter limit allows:
     /// `UserRecord::insert_many(records).exec(&db)?` or `.exec_with_returning(&db)?`.
     fn insert_many(records: impl IntoIterator<Item = Self>) -> InsertMany<Self> {
         InsertMany::new(records.into_iter().collect())
+    }
+
+    /// Inserts the set fields unless the row conflicts, in which case `on_conflict` decides:
+    /// `do_update` returns the updated row, `do_nothing` returns `Ok(None)` (a skip is not
+    /// an error).
+    ///
+    /// ```no_run
+    /// # use lifeguard_core::{LifeModel, model::LifeModel as _};
+    /// # #[derive(Debug, Clone, LifeModel)]
+    /// # #[lifeguard(table_name = "users")]
+    /// # pub struct User { #[lifeguard(primary_key, auto_increment)] pub id: i64, pub email: String, pub name: String }
+    /// use lifeguard_core::model::{ActiveValue::Set, LifeRecord, OnConflict};
+    ///
+    /// # fn demo(db: &impl lifeguard_core::Executor) -> lifeguard_core::Result<()> {
+    /// let user = UserRecord { email: Set("a@x.io".into()), name: Set("A".into()), ..Default::default() }
+    ///     .insert_on_conflict(OnConflict::columns([UserColumn::Email]).do_update([UserColumn::Name]), db)?
+    ///     .expect("DO UPDATE always returns the row");
+    /// # Ok(()) }
+    /// ```
+    fn insert_on_conflict(
+        self,
+        on_conflict: OnConflict<<Self::Model as LifeModel>::Column>,
+        db: &(impl Executor + ?Sized),
+    ) -> Result<Option<Self::Model>> {
+        bulk::insert_on_conflict(&self, &on_conflict, db)
+    }
+
+    /// Many records upserted with multi-row `INSERT ... ON CONFLICT` statements, chunked like
+    /// [`LifeRecord::insert_many`].
+    fn insert_many_on_conflict(
+        records: impl IntoIterator<Item = Self>,
+        on_conflict: OnConflict<<Self::Model as LifeModel>::Column>,
+    ) -> InsertManyOnConflict<Self> {
+        InsertManyOnConflict::new(records.into_iter().collect(), on_conflict)
+    }
+
+    /// Loads many records with one binary `COPY ... FROM STDIN`, the fastest way in for
+    /// large batches; returns the rows loaded. Every record must set the same columns to
+    /// plain values (no expressions, no `DEFAULT` for some rows); column types come from the
+    /// server. It needs an exclusive session (`&mut Connection`, a pool `Lease`, or a
+    /// `&Transaction`), and records are encoded as the iterator yields them, so memory stays
+    /// flat. On any error the copy is aborted and nothing is loaded.
+    ///
+    /// ```no_run
+    /// # use lifeguard_core::{LifeModel, model::LifeModel as _};
+    /// # #[derive(Debug, Clone, LifeModel)]
+    /// # #[lifeguard(table_name = "points")]
+    /// # pub struct Point { #[lifeguard(primary_key, auto_increment)] pub id: i64, pub x: i32 }
+    /// use lifeguard_core::model::{ActiveValue::Set, LifeRecord};
+    ///
+    /// # fn demo(pool: &lifeguard_core::pool::Pool) -> lifeguard_core::Result<()> {
+    /// let lease = pool.lease_primary()?;
+    /// let loaded = PointRecord::insert_many_copy(
+    ///     &lease,
+    ///     (0..100_000).map(|x| PointRecord { x: Set(x), ..Default::default() }),
+    /// )?;
+    /// assert_eq!(loaded, 100_000);
+    /// # Ok(()) }
+    /// ```
+    fn insert_many_copy<'a>(
+        session: impl Into<ExclusiveSession<'a>>,
+        records: impl IntoIterator<Item = Self>,
+    ) -> Result<u64> {
+        bulk::insert_many_copy(session.into(), records)
     }
 }

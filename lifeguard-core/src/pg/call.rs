@@ -337,7 +337,9 @@ impl<'a> Call<'a> {
     /// Flags commands whose effect outlives the statement and its transaction.
     fn note_session_change(&self, tag: &str, sql: &str) {
         let lasting = match tag {
-            "LISTEN" | "PREPARE" | "DECLARE CURSOR" => true,
+            "LISTEN" | "PREPARE" => true,
+            // Only a WITH HOLD cursor outlives its transaction.
+            "DECLARE CURSOR" => sql.to_ascii_uppercase().contains("WITH HOLD"),
             // SET LOCAL ends with its transaction; a plain SET stays with the session.
             "SET" => !sql.to_ascii_uppercase().contains("LOCAL"),
             t => t.starts_with("CREATE") && sql.to_ascii_uppercase().contains("TEMP"),

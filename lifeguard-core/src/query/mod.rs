@@ -6,8 +6,12 @@
 //! statement whatever the list's length.
 
 mod expr;
+mod paginate;
 mod select;
+mod stream;
 
 pub use expr::{quote, quote_path, ColumnExpr, Condition, Expr, Value};
+pub use paginate::{Cursor, CursorColumns, CursorValues, ItemsAndPages, Paginator};
 pub(crate) use select::require;
 pub use select::{as_params, IntoOrderExpr, JoinType, Order, Projected, Select};
+pub use stream::{ExclusiveSession, ModelStream};

@@ -39,6 +39,17 @@ impl JoinType {
     }
 }
 
+/// Which rows of a soft-delete model a query sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Deleted {
+    /// Live rows only (the default).
+    Exclude,
+    /// Every row.
+    Include,
+    /// Soft-deleted rows only.
+    Only,
+}
+
 #[derive(Debug, Clone)]
 enum Distinct {
     No,
@@ -79,6 +90,8 @@ pub struct Select<M: LifeModel> {
     lock: Option<&'static str>,
     /// Set by `find_by_id`: while nothing else is added, the constant statement runs.
     key: Option<M::PrimaryKey>,
+    /// Soft-delete visibility (ignored for models without `SOFT_DELETE`).
+    deleted: Deleted,
     _model: PhantomData<fn() -> M>,
 }
 
@@ -96,6 +109,7 @@ impl<M: LifeModel> Clone for Select<M> {
             offset: self.offset,
             lock: self.lock,
             key: self.key.clone(),
+            deleted: self.deleted,
             _model: PhantomData,
         }
     }
@@ -122,6 +136,7 @@ impl<M: LifeModel> Select<M> {
             offset: None,
             lock: None,
             key: None,
+            deleted: Deleted::Exclude,
             _model: PhantomData,
         }
     }
@@ -211,6 +226,13 @@ impl<M: LifeModel> Select<M> {
         self
     }
 
+    /// Appends a join clause written in full (` LEFT JOIN "t" ON ...`): for relation
+    /// joins, which name tables by their SQL rather than by a model type.
+    pub(crate) fn join_sql(mut self, join: Expr) -> Self {
+        self.joins.push(join);
+        self
+    }
+
     /// `SELECT DISTINCT`.
     pub fn distinct(mut self) -> Self {
         self.distinct = Distinct::All;
@@ -260,9 +282,52 @@ impl<M: LifeModel> Select<M> {
         self
     }
 
+    /// Soft-delete models: see deleted rows too (the default hides them). No effect on
+    /// other models.
+    ///
+    /// ```
+    /// # use lifeguard_core::{LifeModel, model::LifeModel as _};
+    /// # #[derive(Debug, Clone, LifeModel)]
+    /// # #[lifeguard(table_name = "notes", soft_delete)]
+    /// # pub struct Note { #[lifeguard(primary_key)] pub id: i64,
+    /// #   pub deleted_at: Option<chrono::DateTime<chrono::Utc>> }
+    /// let (live, _) = Note::find().build();
+    /// assert!(live.ends_with(r#"WHERE ("notes"."deleted_at" IS NULL)"#));
+    /// let (all, _) = Note::find().with_deleted().build();
+    /// assert!(!all.contains("WHERE"));
+    /// let (gone, _) = Note::find().only_deleted().build();
+    /// assert!(gone.ends_with(r#"WHERE ("notes"."deleted_at" IS NOT NULL)"#));
+    /// ```
+    pub fn with_deleted(mut self) -> Self {
+        self.deleted = Deleted::Include;
+        self
+    }
+
+    /// Soft-delete models: see only the deleted rows. No effect on other models.
+    pub fn only_deleted(mut self) -> Self {
+        self.deleted = Deleted::Only;
+        self
+    }
+
+    /// The soft-delete condition this query adds, if any.
+    fn deleted_filter(&self) -> Option<Expr> {
+        let column = M::SOFT_DELETE?;
+        let test = match self.deleted {
+            Deleted::Exclude => " IS NULL",
+            Deleted::Only => " IS NOT NULL",
+            Deleted::Include => return None,
+        };
+        Some(Expr::cust(format!(
+            "{}.{}{test}",
+            M::QUALIFIED,
+            super::expr::quote(column)
+        )))
+    }
+
     /// Whether the constant find-by-key statement still describes this query.
     fn is_plain_key_lookup(&self) -> bool {
         self.key.is_some()
+            && self.deleted == Deleted::Exclude
             && self.filters.is_empty()
             && self.order.is_empty()
             && self.group_by.is_empty()
@@ -298,7 +363,12 @@ impl<M: LifeModel> Select<M> {
             j.write(&mut sql, &mut params);
         }
         let key_filter = self.key.as_ref().map(M::key_condition);
-        let filters: Vec<&Expr> = key_filter.iter().chain(&self.filters).collect();
+        let deleted_filter = self.deleted_filter();
+        let filters: Vec<&Expr> = key_filter
+            .iter()
+            .chain(deleted_filter.iter())
+            .chain(&self.filters)
+            .collect();
         if !filters.is_empty() {
             sql.push_str(" WHERE ");
             for (i, f) in filters.iter().enumerate() {
