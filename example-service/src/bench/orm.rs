@@ -3,7 +3,9 @@
 
 use std::hint::black_box;
 
-use lifeguard_core::model::{ActiveValue::Set, ActiveValue::Unchanged, LifeModel, LifeRecord};
+use lifeguard_core::model::{
+    load_many, ActiveValue::Set, ActiveValue::Unchanged, LifeModel, LifeRecord,
+};
 use lifeguard_core::query::ColumnExpr;
 use lifeguard_core::{Executor, LifeModel, LifeRecord};
 use rand::rngs::StdRng;
@@ -39,7 +41,7 @@ pub struct BenchInsert {
 }
 
 #[derive(Debug, Clone, LifeModel, LifeRecord)]
-#[lifeguard(table_name = "author")]
+#[lifeguard(table_name = "author", has_many(Post, from = "id", to = "author_id"))]
 pub struct Author {
     #[lifeguard(primary_key)]
     pub id: i32,
@@ -93,15 +95,16 @@ pub fn op(workload: Workload, db: &dyn Executor, rng: &mut StdRng) -> Result<(),
             expect("inserted rows", inserted as usize, INSERT_BATCH_ROWS)?;
         }
         Workload::Eager => {
+            // The loader: one query for the authors, one `author_id = ANY($1)` for all of
+            // their posts, grouped under each author.
             let ids = author_ids(rng);
             let authors = Author::find().filter(AuthorColumn::Id.is_in(ids)).all(db)?;
-            let found: Vec<i32> = authors.iter().map(|a| a.id).collect();
-            let posts = Post::find()
-                .filter(PostColumn::AuthorId.is_in(found))
-                .all(db)?;
-            expect("authors", authors.len(), EAGER_AUTHORS)?;
-            expect("posts", posts.len(), EAGER_AUTHORS * POSTS_PER_AUTHOR)?;
-            black_box((&authors[0].name, &posts[0].title));
+            let loaded = load_many::<Author, Post, _>(db, authors)?;
+            expect("authors", loaded.len(), EAGER_AUTHORS)?;
+            for (author, posts) in &loaded {
+                expect("posts of an author", posts.len(), POSTS_PER_AUTHOR)?;
+                black_box((&author.name, &posts[0].title));
+            }
         }
     }
     Ok(())

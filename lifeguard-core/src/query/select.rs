@@ -514,14 +514,32 @@ fn write_list(sql: &mut String, params: &mut Vec<Value>, items: &[Expr], sep: &s
 }
 
 fn write_model_columns<M: LifeModel>(sql: &mut String) {
-    for (i, c) in M::COLUMNS.iter().enumerate() {
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(M::QUALIFIED);
-        sql.push('.');
-        sql.push_str(&super::expr::quote(c.name));
+    sql.push_str(model_columns::<M>());
+}
+
+/// `"table"."col", ...` for `M`, formatted once per model and kept for the process: every
+/// query over a model starts with it.
+fn model_columns<M: LifeModel>() -> &'static str {
+    use std::any::TypeId;
+    use std::collections::HashMap;
+    use std::sync::{OnceLock, RwLock};
+    static LISTS: OnceLock<RwLock<HashMap<TypeId, &'static str>>> = OnceLock::new();
+    let lists = LISTS.get_or_init(Default::default);
+    let key = TypeId::of::<M>();
+    if let Some(list) = lists.read().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        return list;
     }
+    let list = M::COLUMNS
+        .iter()
+        .map(|c| format!("{}.{}", M::QUALIFIED, super::expr::quote(c.name)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let list: &'static str = Box::leak(list.into_boxed_str());
+    lists
+        .write()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(key, list);
+    list
 }
 
 /// Borrows owned parameters as the executor's parameter slice.
