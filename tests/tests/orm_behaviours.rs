@@ -536,3 +536,52 @@ fn timestamps_without_hooks_and_in_insert_many() {
     .unwrap();
     assert_eq!(accounts, 2);
 }
+
+#[test]
+fn bulk_writes_respect_soft_delete_and_touch_updated_at() {
+    let conn = connect();
+    let body = unique_name("bh_bulk");
+    for _ in 0..3 {
+        NoteRecord {
+            body: Set(body.clone()),
+            ..Default::default()
+        }
+        .insert(&conn)
+        .unwrap();
+    }
+    let ours = || Note::find().filter(NoteColumn::Body.eq(body.clone()));
+    // delete_many on a soft-delete model marks rows deleted and touches `changed`.
+    let gone = Note::delete_many()
+        .filter(NoteColumn::Body.eq(body.clone()))
+        .exec(&conn)
+        .unwrap();
+    assert_eq!(gone, 3);
+    assert_eq!(ours().count(&conn).unwrap(), 0);
+    let deleted = ours().only_deleted().all(&conn).unwrap();
+    assert_eq!(deleted.len(), 3);
+    assert!(deleted
+        .iter()
+        .all(|n| n.removed_at.is_some() && n.changed.is_some()));
+    // update_many leaves deleted rows alone; a second delete_many finds nothing live.
+    let touched = Note::update_many()
+        .set_value(NoteColumn::Body, format!("{body}-x"))
+        .filter(NoteColumn::Body.eq(body.clone()))
+        .exec(&conn)
+        .unwrap();
+    assert_eq!(touched, 0);
+    assert_eq!(
+        Note::delete_many()
+            .filter(NoteColumn::Body.eq(body.clone()))
+            .exec(&conn)
+            .unwrap(),
+        0
+    );
+    // force() deletes for real.
+    let forced = Note::delete_many()
+        .filter(NoteColumn::Body.eq(body.clone()))
+        .force()
+        .exec(&conn)
+        .unwrap();
+    assert_eq!(forced, 3);
+    assert_eq!(ours().with_deleted().count(&conn).unwrap(), 0);
+}

@@ -111,7 +111,14 @@ impl<M: LifeModel> UpdateMany<M> {
             sql.push_str(" = ");
             value.write(&mut sql, &mut params);
         }
-        write_filters(&mut sql, &mut params, &self.filters);
+        // As for a record update: `updated_at` follows unless the caller set it.
+        if let Some(updated) = M::UPDATED_AT {
+            if !self.sets.iter().any(|(c, _)| c.name() == updated) {
+                sql.push_str(&format!(", {} = now()", quote(updated)));
+            }
+        }
+        let filters = with_live_rows::<M>(&self.filters);
+        write_filters(&mut sql, &mut params, &filters);
         if returning {
             sql.push_str(" RETURNING ");
             sql.push_str(M::COLUMN_LIST);
@@ -163,6 +170,7 @@ impl<M: LifeModel> UpdateMany<M> {
 #[must_use = "nothing is deleted until exec or exec_with_returning"]
 pub struct DeleteMany<M: LifeModel> {
     filters: Vec<Expr>,
+    force: bool,
     _model: PhantomData<fn() -> M>,
 }
 
@@ -176,6 +184,7 @@ impl<M: LifeModel> Clone for DeleteMany<M> {
     fn clone(&self) -> Self {
         DeleteMany {
             filters: self.filters.clone(),
+            force: self.force,
             _model: PhantomData,
         }
     }
@@ -192,6 +201,7 @@ impl<M: LifeModel> DeleteMany<M> {
     pub fn new() -> DeleteMany<M> {
         DeleteMany {
             filters: Vec::new(),
+            force: false,
             _model: PhantomData,
         }
     }
@@ -210,11 +220,32 @@ impl<M: LifeModel> DeleteMany<M> {
         }
     }
 
-    /// The SQL and its parameters.
+    /// Deletes for real even on a soft-delete model.
+    pub fn force(mut self) -> Self {
+        self.force = true;
+        self
+    }
+
+    /// The SQL and its parameters. On a soft-delete model (unless forced) this marks the
+    /// matching live rows deleted instead of removing them.
     pub fn build(&self, returning: bool) -> (String, Vec<Value>) {
-        let mut sql = format!("DELETE FROM {}", M::QUALIFIED);
         let mut params = Vec::new();
-        write_filters(&mut sql, &mut params, &self.filters);
+        let mut sql = match (M::SOFT_DELETE, self.force) {
+            (Some(col), false) => {
+                let mut sql = format!("UPDATE {} SET {} = now()", M::QUALIFIED, quote(col));
+                if let Some(updated) = M::UPDATED_AT {
+                    sql.push_str(&format!(", {} = now()", quote(updated)));
+                }
+                let filters = with_live_rows::<M>(&self.filters);
+                write_filters(&mut sql, &mut params, &filters);
+                sql
+            }
+            _ => {
+                let mut sql = format!("DELETE FROM {}", M::QUALIFIED);
+                write_filters(&mut sql, &mut params, &self.filters);
+                sql
+            }
+        };
         if returning {
             sql.push_str(" RETURNING ");
             sql.push_str(M::COLUMN_LIST);
@@ -433,6 +464,20 @@ pub(crate) fn insert_on_conflict<R: LifeRecord>(
         .as_ref()
         .map(M::<R>::from_row)
         .transpose()
+}
+
+/// `filters` plus, on a soft-delete model, `deleted_at IS NULL`: bulk writes leave
+/// deleted rows alone, as queries do.
+fn with_live_rows<M: LifeModel>(filters: &[Expr]) -> Vec<Expr> {
+    let mut out = filters.to_vec();
+    if let Some(col) = M::SOFT_DELETE {
+        out.push(Expr::cust(format!(
+            "{}.{} IS NULL",
+            M::QUALIFIED,
+            quote(col)
+        )));
+    }
+    out
 }
 
 /// PostgreSQL's limit on the parameters of one statement.
