@@ -153,7 +153,8 @@ impl<'a> Call<'a> {
     }
 
     fn run(&self, stmt: &Statement, params: Params<'_>) -> Result<Outcome> {
-        let mut buf = BytesMut::new();
+        // Sized for the common case so encoding a wide Bind does not regrow the buffer.
+        let mut buf = BytesMut::with_capacity(64 + stmt.name().len() + params.len() * 24);
         let mut skip = 0;
         if let (Some((_, timeout)), false) = (self.deadline, self.exclusive) {
             let setter = self.prepare_cached(LOCAL_TIMEOUT_SQL)?;
