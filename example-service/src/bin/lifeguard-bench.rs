@@ -9,7 +9,8 @@
 //! connections (peer `lifeguard-orm`).
 //!
 //! `--mode pool` runs the same statements through a `Pool` of `--connections - 1` connections
-//! (its monitor holds the last one); peer name `lifeguard-pool`.
+//! (its monitor holds the last one; `--pool-size N` overrides) with the default read
+//! preference, optionally with `--replica URL` in the pool; peer name `lifeguard-pool`.
 //!
 //! `--mode raw` opens `--connections` [`Connection`]s at start and shares them between all
 //! workers: every operation goes to the connection with the fewest requests in flight (ties
@@ -154,6 +155,11 @@ struct Args {
     concurrency: usize,
     connections: usize,
     seconds: f64,
+    /// `--mode pool`: a replica to add to the pool.
+    replica: Option<String>,
+    /// `--mode pool`: connections per server (default `--connections` - 1, as the monitor
+    /// holds one).
+    pool_size: Option<usize>,
 }
 
 impl Args {
@@ -162,6 +168,7 @@ impl Args {
     fn parse(argv: impl IntoIterator<Item = String>) -> Result<Args, String> {
         let (mut mode, mut url, mut workload) = (None, None, None);
         let (mut concurrency, mut connections, mut seconds) = (1, 4, 5.0);
+        let (mut replica, mut pool_size) = (None, None);
         let mut argv = argv.into_iter();
         while let Some(arg) = argv.next() {
             let (flag, inline) = match arg.split_once('=') {
@@ -178,6 +185,8 @@ impl Args {
                 "--workload" => workload = Some(Workload::parse(&value)?),
                 "--concurrency" => concurrency = positive(&flag, &value)?,
                 "--connections" => connections = positive(&flag, &value)?,
+                "--replica" => replica = Some(value),
+                "--pool-size" => pool_size = Some(positive(&flag, &value)?),
                 "--seconds" => {
                     seconds = value
                         .parse::<f64>()
@@ -197,6 +206,8 @@ impl Args {
             concurrency,
             connections,
             seconds,
+            replica,
+            pool_size,
         })
     }
 }
@@ -300,9 +311,22 @@ impl Peer {
             Mode::Pool => {
                 // The pool's monitor holds one connection of its own; the contract allows
                 // `--connections` in all.
-                let size = args.connections.saturating_sub(1).max(1);
-                let config = PoolConfig::new(Config::parse(&args.url)?).max_size(size);
-                pool = Some(Pool::connect(config)?);
+                let size = args
+                    .pool_size
+                    .unwrap_or_else(|| args.connections.saturating_sub(1).max(1));
+                let mut config = PoolConfig::new(Config::parse(&args.url)?).max_size(size);
+                if let Some(replica) = &args.replica {
+                    config = config.replica(Config::parse(replica)?);
+                }
+                let pool_ready = Pool::connect(config)?;
+                if args.replica.is_some() {
+                    // Reads go to the replica only once the monitor has sampled it.
+                    let deadline = Instant::now() + Duration::from_secs(5);
+                    while pool_ready.health().is_degraded() && Instant::now() < deadline {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                }
+                pool = Some(pool_ready);
             }
         }
         Ok(Peer {

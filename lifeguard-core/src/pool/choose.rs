@@ -67,7 +67,7 @@ impl PoolInner {
         if pref == ReadPreference::Primary {
             return if self.primary_usable() {
                 self.metrics
-                    .routed(pref.as_str(), Role::Primary, Reason::Pinned.as_str());
+                    .routed(pref, Role::Primary, Reason::Pinned.as_str());
                 Ok(primary)
             } else {
                 Err(Error::Unavailable {
@@ -78,7 +78,7 @@ impl PoolInner {
         }
         if pref == ReadPreference::PrimaryPreferred && self.primary_usable() {
             self.metrics
-                .routed(pref.as_str(), Role::Primary, Reason::Pinned.as_str());
+                .routed(pref, Role::Primary, Reason::Pinned.as_str());
             return Ok(primary);
         }
         if self.replicas.is_empty() {
@@ -87,13 +87,13 @@ impl PoolInner {
                 return Err(Error::NoEligibleNode("the pool has no replicas".into()));
             }
             self.metrics
-                .routed(pref.as_str(), Role::Primary, Reason::NoReplica.as_str());
+                .routed(pref, Role::Primary, Reason::NoReplica.as_str());
             return Ok(primary);
         }
         let (best, reason) = self.best_replica(opts, pref == ReadPreference::Nearest);
         if let Some(member) = best {
             self.metrics
-                .routed(pref.as_str(), Role::Replica, Reason::Eligible.as_str());
+                .routed(pref, Role::Replica, Reason::Eligible.as_str());
             return Ok(Routed {
                 member,
                 _budget: None,
@@ -104,7 +104,7 @@ impl PoolInner {
             if !wait.is_zero() {
                 if let Some(member) = self.wait_for_replica(opts, token, wait, deadline) {
                     self.metrics
-                        .routed(pref.as_str(), Role::Replica, Reason::Eligible.as_str());
+                        .routed(pref, Role::Replica, Reason::Eligible.as_str());
                     return Ok(Routed {
                         member,
                         _budget: None,
@@ -133,7 +133,7 @@ impl PoolInner {
                     )));
                 }
                 self.metrics
-                    .routed(pref.as_str(), Role::Primary, reason.as_str());
+                    .routed(pref, Role::Primary, reason.as_str());
                 Ok(Routed {
                     member: &self.primary,
                     _budget: Some(budget),

@@ -8,6 +8,7 @@ use prometheus::{
 };
 
 use super::node::Role;
+use super::routing::ReadPreference;
 use crate::error::{Error, Result};
 
 /// Latency buckets from 100 µs to 10 s: pipelined point reads sit at the low end.
@@ -37,11 +38,25 @@ pub struct PoolMetrics {
     lag_bytes: IntGaugeVec,
     paused: IntGaugeVec,
     sample_age: prometheus::GaugeVec,
-    routed: IntCounterVec,
+    /// Every (preference, target, reason) counter of `lifeguard_read_routed_total`.
+    routed_by: Vec<IntCounter>,
     fallback_rejected: IntCounter,
     retries: IntCounterVec,
     consistency_wait: HistogramVec,
 }
+
+/// The `reason` values of `lifeguard_read_routed_total`.
+pub(crate) const ROUTE_REASONS: [&str; 5] =
+    ["eligible", "token_unsatisfied", "stale", "no_replica", "pinned"];
+
+/// Preferences in declaration order, so `pref as usize` indexes them.
+const PREFERENCES: [ReadPreference; 5] = [
+    ReadPreference::Primary,
+    ReadPreference::PrimaryPreferred,
+    ReadPreference::Replica,
+    ReadPreference::ReplicaPreferred,
+    ReadPreference::Nearest,
+];
 
 fn role_index(role: Role) -> usize {
     match role {
@@ -235,6 +250,14 @@ impl PoolMetrics {
             ),
             &["outcome"]
         );
+        let mut routed_by = Vec::new();
+        for pref in PREFERENCES {
+            for target in [Role::Primary, Role::Replica] {
+                for reason in ROUTE_REASONS {
+                    routed_by.push(routed.with_label_values(&[pref.as_str(), target.as_str(), reason]));
+                }
+            }
+        }
         let by_role_h = |v: &HistogramVec| {
             [
                 v.with_label_values(&["primary"]),
@@ -267,7 +290,7 @@ impl PoolMetrics {
             lag_bytes,
             paused,
             sample_age,
-            routed,
+            routed_by,
             fallback_rejected,
             retries,
             consistency_wait,
@@ -385,10 +408,14 @@ impl PoolMetrics {
             .set(age.as_secs_f64());
     }
 
-    pub(crate) fn routed(&self, preference: &str, target: Role, reason: &str) {
-        self.routed
-            .with_label_values(&[preference, target.as_str(), reason])
-            .inc();
+    /// Counts a routed read. Runs on every pooled read, so the counters are resolved once
+    /// at registration rather than by label lookup here.
+    pub(crate) fn routed(&self, preference: ReadPreference, target: Role, reason: &str) {
+        let r = ROUTE_REASONS.iter().position(|x| *x == reason).unwrap_or(0);
+        let i = (preference as usize * 2 + role_index(target)) * ROUTE_REASONS.len() + r;
+        if let Some(counter) = self.routed_by.get(i) {
+            counter.inc();
+        }
     }
 
     pub(crate) fn fallback_rejected(&self) {

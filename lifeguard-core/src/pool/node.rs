@@ -226,17 +226,23 @@ impl Node {
         }
         let total = s.list.len() + s.opening;
         let room = total < self.max_size;
-        let free: Vec<usize> = (0..s.list.len()).filter(|&i| !s.list[i].leased).collect();
-        let best = free
-            .iter()
-            .copied()
-            .min_by_key(|&i| s.list[i].conn.in_flight());
-        let idle = best.filter(|&i| s.list[i].conn.in_flight() == 0);
-        let chosen = match (idle, best) {
-            (Some(i), _) => Some(i),
+        let mut free = 0;
+        let mut best: Option<(usize, usize)> = None;
+        for (i, slot) in s.list.iter().enumerate() {
+            if slot.leased {
+                continue;
+            }
+            free += 1;
+            let load = slot.conn.in_flight();
+            if best.is_none_or(|(_, l)| load < l) {
+                best = Some((i, load));
+            }
+        }
+        let chosen = match best {
+            Some((i, 0)) => Some(i),
             // Everything is busy: pipeline on the least loaded unless a new one may open.
-            (None, Some(_)) if room => None,
-            (None, Some(i)) if !exclusive || free.len() >= 2 => Some(i),
+            Some(_) if room => None,
+            Some((i, _)) if !exclusive || free >= 2 => Some(i),
             _ => None,
         };
         if let Some(i) = chosen {
@@ -246,7 +252,11 @@ impl Node {
             slot.last_used = now;
             slot.leased = exclusive;
             let pick = Pick::Use(slot.id, slot.conn.clone(), validate);
-            self.publish(&s);
+            // Gauges change with leases; shared picks are too frequent to publish each, and
+            // maintenance refreshes the gauges every second.
+            if exclusive {
+                self.publish(&s);
+            }
             return Ok(pick);
         }
         if room {

@@ -127,12 +127,19 @@ pub(crate) struct StatementKind {
 /// goes to the primary: a wrong "write" only costs a replica, a wrong "read" would fail.
 pub(crate) fn classify(sql: &str) -> StatementKind {
     let head = skip_noise(sql);
-    let word: String = head
-        .chars()
-        .take_while(|c| c.is_ascii_alphabetic())
-        .map(|c| c.to_ascii_uppercase())
-        .collect();
-    let operation = match word.as_str() {
+    let end = head
+        .find(|c: char| !c.is_ascii_alphabetic())
+        .unwrap_or(head.len());
+    let mut upper = [0u8; 8];
+    let word = &head.as_bytes()[..end];
+    let word = if word.len() <= upper.len() {
+        upper[..word.len()].copy_from_slice(word);
+        upper[..word.len()].make_ascii_uppercase();
+        std::str::from_utf8(&upper[..word.len()]).unwrap_or("")
+    } else {
+        ""
+    };
+    let operation = match word {
         "SELECT" => "SELECT",
         "WITH" => "WITH",
         "VALUES" => "VALUES",
@@ -173,21 +180,33 @@ fn skip_noise(mut s: &str) -> &str {
 }
 
 /// Whether a read-looking statement writes (data-modifying CTE, `SELECT INTO`) or takes row
-/// locks (`FOR UPDATE` and friends), which need the primary.
+/// locks (`FOR UPDATE` and friends), which need the primary. Runs on every pooled read, so
+/// it scans words in place instead of building an uppercase copy.
 fn writes_or_locks(sql: &str) -> bool {
-    let upper = sql.to_ascii_uppercase();
-    let words: Vec<&str> = upper
+    let mut words = sql
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
         .filter(|w| !w.is_empty())
-        .collect();
-    words.iter().enumerate().any(|(i, w)| match *w {
-        "INSERT" | "UPDATE" | "DELETE" | "MERGE" | "INTO" | "NEXTVAL" | "SETVAL" => true,
-        "FOR" => matches!(
-            words.get(i + 1),
-            Some(&"UPDATE" | &"SHARE" | &"NO" | &"KEY")
-        ),
-        _ => false,
-    })
+        .peekable();
+    while let Some(w) = words.next() {
+        let is = |k: &str| w.eq_ignore_ascii_case(k);
+        if ["INSERT", "UPDATE", "DELETE", "MERGE", "INTO", "NEXTVAL", "SETVAL"]
+            .iter()
+            .any(|k| is(k))
+        {
+            return true;
+        }
+        if is("FOR") {
+            if let Some(next) = words.peek() {
+                if ["UPDATE", "SHARE", "NO", "KEY"]
+                    .iter()
+                    .any(|k| next.eq_ignore_ascii_case(k))
+                {
+                    return true;
+                }
+            }
+        }
+    }
+    false
 }
 
 #[cfg(test)]
