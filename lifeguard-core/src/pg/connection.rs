@@ -141,7 +141,7 @@ impl Connection {
 
     /// Whether the connection has failed; every later call on it fails at once.
     pub fn is_broken(&self) -> bool {
-        self.shared.broken().is_some()
+        self.shared.is_broken()
     }
 
     /// Requests queued and not yet answered; pick the least loaded of several connections.

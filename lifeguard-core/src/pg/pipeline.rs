@@ -145,6 +145,8 @@ pub(crate) struct Shared {
     parameters: Mutex<Vec<(String, String)>>,
     /// Replies whose callers gave up at a deadline, with when they did.
     abandoned: Mutex<Vec<(Arc<Reply>, Instant)>>,
+    /// Mirrors `State::broken.is_some()` for lock-free checks.
+    is_broken: std::sync::atomic::AtomicBool,
 }
 
 /// How long an abandoned reply may take to finish after its caller's deadline. The server
@@ -196,6 +198,7 @@ impl Shared {
             notifications: Mutex::new(NotificationQueue::default()),
             parameters: Mutex::new(parameters),
             abandoned: Mutex::new(Vec::new()),
+            is_broken: std::sync::atomic::AtomicBool::new(false),
         });
         let for_reader = shared.clone();
         // The reader parses replies on its own stack; 64 KiB leaves room for deep rows.
@@ -219,6 +222,13 @@ impl Shared {
     pub(crate) fn broken(&self) -> Option<Error> {
         self.check_abandoned();
         lock(&self.state).broken.clone()
+    }
+
+    /// Whether the connection is broken, without locks: pools ask this for every slot on
+    /// every pick. An overdue abandoned reply counts only once a request or `broken`
+    /// noticed it.
+    pub(crate) fn is_broken(&self) -> bool {
+        self.is_broken.load(Ordering::Acquire)
     }
 
     /// A server parameter reported at start-up or since (`server_version`, `TimeZone`, ...).
@@ -356,6 +366,7 @@ impl Shared {
             if st.broken.is_none() {
                 st.broken = Some(e.clone());
             }
+            self.is_broken.store(true, Ordering::Release);
             st.pending.drain(..).collect()
         };
         self.in_flight.store(0, Ordering::Relaxed);
