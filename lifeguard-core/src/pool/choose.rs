@@ -132,8 +132,7 @@ impl PoolInner {
                         reason.as_str()
                     )));
                 }
-                self.metrics
-                    .routed(pref, Role::Primary, reason.as_str());
+                self.metrics.routed(pref, Role::Primary, reason.as_str());
                 Ok(Routed {
                     member: &self.primary,
                     _budget: Some(budget),

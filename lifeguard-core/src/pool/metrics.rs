@@ -46,8 +46,13 @@ pub struct PoolMetrics {
 }
 
 /// The `reason` values of `lifeguard_read_routed_total`.
-pub(crate) const ROUTE_REASONS: [&str; 5] =
-    ["eligible", "token_unsatisfied", "stale", "no_replica", "pinned"];
+pub(crate) const ROUTE_REASONS: [&str; 5] = [
+    "eligible",
+    "token_unsatisfied",
+    "stale",
+    "no_replica",
+    "pinned",
+];
 
 /// Preferences in declaration order, so `pref as usize` indexes them.
 const PREFERENCES: [ReadPreference; 5] = [
@@ -254,7 +259,11 @@ impl PoolMetrics {
         for pref in PREFERENCES {
             for target in [Role::Primary, Role::Replica] {
                 for reason in ROUTE_REASONS {
-                    routed_by.push(routed.with_label_values(&[pref.as_str(), target.as_str(), reason]));
+                    routed_by.push(routed.with_label_values(&[
+                        pref.as_str(),
+                        target.as_str(),
+                        reason,
+                    ]));
                 }
             }
         }

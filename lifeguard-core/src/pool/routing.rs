@@ -189,9 +189,11 @@ fn writes_or_locks(sql: &str) -> bool {
         .peekable();
     while let Some(w) = words.next() {
         let is = |k: &str| w.eq_ignore_ascii_case(k);
-        if ["INSERT", "UPDATE", "DELETE", "MERGE", "INTO", "NEXTVAL", "SETVAL"]
-            .iter()
-            .any(|k| is(k))
+        if [
+            "INSERT", "UPDATE", "DELETE", "MERGE", "INTO", "NEXTVAL", "SETVAL",
+        ]
+        .iter()
+        .any(|k| is(k))
         {
             return true;
         }

@@ -83,6 +83,7 @@ pub struct HttpRequest {
     target: String,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
+    params: Vec<(String, String)>,
 }
 
 impl HttpRequest {
@@ -117,6 +118,44 @@ impl HttpRequest {
     /// The body (empty without `Content-Length`).
     pub fn body(&self) -> &[u8] {
         &self.body
+    }
+
+    /// The value of path parameter `name` of a pattern route (`/books/{id}` matched by
+    /// `/books/42`: `param("id") == Some("42")`), as sent (not percent-decoded).
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every path parameter, in pattern order.
+    pub fn params(&self) -> &[(String, String)] {
+        &self.params
+    }
+}
+
+/// Matches `path` against a route pattern whose `{name}` segments match any one non-empty
+/// segment; the captures, or `None`.
+fn match_pattern(pattern: &str, path: &str) -> Option<Vec<(String, String)>> {
+    let mut params = Vec::new();
+    let mut want = pattern.split('/');
+    let mut got = path.split('/');
+    loop {
+        match (want.next(), got.next()) {
+            (None, None) => return Some(params),
+            (Some(w), Some(g)) => {
+                if let Some(name) = w.strip_prefix('{').and_then(|w| w.strip_suffix('}')) {
+                    if g.is_empty() {
+                        return None;
+                    }
+                    params.push((name.to_string(), g.to_string()));
+                } else if w != g {
+                    return None;
+                }
+            }
+            _ => return None,
+        }
     }
 }
 
@@ -185,6 +224,10 @@ impl ServiceBuilder {
 
     /// Adds a route: `method` and `path` match exactly (path without query); `name` is its
     /// metric label (keep it a fixed name, not the path of a parameterised route).
+    ///
+    /// A `{name}` segment (`/books/{id}/reviews`) matches any one non-empty path segment,
+    /// read back with [`HttpRequest::param`]. Exact routes are tried first, then patterns
+    /// in the order they were added.
     pub fn route<F>(mut self, method: &str, path: &str, name: &str, handler: F) -> Self
     where
         F: Fn(&HttpRequest, &RequestExecutor) -> Reply + Send + Sync + 'static,
@@ -308,7 +351,7 @@ impl App {
         };
 
         let path = target.split('?').next().unwrap_or("");
-        let Some((target_kind, index)) = self.find(&method, path) else {
+        let Some((target_kind, index, params)) = self.find(&method, path) else {
             // Drain a small body so the connection stays in sync; otherwise close.
             let close = match framing(&headers, &self.limits) {
                 Ok(0) => false,
@@ -375,6 +418,7 @@ impl App {
             target,
             headers,
             body,
+            params,
         };
         let reply = match target_kind {
             Target::Metrics => self.lg.metrics(),
@@ -420,21 +464,33 @@ impl App {
         }
     }
 
-    fn find(&self, method: &str, path: &str) -> Option<(Target<'_>, Option<usize>)> {
+    #[allow(clippy::type_complexity)]
+    fn find(
+        &self,
+        method: &str,
+        path: &str,
+    ) -> Option<(Target<'_>, Option<usize>, Vec<(String, String)>)> {
         if let Some(i) = self
             .routes
             .iter()
             .position(|r| r.method == method && r.path == path)
         {
-            return Some((Target::App(&self.routes[i]), Some(i)));
+            return Some((Target::App(&self.routes[i]), Some(i), Vec::new()));
+        }
+        for (i, r) in self.routes.iter().enumerate() {
+            if r.method == method && r.path.contains('{') {
+                if let Some(params) = match_pattern(&r.path, path) {
+                    return Some((Target::App(r), Some(i), params));
+                }
+            }
         }
         if method != "GET" {
             return None;
         }
         match path {
-            "/metrics" if self.metrics => Some((Target::Metrics, None)),
-            "/health/live" if self.ready.is_some() => Some((Target::Live, None)),
-            "/health/ready" if self.ready.is_some() => Some((Target::Ready, None)),
+            "/metrics" if self.metrics => Some((Target::Metrics, None, Vec::new())),
+            "/health/live" if self.ready.is_some() => Some((Target::Live, None, Vec::new())),
+            "/health/ready" if self.ready.is_some() => Some((Target::Ready, None, Vec::new())),
             _ => None,
         }
     }
@@ -611,3 +667,21 @@ const _: fn() = || {
     fn check<T: Clone + Send + Sync + 'static>() {}
     check::<LifeguardService>();
 };
+
+#[cfg(test)]
+mod tests {
+    use super::match_pattern;
+
+    #[test]
+    fn patterns_capture_one_non_empty_segment() {
+        let p = |pat, path| match_pattern(pat, path);
+        assert_eq!(
+            p("/books/{id}/reviews", "/books/42/reviews"),
+            Some(vec![("id".into(), "42".into())])
+        );
+        assert_eq!(p("/books/{id}", "/books/"), None);
+        assert_eq!(p("/books/{id}", "/books/1/2"), None);
+        assert_eq!(p("/books/{id}", "/authors/1"), None);
+        assert_eq!(p("/books", "/books"), Some(vec![]));
+    }
+}

@@ -1,0 +1,217 @@
+//! Shared helpers of the end-to-end tests: a hand-written HTTP/1.1 client on std sockets,
+//! the services' URLs, and schema housekeeping.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use lifeguard_core::pg::Connection;
+use lifeguard_core::Executor;
+
+/// `LIFEGUARD_PRIMARY_URL`, or a clear panic.
+pub fn primary_url() -> String {
+    std::env::var("LIFEGUARD_PRIMARY_URL").expect(
+        "LIFEGUARD_PRIMARY_URL is not set: run scripts/services up and eval \"$(scripts/services env)\"",
+    )
+}
+
+/// `LIFEGUARD_REPLICA_URLS`, or a clear panic (these tests prove replica routing).
+pub fn replica_urls() -> String {
+    std::env::var("LIFEGUARD_REPLICA_URLS")
+        .expect("LIFEGUARD_REPLICA_URLS is not set: run scripts/services up and eval \"$(scripts/services env)\"")
+}
+
+/// The port of a postgres:// URL.
+pub fn port_of(url: &str) -> i32 {
+    lifeguard_core::pg::Config::parse(url).unwrap().get_port() as i32
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `check` until it yields or `timeout` passes.
+pub fn wait_for<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let end = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return Some(v);
+        }
+        if Instant::now() > end {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Drops the schemas named `<prefix><pid>` whose process is gone (left by a killed run).
+pub fn drop_stale_schemas(conn: &Connection, prefix: &str) {
+    let rows = conn
+        .query(
+            "SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1)",
+            &[&prefix],
+        )
+        .unwrap();
+    for row in rows {
+        let name: String = row.get(0);
+        let pid = name[prefix.len()..].split('_').next().unwrap_or("");
+        let alive = !pid.is_empty() && std::path::Path::new(&format!("/proc/{pid}")).exists();
+        if !alive {
+            let _ = conn.batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"));
+        }
+    }
+}
+
+/// One parsed HTTP/1.1 response.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Connects with a read timeout.
+pub fn connect(port: u16) -> TcpStream {
+    let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.set_nodelay(true).unwrap();
+    s
+}
+
+/// A request with `headers` and an optional body (Content-Length added).
+pub fn request(method: &str, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Vec<u8> {
+    let mut out = format!("{method} {path} HTTP/1.1\r\nHost: test\r\n").into_bytes();
+    for (n, v) in headers {
+        out.extend_from_slice(format!("{n}: {v}\r\n").as_bytes());
+    }
+    if let Some(b) = body {
+        out.extend_from_slice(format!("Content-Length: {}\r\n\r\n", b.len()).as_bytes());
+        out.extend_from_slice(b);
+    } else {
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+/// Reads `n` responses (each has a Content-Length).
+pub fn read_responses(stream: &mut TcpStream, n: usize) -> Vec<Resp> {
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 16384];
+    while out.len() < n {
+        if let Some((resp, used)) = parse_one(&buf) {
+            buf.drain(..used);
+            out.push(resp);
+            continue;
+        }
+        let k = stream.read(&mut chunk).expect("read response");
+        assert!(
+            k > 0,
+            "connection closed after {} of {n} responses",
+            out.len()
+        );
+        buf.extend_from_slice(&chunk[..k]);
+    }
+    out
+}
+
+fn parse_one(buf: &[u8]) -> Option<(Resp, usize)> {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&buf[..end]).expect("ASCII head");
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .map(|l| {
+            let (n, v) = l.split_once(':').expect("header line");
+            (n.trim().to_string(), v.trim().to_string())
+        })
+        .collect();
+    let len: usize = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        .map(|(_, v)| v.parse().unwrap())
+        .unwrap_or(0);
+    let start = end + 4;
+    if buf.len() < start + len {
+        return None;
+    }
+    Some((
+        Resp {
+            status,
+            headers,
+            body: buf[start..start + len].to_vec(),
+        },
+        start + len,
+    ))
+}
+
+/// One request on a fresh connection.
+pub fn roundtrip(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Resp {
+    let mut s = connect(port);
+    s.write_all(&request(method, path, headers, body)).unwrap();
+    read_responses(&mut s, 1).remove(0)
+}
+
+/// `GET path`.
+pub fn get(port: u16, path: &str, headers: &[(&str, &str)]) -> Resp {
+    roundtrip(port, "GET", path, headers, None)
+}
+
+/// A JSON request.
+pub fn send_json(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &serde_json::Value,
+) -> Resp {
+    let mut hs = vec![("Content-Type", "application/json")];
+    hs.extend_from_slice(headers);
+    roundtrip(port, method, path, &hs, Some(body.to_string().as_bytes()))
+}
+
+/// Checks a problem+json reply of `status`.
+pub fn assert_problem(resp: &Resp, status: u16) -> serde_json::Value {
+    assert_eq!(resp.status, status, "body: {}", resp.text());
+    assert_eq!(
+        resp.header("Content-Type"),
+        Some("application/problem+json")
+    );
+    let v = resp.json();
+    assert_eq!(v["status"], status);
+    assert!(
+        v["type"].is_string() && v["title"].is_string() && v["detail"].is_string(),
+        "{v}"
+    );
+    v
+}
