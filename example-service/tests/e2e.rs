@@ -9,65 +9,17 @@ mod common;
 use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use common::*;
-use example_service::{AppConfig, Running};
 use lifeguard_core::pg::Connection;
 use lifeguard_core::Executor;
 use serde_json::{json, Value};
 
 const SCHEMA_PREFIX: &str = "example_e2e_";
 
-struct Server {
-    port: u16,
-    schema: String,
-    _running: Running,
-}
-
 fn server() -> &'static Server {
     static SERVER: OnceLock<Server> = OnceLock::new();
-    SERVER.get_or_init(|| {
-        // Before anything touches may (opening a connection starts its scheduler).
-        may::config().set_workers(2).set_stack_size(0x10000);
-        let conn = Connection::open(&primary_url()).expect("primary");
-        drop_stale_schemas(&conn, SCHEMA_PREFIX);
-        let schema = format!("{SCHEMA_PREFIX}{}", std::process::id());
-        let port = free_port();
-        let vars = [
-            ("LIFEGUARD_PRIMARY_URL", primary_url()),
-            ("LIFEGUARD_REPLICA_URLS", replica_urls()),
-            ("LIFEGUARD_SCHEMA", schema.clone()),
-            ("LIFEGUARD_DEBUG_ENDPOINTS", "1".into()),
-            ("LIFEGUARD_MAX_BODY", "4096".into()),
-            ("LIFEGUARD_LISTEN", format!("127.0.0.1:{port}")),
-        ];
-        let config = AppConfig::from_lookup(
-            |n| vars.iter().find(|(k, _)| *k == n).map(|(_, v)| v.clone()),
-            Vec::new(),
-        )
-        .unwrap();
-        let running = example_service::start(&config).expect("the service starts");
-        wait_for(Duration::from_secs(10), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
-        })
-        .expect("the service listens");
-        // Reads can go to the replica only once the monitor has seen it healthy.
-        wait_for(Duration::from_secs(30), || {
-            let r = get(
-                port,
-                "/debug/where",
-                &[("Lifeguard-Read-Preference", "replica")],
-            );
-            (r.status == 200 && r.json()["in_recovery"] == true).then_some(())
-        })
-        .expect("the replica becomes eligible");
-        Server {
-            port,
-            schema,
-            _running: running,
-        }
-    })
+    SERVER.get_or_init(|| start_server(SCHEMA_PREFIX))
 }
 
 fn port() -> u16 {

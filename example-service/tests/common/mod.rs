@@ -6,6 +6,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
+use example_service::{AppConfig, Running};
 use lifeguard_core::pg::Connection;
 use lifeguard_core::Executor;
 
@@ -214,4 +215,57 @@ pub fn assert_problem(resp: &Resp, status: u16) -> serde_json::Value {
         "{v}"
     );
     v
+}
+
+/// The service started in-process on a free port, in a schema of its own.
+pub struct Server {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    /// The schema its tables live in.
+    pub schema: String,
+    _running: Running,
+}
+
+/// Starts the service against the local primary and replicas in a fresh schema named
+/// `prefix<pid>` (dropping stale ones), and waits until the replica is eligible.
+pub fn start_server(prefix: &str) -> Server {
+    // Before anything touches may (opening a connection starts its scheduler).
+    may::config().set_workers(2).set_stack_size(0x10000);
+    let conn = Connection::open(&primary_url()).expect("primary");
+    drop_stale_schemas(&conn, prefix);
+    let schema = format!("{prefix}{}", std::process::id());
+    let port = free_port();
+    let vars = [
+        ("LIFEGUARD_PRIMARY_URL", primary_url()),
+        ("LIFEGUARD_REPLICA_URLS", replica_urls()),
+        ("LIFEGUARD_SCHEMA", schema.clone()),
+        ("LIFEGUARD_DEBUG_ENDPOINTS", "1".into()),
+        ("LIFEGUARD_MAX_BODY", "4096".into()),
+        ("LIFEGUARD_LISTEN", format!("127.0.0.1:{port}")),
+    ];
+    let config = AppConfig::from_lookup(
+        |n| vars.iter().find(|(k, _)| *k == n).map(|(_, v)| v.clone()),
+        Vec::new(),
+    )
+    .unwrap();
+    let running = example_service::start(&config).expect("the service starts");
+    wait_for(Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    })
+    .expect("the service listens");
+    // Reads can go to the replica only once the monitor has seen it healthy.
+    wait_for(Duration::from_secs(30), || {
+        let r = get(
+            port,
+            "/debug/where",
+            &[("Lifeguard-Read-Preference", "replica")],
+        );
+        (r.status == 200 && r.json()["in_recovery"] == true).then_some(())
+    })
+    .expect("the replica becomes eligible");
+    Server {
+        port,
+        schema,
+        _running: running,
+    }
 }
