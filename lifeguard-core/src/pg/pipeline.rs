@@ -2,9 +2,11 @@
 //!
 //! Callers encode their messages straight into one shared outgoing buffer and, in the same
 //! critical section, queue the reply slot they will wait on, so the order of the slots is the
-//! order of the bytes on the wire. Whoever finds no write in progress becomes the writer and
-//! flushes everything queued so far, its own bytes and other callers' alike, in as few
-//! syscalls as the traffic allows (flat combining: no writer coroutine, no extra wake-up).
+//! order of the bytes on the wire. With the pipeline idle, the caller writes its own request
+//! at once (the lowest latency); when requests are already in flight, a writer coroutine per
+//! connection is woken instead and flushes everything queued by the time it runs, in as few
+//! syscalls as the traffic allows. No caller ever keeps writing other callers' bytes, so none
+//! waits behind the traffic it did not send.
 //! One reader coroutine per connection splits the replies at each `ReadyForQuery` and hands
 //! every caller its own messages. Every request ends in exactly one `Sync` or simple `Query`,
 //! which is what makes that split sound.
@@ -134,8 +136,8 @@ enum Pending {
 /// The connection state shared by callers and the reader coroutine.
 pub(crate) struct Shared {
     state: Mutex<State>,
-    /// The write half. Only the caller that set `State::writing` touches it, so this lock is
-    /// never contended; it is a `may` lock all the same, as it is held across socket writes.
+    /// The write half. Only whoever set `State::writing` touches it, so this lock is never
+    /// contended; it is a `may` lock all the same, as it is held across socket writes.
     writer: may::sync::Mutex<Socket>,
     /// A third handle whose only use is `shutdown`, so a failure can unblock a writer stuck
     /// in a full socket buffer without waiting for its lock.
@@ -147,6 +149,8 @@ pub(crate) struct Shared {
     abandoned: Mutex<Vec<(Arc<Reply>, Instant)>>,
     /// Mirrors `State::broken.is_some()` for lock-free checks.
     is_broken: std::sync::atomic::AtomicBool,
+    /// The writer coroutine, woken when a busy pipeline has bytes to send.
+    writer_co: std::sync::OnceLock<may::coroutine::Coroutine>,
 }
 
 /// How long an abandoned reply may take to finish after its caller's deadline. The server
@@ -162,7 +166,7 @@ struct State {
     broken: Option<Error>,
     /// Server-side statements whose last handle dropped; closed with the next request.
     closes: Vec<String>,
-    /// The writer's second buffer, kept between flushes so they do not allocate.
+    /// A second buffer for callers writing their own request, kept so writes do not allocate.
     spare: BytesMut,
 }
 
@@ -199,6 +203,7 @@ impl Shared {
             parameters: Mutex::new(parameters),
             abandoned: Mutex::new(Vec::new()),
             is_broken: std::sync::atomic::AtomicBool::new(false),
+            writer_co: std::sync::OnceLock::new(),
         });
         let for_reader = shared.clone();
         // The reader parses replies on its own stack; 64 KiB leaves room for deep rows.
@@ -209,6 +214,15 @@ impl Shared {
         // thread-local state across parks; the reader touches none.
         let spawned = unsafe { builder.spawn(move || for_reader.read_loop(reader)) };
         spawned.map_err(|e| Error::connection("spawn the reader coroutine", Some(e)))?;
+        let for_writer = shared.clone();
+        let builder = may::coroutine::Builder::new()
+            .name("lifeguard-pg-writer".into())
+            .stack_size(0x1000);
+        // SAFETY: as for the reader; the writer keeps no thread-local state either.
+        let writer = unsafe { builder.spawn(move || for_writer.write_loop()) }
+            .map_err(|e| Error::connection("spawn the writer coroutine", Some(e)))?;
+        // Set before the connection is handed out, so every enqueue finds it.
+        let _ = shared.writer_co.set(writer.coroutine().clone());
         Ok(shared)
     }
 
@@ -312,50 +326,87 @@ impl Shared {
                 st.pending.push_back(p);
                 self.in_flight.fetch_add(1, Ordering::Relaxed);
             }
-            let become_writer = !std::mem::replace(&mut st.writing, true);
-            // Earlier requests still unanswered means the server is busy: nothing is lost by
-            // letting other coroutines append first, and their requests then share this
-            // write. With an idle pipeline, write at once for the lowest latency.
-            (become_writer, become_writer && st.pending.len() > 1)
+            let first = !std::mem::replace(&mut st.writing, true);
+            // An idle pipeline: write at once. Requests already in flight: the server is
+            // busy anyway, so the writer coroutine sends this with whatever else arrives
+            // before it runs.
+            (first, first && st.pending.len() > 1)
         };
-        if become_writer {
-            if batch && may::coroutine::is_coroutine() {
-                // Coroutines switch only when one parks or yields, so without this the others
-                // on this worker could never add to the buffer before it goes out.
-                may::coroutine::yield_now();
-            }
-            self.flush();
+        match (become_writer, batch) {
+            (true, false) => self.write_own(),
+            (true, true) => self.wake_writer(),
+            _ => {}
         }
         Ok(())
     }
 
-    /// Writes until the outgoing buffer stays empty. Runs in the caller that found no writer.
-    fn flush(&self) {
-        let mut socket = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut chunk = std::mem::take(&mut lock(&self.state).spare);
+    fn wake_writer(&self) {
+        if let Some(co) = self.writer_co.get() {
+            co.unpark();
+        }
+    }
+
+    /// Writes the buffer once from the calling caller; anything appended meanwhile goes to
+    /// the writer coroutine, so the caller returns to its own reply.
+    fn write_own(&self) {
+        let mut chunk = {
+            let mut st = lock(&self.state);
+            let mut chunk = std::mem::take(&mut st.spare);
+            std::mem::swap(&mut st.out, &mut chunk);
+            chunk
+        };
+        let written = {
+            let mut socket = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+            socket.write_all(&chunk)
+        };
+        chunk.clear();
+        let more = {
+            let mut st = lock(&self.state);
+            st.spare = chunk;
+            if written.is_ok() && !st.out.is_empty() && st.broken.is_none() {
+                true
+            } else {
+                st.writing = false;
+                false
+            }
+        };
+        match written {
+            Err(e) => self.fail(Error::connection("write to server", Some(e))),
+            Ok(()) if more => self.wake_writer(),
+            Ok(()) => {}
+        }
+    }
+
+    /// The writer coroutine: when woken, writes until the buffer stays empty, then sleeps.
+    fn write_loop(self: Arc<Self>) {
+        let mut chunk = BytesMut::new();
         loop {
-            {
-                let mut st = lock(&self.state);
-                if st.out.is_empty() || st.broken.is_some() {
-                    st.out.clear();
-                    st.writing = false;
-                    // Keep the buffer's allocation for the next writer.
-                    chunk.clear();
-                    st.spare = chunk;
+            may::coroutine::park();
+            loop {
+                {
+                    let mut st = lock(&self.state);
+                    if st.broken.is_some() {
+                        st.out.clear();
+                        st.writing = false;
+                        return;
+                    }
+                    if st.out.is_empty() {
+                        st.writing = false;
+                        break;
+                    }
+                    // Swap buffers so callers keep appending while this one is on the wire.
+                    std::mem::swap(&mut st.out, &mut chunk);
+                }
+                let written = {
+                    let mut socket = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+                    socket.write_all(&chunk)
+                };
+                chunk.clear();
+                if let Err(e) = written {
+                    self.fail(Error::connection("write to server", Some(e)));
                     return;
                 }
-                // Swap buffers so callers keep appending while this one is on the wire.
-                std::mem::swap(&mut st.out, &mut chunk);
             }
-            if let Err(e) = socket.write_all(&chunk) {
-                drop(socket);
-                self.fail(Error::connection("write to server", Some(e)));
-                let mut st = lock(&self.state);
-                st.writing = false;
-                st.out.clear();
-                return;
-            }
-            chunk.clear();
         }
     }
 
@@ -376,6 +427,8 @@ impl Shared {
             }
         }
         self.closer.shutdown();
+        // The writer coroutine wakes, finds the connection broken and ends.
+        self.wake_writer();
         self.wake_listeners();
     }
 
