@@ -17,4 +17,4 @@ pub mod query;
 
 pub use error::{DbError, Error, Result};
 pub use executor::{Executor, ExecutorExt};
-pub use lifeguard_derive::{FromRow, LifeModel, LifeRecord};
+pub use lifeguard_derive::{FromRow, LifeEnum, LifeModel, LifeRecord};

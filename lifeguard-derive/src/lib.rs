@@ -85,6 +85,7 @@ mod from_row;
 mod input;
 mod model;
 mod names;
+mod value_enum;
 
 /// Makes a struct with named fields a table-backed model.
 ///
@@ -188,6 +189,35 @@ pub fn derive_life_record(input: TokenStream) -> TokenStream {
 pub fn derive_from_row(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
     from_row::expand(&input)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}
+
+/// A fieldless enum as a column value, in one of three representations:
+///
+/// - `#[lifeguard(repr = "text")]` (the default): the variant's label, for a native
+///   PostgreSQL enum type or a `text`/`varchar` column. Labels are the variant names in
+///   `snake_case` unless `rename_all = "lowercase" | "UPPERCASE" | "kebab-case" | "none"` says
+///   otherwise; `#[lifeguard(rename = "...")]` on a variant sets its label.
+/// - `repr = "i16" | "i32" | "i64"`: the discriminant (explicit or counted from 0) in an
+///   integer column.
+///
+/// Unknown labels or values read from the database are a decode error naming the enum.
+///
+/// ```
+/// use lifeguard_core::LifeEnum;
+///
+/// #[derive(Debug, Clone, Copy, PartialEq, LifeEnum)]
+/// pub enum Status { Draft, InReview, #[lifeguard(rename = "live")] Published }
+///
+/// #[derive(Debug, Clone, Copy, PartialEq, LifeEnum)]
+/// #[lifeguard(repr = "i16")]
+/// pub enum Priority { Low = 1, Normal = 5, High = 9 }
+/// ```
+#[proc_macro_derive(LifeEnum, attributes(lifeguard))]
+pub fn derive_life_enum(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    value_enum::expand(&input)
         .unwrap_or_else(syn::Error::into_compile_error)
         .into()
 }
