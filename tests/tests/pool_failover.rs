@@ -469,7 +469,14 @@ fn p17_blackholed_connection_times_out_and_the_pool_recovers() {
     init();
     let server = ScratchServer::start_new();
     let proxy = TcpProxy::start(server.port());
-    let pool = proxied_pool(&proxy, &server);
+    // The point is the deadline on a statement already on a half-open connection. With the
+    // default 1 s idle validation, a slow machine would validate the idle slot first, and
+    // that ping (and the reconnect after it) is bounded by the pool's acquire timeout, not
+    // by the request's deadline.
+    let pool = Pool::connect(
+        config(&proxy.url_for(&server.url()), &[]).validate_after_idle(Duration::from_secs(60)),
+    )
+    .expect("connect the pool");
     wait_healthy(&pool, Duration::from_secs(5));
     pool.db(ReadOptions::default())
         .query("SELECT 1", &[])
