@@ -357,7 +357,7 @@ impl<C: ModelColumn> OnConflict<C> {
     }
 
     /// Writes the clause, borrowing its values into `params`.
-    fn write<'a>(&'a self, sql: &mut String, params: &mut Vec<&'a (dyn ToSql + Sync)>) {
+    pub(crate) fn write<'a>(&'a self, sql: &mut String, params: &mut Vec<&'a (dyn ToSql + Sync)>) {
         sql.push_str(" ON CONFLICT ");
         match &self.target {
             Target::Columns(cols) => {
@@ -401,7 +401,7 @@ impl<C: ModelColumn> OnConflict<C> {
         sql
     }
 
-    fn check(&self, table: &str) -> Result<()> {
+    pub(crate) fn check(&self, table: &str) -> Result<()> {
         match (&self.target, &self.action) {
             (Target::Columns(cols), _) if cols.is_empty() => Err(Error::config(format!(
                 "the ON CONFLICT target on {table} names no column"
@@ -478,138 +478,6 @@ fn with_live_rows<M: LifeModel>(filters: &[Expr]) -> Vec<Expr> {
         )));
     }
     out
-}
-
-/// PostgreSQL's limit on the parameters of one statement.
-const MAX_PARAMS: usize = 65_535;
-
-/// Several records upserted with multi-row `INSERT ... ON CONFLICT` statements; see
-/// [`LifeRecord::insert_many_on_conflict`].
-///
-/// As with `insert_many`, a column set in any record is written for all of them (`DEFAULT`
-/// where a record leaves it unset) and rows are split into statements under the
-/// 65,535-parameter limit. One statement may not update the same row twice (`DO UPDATE`
-/// with two records of the same key fails with `cardinality_violation`).
-///
-/// ```no_run
-/// # use lifeguard_core::{LifeModel, model::LifeModel as _};
-/// # #[derive(Debug, Clone, LifeModel)]
-/// # #[lifeguard(table_name = "users")]
-/// # pub struct User { #[lifeguard(primary_key, auto_increment)] pub id: i64, pub email: String }
-/// use lifeguard_core::model::{ActiveValue::Set, LifeRecord, OnConflict};
-///
-/// # fn demo(db: &impl lifeguard_core::Executor) -> lifeguard_core::Result<()> {
-/// let records = ["a@x.io", "b@x.io"].map(|e| UserRecord { email: Set(e.into()), ..Default::default() });
-/// let new_rows = UserRecord::insert_many_on_conflict(records, OnConflict::columns([UserColumn::Email]))
-///     .exec(db)?; // duplicates skipped
-/// # Ok(()) }
-/// ```
-#[must_use = "nothing is inserted until exec or exec_with_returning"]
-pub struct InsertManyOnConflict<R: LifeRecord> {
-    records: Vec<R>,
-    on_conflict: OnConflict<<R::Model as LifeModel>::Column>,
-}
-
-impl<R: LifeRecord> std::fmt::Debug for InsertManyOnConflict<R> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("InsertManyOnConflict")
-            .field("records", &self.records.len())
-            .field("on_conflict", &self.on_conflict.to_sql_string())
-            .finish()
-    }
-}
-
-impl<R: LifeRecord> InsertManyOnConflict<R> {
-    pub(crate) fn new(
-        records: Vec<R>,
-        on_conflict: OnConflict<<R::Model as LifeModel>::Column>,
-    ) -> Self {
-        InsertManyOnConflict {
-            records,
-            on_conflict,
-        }
-    }
-
-    /// Runs the upserts; returns how many rows were inserted or updated (skipped ones
-    /// not counted).
-    pub fn exec(&self, db: &(impl Executor + ?Sized)) -> Result<u64> {
-        let mut total = 0;
-        self.each_chunk(false, |sql, params| {
-            total += db.execute(sql, params)?;
-            Ok(())
-        })?;
-        Ok(total)
-    }
-
-    /// Runs the upserts and returns the rows inserted or updated, as stored.
-    pub fn exec_with_returning(&self, db: &(impl Executor + ?Sized)) -> Result<Vec<R::Model>> {
-        let mut out = Vec::with_capacity(self.records.len());
-        self.each_chunk(true, |sql, params| {
-            for row in db.query(sql, params)? {
-                out.push(R::Model::from_row(&row)?);
-            }
-            Ok(())
-        })?;
-        Ok(out)
-    }
-
-    fn each_chunk(
-        &self,
-        returning: bool,
-        mut run: impl FnMut(&str, &[&(dyn ToSql + Sync)]) -> Result<()>,
-    ) -> Result<()> {
-        type M<R> = <R as LifeRecord>::Model;
-        self.on_conflict.check(M::<R>::TABLE)?;
-        if self.records.is_empty() {
-            return Ok(());
-        }
-        let rows: Vec<Vec<_>> = self.records.iter().map(|r| r.fields()).collect();
-        let width = rows[0].len();
-        let columns: Vec<usize> = (0..width)
-            .filter(|&i| rows.iter().any(|row| is_written(&row[i].1)))
-            .collect();
-        if columns.is_empty() {
-            return Err(Error::config(format!(
-                "insert_many_on_conflict into {} needs at least one set column",
-                M::<R>::TABLE
-            )));
-        }
-        let names: Vec<String> = columns
-            .iter()
-            .map(|&i| quote(rows[0][i].0.name()))
-            .collect();
-        // The clause's own values come after each chunk's row values.
-        let mut clause_params = Vec::new();
-        self.on_conflict
-            .write(&mut String::new(), &mut clause_params);
-        let per_chunk = ((MAX_PARAMS - clause_params.len()) / columns.len()).max(1);
-        for chunk in rows.chunks(per_chunk) {
-            let mut params: Vec<&(dyn ToSql + Sync)> =
-                Vec::with_capacity(chunk.len() * columns.len() + clause_params.len());
-            let mut sql = format!(
-                "INSERT INTO {} ({}) VALUES ",
-                M::<R>::QUALIFIED,
-                names.join(", ")
-            );
-            for (r, row) in chunk.iter().enumerate() {
-                sql.push_str(if r == 0 { "(" } else { ", (" });
-                for (k, &i) in columns.iter().enumerate() {
-                    if k > 0 {
-                        sql.push_str(", ");
-                    }
-                    push_value(&mut sql, &mut params, row[i].1);
-                }
-                sql.push(')');
-            }
-            self.on_conflict.write(&mut sql, &mut params);
-            if returning {
-                sql.push_str(" RETURNING ");
-                sql.push_str(M::<R>::COLUMN_LIST);
-            }
-            run(&sql, &params)?;
-        }
-        Ok(())
-    }
 }
 
 /// Loads records with `COPY ... FROM STDIN (FORMAT binary)`; see

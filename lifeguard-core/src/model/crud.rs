@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 
 use super::active::Field;
+use super::bulk::OnConflict;
 use super::{FromRow, LifeModel, LifeRecord, ModelColumn};
 use crate::error::{Error, Result};
 use crate::executor::Executor;
@@ -222,11 +223,24 @@ const MAX_PARAMS: usize = 65_535;
 #[must_use = "nothing is inserted until exec or exec_with_returning"]
 pub struct InsertMany<R: LifeRecord> {
     records: Vec<R>,
+    on_conflict: Option<OnConflict<<R::Model as LifeModel>::Column>>,
 }
 
 impl<R: LifeRecord> InsertMany<R> {
     pub(crate) fn new(records: Vec<R>) -> InsertMany<R> {
-        InsertMany { records }
+        InsertMany {
+            records,
+            on_conflict: None,
+        }
+    }
+
+    /// Makes it an upsert: `ON CONFLICT ... DO NOTHING | DO UPDATE`. Skipped rows are not
+    /// counted by `exec` nor returned by `exec_with_returning`. One statement may not
+    /// update the same row twice (`DO UPDATE` with two records of one key fails with
+    /// `cardinality_violation`).
+    pub fn on_conflict(mut self, on_conflict: OnConflict<<R::Model as LifeModel>::Column>) -> Self {
+        self.on_conflict = Some(on_conflict);
+        self
     }
 
     /// Inserts and returns how many rows went in.
@@ -257,6 +271,9 @@ impl<R: LifeRecord> InsertMany<R> {
         mut run: impl FnMut(&str, &[&(dyn ToSql + Sync)]) -> Result<()>,
     ) -> Result<()> {
         type M<R> = <R as LifeRecord>::Model;
+        if let Some(oc) = &self.on_conflict {
+            oc.check(M::<R>::TABLE)?;
+        }
         if self.records.is_empty() {
             return Ok(());
         }
@@ -296,8 +313,13 @@ impl<R: LifeRecord> InsertMany<R> {
             .iter()
             .filter(|&&i| i < 128)
             .fold(0u128, |m, &i| m | 1 << i);
-        let cacheable = !has_expr && width <= 128;
-        let per_chunk = (MAX_PARAMS / columns.len()).max(1);
+        // The conflict clause's own values come after each chunk's row values.
+        let mut clause_params = Vec::new();
+        if let Some(oc) = &self.on_conflict {
+            oc.write(&mut String::new(), &mut clause_params);
+        }
+        let cacheable = !has_expr && width <= 128 && self.on_conflict.is_none();
+        let per_chunk = ((MAX_PARAMS - clause_params.len()) / columns.len()).max(1);
         for chunk in rows.chunks(per_chunk) {
             let mut params: Vec<&(dyn ToSql + Sync)> =
                 Vec::with_capacity(chunk.len() * columns.len());
@@ -315,6 +337,9 @@ impl<R: LifeRecord> InsertMany<R> {
                     push_value(&mut values, &mut params, field);
                 }
                 values.push(')');
+            }
+            if let Some(oc) = &self.on_conflict {
+                oc.write(&mut values, &mut params);
             }
             let key = cacheable.then(|| {
                 (

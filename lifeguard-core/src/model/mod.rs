@@ -38,7 +38,7 @@ pub use active::{ActiveValue, Field, NotSet, Set, Unchanged};
 #[doc(hidden)]
 pub use behaviour::{run_after, run_before, WriteDone, WriteOp};
 pub use behaviour::{FieldError, RecordHooks, ValidationErrors};
-pub use bulk::{DeleteMany, InsertManyOnConflict, OnConflict, UpdateMany};
+pub use bulk::{DeleteMany, OnConflict, UpdateMany};
 pub use crud::InsertMany;
 pub use relation::{
     has_column, load, load_many, load_many_to_many, load_one, many, one, Leaf, LoadSpec, Many,
@@ -330,12 +330,26 @@ pub trait LifeRecord: Default + Send + Sync + Sized + 'static {
     }
 
     /// Many records upserted with multi-row `INSERT ... ON CONFLICT` statements, chunked like
-    /// [`LifeRecord::insert_many`].
+    /// [`LifeRecord::insert_many`] (which it is, with [`InsertMany::on_conflict`]).
+    ///
+    /// ```no_run
+    /// # use lifeguard_core::{LifeModel, model::LifeModel as _};
+    /// # #[derive(Debug, Clone, LifeModel)]
+    /// # #[lifeguard(table_name = "users")]
+    /// # pub struct User { #[lifeguard(primary_key, auto_increment)] pub id: i64, pub email: String }
+    /// use lifeguard_core::model::{ActiveValue::Set, LifeRecord, OnConflict};
+    ///
+    /// # fn demo(db: &impl lifeguard_core::Executor) -> lifeguard_core::Result<()> {
+    /// let records = ["a@x.io", "b@x.io"].map(|e| UserRecord { email: Set(e.into()), ..Default::default() });
+    /// let new_rows = UserRecord::insert_many_on_conflict(records, OnConflict::columns([UserColumn::Email]))
+    ///     .exec(db)?; // duplicates skipped
+    /// # Ok(()) }
+    /// ```
     fn insert_many_on_conflict(
         records: impl IntoIterator<Item = Self>,
         on_conflict: OnConflict<<Self::Model as LifeModel>::Column>,
-    ) -> InsertManyOnConflict<Self> {
-        InsertManyOnConflict::new(records.into_iter().collect(), on_conflict)
+    ) -> InsertMany<Self> {
+        InsertMany::new(records.into_iter().collect()).on_conflict(on_conflict)
     }
 
     /// Loads many records with one binary `COPY ... FROM STDIN`, the fastest way in for
