@@ -21,6 +21,7 @@ pub mod scratch;
 
 pub mod orm;
 pub mod pg;
+pub mod pool;
 pub mod proxy;
 pub mod replica;
 /// Message shown when the service environment variables are missing.

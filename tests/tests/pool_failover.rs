@@ -4,15 +4,13 @@
 //! Every destructive test runs on its own [`ScratchServer`] or [`ScratchPair`]; network
 //! faults go through a [`TcpProxy`] in front of the scratch server.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use lifeguard_core::pg::{Config, Connection};
+use lifeguard_core::pg::Connection;
 use lifeguard_core::pool::{NodeState, Pool, PoolConfig, ReadOptions, ReadPreference, Role};
 use lifeguard_core::{Error, Executor};
 use lifeguard_tests::pg::{connect_url, init};
+use lifeguard_tests::pool::{cfg, metric, wait_healthy, Writer};
 use lifeguard_tests::proxy::TcpProxy;
 use lifeguard_tests::replica::ScratchPair;
 use lifeguard_tests::scratch::{ScratchServer, StopMode};
@@ -22,10 +20,6 @@ const INTERVAL: Duration = Duration::from_millis(100);
 const BOUND: Duration = Duration::from_millis(500);
 
 // ---------------------------------------------------------------- helpers --
-
-fn cfg(url: &str) -> Config {
-    Config::parse(url).unwrap_or_else(|e| panic!("parse {url}: {e}"))
-}
 
 /// A config over `primary` (and `replicas`) with a 100 ms monitor and a 500 ms bound.
 fn config(primary: &str, replicas: &[&str]) -> PoolConfig {
@@ -46,34 +40,6 @@ fn opts(pref: ReadPreference) -> ReadOptions {
 fn where_ran(e: &impl Executor) -> lifeguard_core::Result<(bool, i32)> {
     let row = e.query_one("SELECT pg_is_in_recovery(), inet_server_port()", &[])?;
     Ok((row.try_get(0)?, row.try_get(1)?))
-}
-
-fn wait_healthy(pool: &Pool, timeout: Duration) {
-    let ok = wait_for(timeout, || {
-        let h = pool.health();
-        (h.primary == NodeState::Healthy
-            && h.replicas.iter().all(|(_, s)| *s == NodeState::Healthy))
-        .then_some(())
-    });
-    assert!(ok.is_some(), "pool not healthy: {:?}", pool.health());
-}
-
-/// The sum of the samples of `name` whose labels include all of `labels`.
-fn metric(pool: &Pool, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let text = prometheus::TextEncoder::new()
-        .encode_to_string(&pool.registry().gather())
-        .expect("encode metrics");
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.rsplit_once(' '))
-        .filter(|(series, _)| {
-            (*series == name || series.starts_with(&format!("{name}{{")))
-                && labels
-                    .iter()
-                    .all(|(k, v)| series.contains(&format!("{k}=\"{v}\"")))
-        })
-        .map(|(_, v)| v.parse::<f64>().unwrap_or(0.0))
-        .sum()
 }
 
 /// healthy→lagging plus lagging→healthy transitions of `node`.
@@ -123,40 +89,6 @@ fn spawn<T: Send + 'static>(
 ) -> may::coroutine::JoinHandle<T> {
     init();
     may::go!(f)
-}
-
-/// Inserts a row into `table` on `url` every `period` until dropped.
-struct Writer {
-    stop: Arc<AtomicBool>,
-    handle: Option<JoinHandle<()>>,
-}
-
-impl Writer {
-    fn start(url: &str, table: &str, period: Duration) -> Writer {
-        let conn = connect_url(url);
-        let sql = format!("INSERT INTO {table} (v) VALUES (1)");
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let handle = std::thread::spawn(move || {
-            while !flag.load(Ordering::Relaxed) {
-                let _ = conn.execute(&sql, &[]);
-                std::thread::sleep(period);
-            }
-        });
-        Writer {
-            stop,
-            handle: Some(handle),
-        }
-    }
-}
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
-    }
 }
 
 // ----------------------------------------------------------------- tests --

@@ -8,10 +8,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lifeguard_core::pg::Config;
 use lifeguard_core::pool::{NodeState, Pool, PoolConfig, ReadOptions, ReadPreference};
 use lifeguard_core::{Error, Executor};
 use lifeguard_tests::pg::{connect_url, init};
+use lifeguard_tests::pool::{cfg, metric, metrics_text, wait_healthy};
 use lifeguard_tests::replica::ScratchPair;
 use lifeguard_tests::scratch::{ScratchServer, StopMode};
 use lifeguard_tests::{primary_url, psql, replica_url, try_psql, unique_name, wait_for};
@@ -19,10 +19,6 @@ use lifeguard_tests::{primary_url, psql, replica_url, try_psql, unique_name, wai
 const INTERVAL: Duration = Duration::from_millis(100);
 
 // ---------------------------------------------------------------- helpers --
-
-fn cfg(url: &str) -> Config {
-    Config::parse(url).unwrap_or_else(|e| panic!("parse {url}: {e}"))
-}
 
 /// A primary-only pool config with a unique name (so its backends are recognisable by
 /// `application_name = 'lifeguard:<name>:primary'`).
@@ -46,41 +42,9 @@ fn pair_pool(pair: &ScratchPair) -> Pool {
     .expect("connect the pool")
 }
 
-fn wait_healthy(pool: &Pool, timeout: Duration) {
-    let ok = wait_for(timeout, || {
-        let h = pool.health();
-        (h.primary == NodeState::Healthy
-            && h.replicas.iter().all(|(_, s)| *s == NodeState::Healthy))
-        .then_some(())
-    });
-    assert!(ok.is_some(), "pool not healthy: {:?}", pool.health());
-}
-
 fn where_ran(e: &impl Executor) -> lifeguard_core::Result<(bool, i32)> {
     let row = e.query_one("SELECT pg_is_in_recovery(), inet_server_port()", &[])?;
     Ok((row.try_get(0)?, row.try_get(1)?))
-}
-
-fn metrics_text(pool: &Pool) -> String {
-    prometheus::TextEncoder::new()
-        .encode_to_string(&pool.registry().gather())
-        .expect("encode metrics")
-}
-
-/// The sum of the samples of `name` whose labels include all of `labels`.
-fn metric(pool: &Pool, name: &str, labels: &[(&str, &str)]) -> f64 {
-    metrics_text(pool)
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.rsplit_once(' '))
-        .filter(|(series, _)| {
-            (*series == name || series.starts_with(&format!("{name}{{")))
-                && labels
-                    .iter()
-                    .all(|(k, v)| series.contains(&format!("{k}=\"{v}\"")))
-        })
-        .map(|(_, v)| v.parse::<f64>().unwrap_or(0.0))
-        .sum()
 }
 
 /// Backends of the pool named `name` on the server at `url` (its monitor excluded).

@@ -8,15 +8,15 @@
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use lifeguard_core::pg::{Config, Connection};
+use lifeguard_core::pg::Connection;
 use lifeguard_core::pool::{
     ConsistencyToken, NodeState, Pool, PoolConfig, ReadOptions, ReadPreference, Role,
 };
 use lifeguard_core::{Error, Executor};
 use lifeguard_tests::pg::{connect, connect_url, init, scratch_table};
+use lifeguard_tests::pool::{cfg, metric, wait_healthy, Writer};
 use lifeguard_tests::replica::ScratchPair;
 use lifeguard_tests::scratch::free_port;
 use lifeguard_tests::{primary_url, psql, replica_url, try_psql, unique_name, wait_for};
@@ -32,10 +32,6 @@ const HOUR: Duration = Duration::from_secs(3600);
 fn exclusive() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn cfg(url: &str) -> Config {
-    Config::parse(url).unwrap_or_else(|e| panic!("parse {url}: {e}"))
 }
 
 fn port_of(url: &str) -> i32 {
@@ -68,35 +64,6 @@ fn where_ran(e: &impl Executor) -> lifeguard_core::Result<(bool, i32)> {
 
 fn replica_state(pool: &Pool) -> NodeState {
     pool.health().replicas[0].1
-}
-
-/// Waits until the primary and every replica are `Healthy`.
-fn wait_healthy(pool: &Pool, timeout: Duration) {
-    let ok = wait_for(timeout, || {
-        let h = pool.health();
-        (h.primary == NodeState::Healthy
-            && h.replicas.iter().all(|(_, s)| *s == NodeState::Healthy))
-        .then_some(())
-    });
-    assert!(ok.is_some(), "pool not healthy: {:?}", pool.health());
-}
-
-/// The sum of the samples of `name` whose labels include all of `labels`.
-fn metric(pool: &Pool, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let text = prometheus::TextEncoder::new()
-        .encode_to_string(&pool.registry().gather())
-        .expect("encode metrics");
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.rsplit_once(' '))
-        .filter(|(series, _)| {
-            (*series == name || series.starts_with(&format!("{name}{{")))
-                && labels
-                    .iter()
-                    .all(|(k, v)| series.contains(&format!("{k}=\"{v}\"")))
-        })
-        .map(|(_, v)| v.parse::<f64>().unwrap_or(0.0))
-        .sum()
 }
 
 fn pg_lsn(lsn: u64) -> String {
@@ -138,40 +105,6 @@ impl Drop for Replay {
     fn drop(&mut self) {
         // Always, whatever `paused` says: the shared replica must replay after this test.
         let _ = try_psql(&self.url, "SELECT pg_wal_replay_resume()");
-    }
-}
-
-/// Inserts a row into `table` on `url` every `period` until dropped.
-struct Writer {
-    stop: Arc<AtomicBool>,
-    handle: Option<JoinHandle<()>>,
-}
-
-impl Writer {
-    fn start(url: &str, table: &str, period: Duration) -> Writer {
-        let conn = connect_url(url);
-        let sql = format!("INSERT INTO {table} (v) VALUES (1)");
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let handle = std::thread::spawn(move || {
-            while !flag.load(Ordering::Relaxed) {
-                let _ = conn.execute(&sql, &[]);
-                std::thread::sleep(period);
-            }
-        });
-        Writer {
-            stop,
-            handle: Some(handle),
-        }
-    }
-}
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
     }
 }
 
