@@ -57,6 +57,30 @@ where
     }
 }
 
+/// Runs `f` in a `may` coroutine and waits at most `limit` for it, so a hang fails the test
+/// instead of stalling the run; re-raises its panic on the caller.
+///
+/// # Panics
+///
+/// Panics when `f` panics or does not finish within `limit`.
+pub fn in_coroutine_within<T, F>(limit: std::time::Duration, f: F) -> T
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    init();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let _handle = may::go!(move || {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        let _ = tx.send(r);
+    });
+    match rx.recv_timeout(limit) {
+        Ok(Ok(v)) => v,
+        Ok(Err(panic)) => std::panic::resume_unwind(panic),
+        Err(_) => panic!("coroutine did not finish within {limit:?} (hang)"),
+    }
+}
+
 /// A table created for one test, dropped (through `psql` on the primary) when this guard goes
 /// out of scope, also on panic. Dereferences to the table's name.
 pub struct ScratchTable {

@@ -4,41 +4,12 @@
 //!
 //! Needs the services: `scripts/services up && eval "$(scripts/services env)"`.
 
-use std::sync::mpsc;
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lifeguard_core::pg::{Connection, TransactionStatus};
 use lifeguard_core::{Error, Executor};
-use lifeguard_tests::primary_url;
-
-fn init() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        may::config().set_workers(2).set_stack_size(0x8000);
-    });
-}
-
-fn open() -> Connection {
-    init();
-    let url = primary_url();
-    Connection::open(&url).unwrap_or_else(|e| panic!("connect to {url}: {e}"))
-}
-
-/// Runs `f` in a coroutine; panics if it does not finish within `limit` (a hang).
-fn in_coroutine<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
-    init();
-    let (tx, rx) = mpsc::channel();
-    let _handle = may::go!(move || {
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-        let _ = tx.send(r);
-    });
-    match rx.recv_timeout(limit) {
-        Ok(Ok(v)) => v,
-        Ok(Err(panic)) => std::panic::resume_unwind(panic),
-        Err(_) => panic!("coroutine did not finish within {limit:?} (hang)"),
-    }
-}
+use lifeguard_tests::pg::{connect, in_coroutine_within};
 
 /// A small deterministic generator (xorshift), so failures reproduce.
 struct Rng(u64);
@@ -129,7 +100,7 @@ fn run_job(conn: &Connection, i: usize) -> Result<(), String> {
 #[test]
 fn ten_thousand_coroutines_share_four_connections() {
     const N: usize = 10_000;
-    let conns: Arc<Vec<Connection>> = Arc::new((0..4).map(|_| open()).collect());
+    let conns: Arc<Vec<Connection>> = Arc::new((0..4).map(|_| connect()).collect());
     let started = Instant::now();
     let handles: Vec<_> = (0..N)
         .map(|i| {
@@ -169,7 +140,7 @@ fn ten_thousand_coroutines_share_four_connections() {
 
 #[test]
 fn slow_query_does_not_corrupt_or_reorder_fast_ones() {
-    let conn = Arc::new(open());
+    let conn = Arc::new(connect());
     // Warm the statement cache so the fast queries pipeline straight behind the slow one.
     conn.query_one("SELECT $1::int4 * 2, $2::text", &[&0i32, &"x"])
         .unwrap();
@@ -239,8 +210,8 @@ fn sleeping(admin: &Connection, pid: i32) -> bool {
 
 #[test]
 fn dropped_waiter_times_out_alone_and_its_statement_is_cancelled() {
-    let conn = Arc::new(open());
-    let admin = Arc::new(open());
+    let conn = Arc::new(connect());
+    let admin = Arc::new(connect());
     let pid = conn.process_id();
     let echo = |conn: Arc<Connection>, i: i32| {
         may::go!(move || {
@@ -272,7 +243,7 @@ fn dropped_waiter_times_out_alone_and_its_statement_is_cancelled() {
     // The server statement was ended by its own statement_timeout, so the connection is free.
     let t0 = Instant::now();
     let c = conn.clone();
-    let v: i32 = in_coroutine(Duration::from_secs(10), move || {
+    let v: i32 = in_coroutine_within(Duration::from_secs(10), move || {
         c.query_one("SELECT 7", &[]).unwrap().get(0)
     });
     assert_eq!(v, 7);
@@ -282,7 +253,7 @@ fn dropped_waiter_times_out_alone_and_its_statement_is_cancelled() {
         t0.elapsed()
     );
     let a = admin.clone();
-    let still = in_coroutine(Duration::from_secs(10), move || {
+    let still = in_coroutine_within(Duration::from_secs(10), move || {
         let deadline = Instant::now() + Duration::from_millis(1500);
         loop {
             if !sleeping(&a, pid) {
@@ -297,7 +268,7 @@ fn dropped_waiter_times_out_alone_and_its_statement_is_cancelled() {
     assert!(!still, "pg_sleep still running on backend {pid}");
     // The deadline was local to that one request: later untimed statements run unbounded.
     let c = conn.clone();
-    in_coroutine(Duration::from_secs(10), move || {
+    in_coroutine_within(Duration::from_secs(10), move || {
         c.query("SELECT pg_sleep(0.2)", &[]).unwrap();
         let st: String = c.query_one("SHOW statement_timeout", &[]).unwrap().get(0);
         assert_eq!(st, "0");
@@ -306,9 +277,9 @@ fn dropped_waiter_times_out_alone_and_its_statement_is_cancelled() {
 
 #[test]
 fn timed_simple_query_on_shared_connection_is_cancelled() {
-    let conn = Arc::new(open());
+    let conn = Arc::new(connect());
     let c = conn.clone();
-    let (r, took) = in_coroutine(Duration::from_secs(10), move || {
+    let (r, took) = in_coroutine_within(Duration::from_secs(10), move || {
         let t0 = Instant::now();
         let r = c
             .timeout(Duration::from_millis(50))
@@ -320,7 +291,7 @@ fn timed_simple_query_on_shared_connection_is_cancelled() {
     // `Connection::timeout` promises the late statement is cancelled on the server, so the
     // next statement on the connection must not wait for the rest of pg_sleep(2).
     let c = conn.clone();
-    let waited = in_coroutine(Duration::from_secs(10), move || {
+    let waited = in_coroutine_within(Duration::from_secs(10), move || {
         let t0 = Instant::now();
         c.query_one("SELECT 1", &[]).unwrap();
         t0.elapsed()
@@ -333,8 +304,8 @@ fn timed_simple_query_on_shared_connection_is_cancelled() {
 
 #[test]
 fn deadline_inside_a_transaction_cancels_and_rolls_back() {
-    let mut conn = open();
-    in_coroutine(Duration::from_secs(30), move || {
+    let mut conn = connect();
+    in_coroutine_within(Duration::from_secs(30), move || {
         let tx = conn.begin().unwrap();
         tx.execute("SET LOCAL application_name = 'lg_deadline_tx'", &[])
             .unwrap();
@@ -378,9 +349,9 @@ fn deadline_inside_a_transaction_cancels_and_rolls_back() {
 
 #[test]
 fn cancel_token_from_another_coroutine_cancels_an_exclusive_statement() {
-    let mut conn = open();
+    let mut conn = connect();
     let token = conn.cancel_token();
-    in_coroutine(Duration::from_secs(30), move || {
+    in_coroutine_within(Duration::from_secs(30), move || {
         let tx = conn.begin().unwrap();
         let canceller = may::go!(move || {
             may::coroutine::sleep(Duration::from_millis(300));
@@ -402,8 +373,8 @@ fn cancel_token_from_another_coroutine_cancels_an_exclusive_statement() {
 
 #[test]
 fn next_notification_times_out() {
-    let conn = open();
-    let took = in_coroutine(Duration::from_secs(10), move || {
+    let conn = connect();
+    let took = in_coroutine_within(Duration::from_secs(10), move || {
         conn.listen("lg_never_notified").unwrap();
         let t0 = Instant::now();
         let n = conn.next_notification(Duration::from_millis(200)).unwrap();
@@ -420,8 +391,8 @@ fn next_notification_times_out() {
 fn client_side_deadline_fires_while_the_server_is_silent() {
     // An exclusive timed call relies on the client-side deadline alone (no statement_timeout):
     // repeat it so that the sub-millisecond re-park race is hit at least once.
-    let mut conn = open();
-    in_coroutine(Duration::from_secs(60), move || {
+    let mut conn = connect();
+    in_coroutine_within(Duration::from_secs(60), move || {
         for round in 0..5 {
             let tx = conn.begin().unwrap();
             let t0 = Instant::now();

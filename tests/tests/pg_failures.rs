@@ -8,40 +8,19 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::mpsc;
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use lifeguard_core::pg::Connection;
 use lifeguard_core::{Error, Executor};
+use lifeguard_tests::pg::{in_coroutine_within, init};
 use lifeguard_tests::primary_url;
 use lifeguard_tests::scratch::{free_port, ScratchServer, StopMode};
 
-fn init() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        may::config().set_workers(2).set_stack_size(0x8000);
-    });
-}
-
-/// Runs `f` in a coroutine; panics if it does not finish within `limit` (a hang).
-fn in_coroutine<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
-    init();
-    let (tx, rx) = mpsc::channel();
-    let _handle = may::go!(move || {
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-        let _ = tx.send(r);
-    });
-    match rx.recv_timeout(limit) {
-        Ok(Ok(v)) => v,
-        Ok(Err(panic)) => std::panic::resume_unwind(panic),
-        Err(_) => panic!("coroutine did not finish within {limit:?} (hang)"),
-    }
-}
-
 fn open_in_coroutine(url: &str) -> Connection {
     let url = url.to_owned();
-    in_coroutine(Duration::from_secs(20), move || {
+    in_coroutine_within(Duration::from_secs(20), move || {
         Connection::open(&url).unwrap_or_else(|e| panic!("connect to {url}: {e}"))
     })
 }
@@ -68,7 +47,7 @@ fn sleepers(
 /// Waits until backend `pid` runs a `pg_sleep` (seen from `admin`).
 fn wait_until_sleeping(admin: &Arc<Connection>, pid: i32) {
     let admin = admin.clone();
-    in_coroutine(Duration::from_secs(20), move || {
+    in_coroutine_within(Duration::from_secs(20), move || {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let n: i64 = admin
@@ -120,7 +99,7 @@ fn expect_connection_errors(
 fn expect_fails_fast(conn: &Arc<Connection>) {
     assert!(conn.is_broken());
     let c = conn.clone();
-    let (r, took) = in_coroutine(Duration::from_secs(10), move || {
+    let (r, took) = in_coroutine_within(Duration::from_secs(10), move || {
         let t0 = Instant::now();
         let r = c.query("SELECT 1", &[]);
         (r, t0.elapsed())
@@ -141,7 +120,7 @@ fn terminated_backend_fails_every_waiter() {
     wait_until_sleeping(&admin, pid);
     let killed_at = Instant::now();
     let a = admin.clone();
-    let ok: bool = in_coroutine(Duration::from_secs(10), move || {
+    let ok: bool = in_coroutine_within(Duration::from_secs(10), move || {
         a.query_one("SELECT pg_terminate_backend($1)", &[&pid])
             .unwrap()
             .get(0)
@@ -159,12 +138,12 @@ fn terminated_idle_connection_reports_connection_errors() {
     let admin = Arc::new(open_in_coroutine(&primary_url()));
     let pid = conn.process_id();
     let a = admin.clone();
-    in_coroutine(Duration::from_secs(10), move || {
+    in_coroutine_within(Duration::from_secs(10), move || {
         a.query_one("SELECT pg_terminate_backend($1)", &[&pid])
             .unwrap();
     });
     let c = conn.clone();
-    let broken = in_coroutine(Duration::from_secs(10), move || {
+    let broken = in_coroutine_within(Duration::from_secs(10), move || {
         let deadline = Instant::now() + Duration::from_secs(5);
         while !c.is_broken() && Instant::now() < deadline {
             may::coroutine::sleep(Duration::from_millis(10));
@@ -191,7 +170,7 @@ fn stopped_server_fails_waiters_and_a_new_connection_works_after_restart() {
         expect_fails_fast(&conn);
         // The idle connection learns of the shutdown from its reader, without a request.
         let i = idle.clone();
-        let broken = in_coroutine(Duration::from_secs(10), move || {
+        let broken = in_coroutine_within(Duration::from_secs(10), move || {
             let deadline = Instant::now() + Duration::from_secs(5);
             while !i.is_broken() && Instant::now() < deadline {
                 may::coroutine::sleep(Duration::from_millis(10));
@@ -201,7 +180,7 @@ fn stopped_server_fails_waiters_and_a_new_connection_works_after_restart() {
         assert!(broken, "{mode:?}: idle connection not marked broken");
         // While the server is down, connecting fails with the target in the message.
         let u = url.clone();
-        let r = in_coroutine(Duration::from_secs(10), move || Connection::open(&u));
+        let r = in_coroutine_within(Duration::from_secs(10), move || Connection::open(&u));
         let e = r.expect_err("connected to a stopped server");
         assert!(e.is_connection(), "{mode:?}: got {e:?}");
         let target = format!("127.0.0.1:{}", server.port());
@@ -209,7 +188,7 @@ fn stopped_server_fails_waiters_and_a_new_connection_works_after_restart() {
 
         server.start();
         let fresh = open_in_coroutine(&url);
-        let v: i32 = in_coroutine(Duration::from_secs(10), move || {
+        let v: i32 = in_coroutine_within(Duration::from_secs(10), move || {
             fresh
                 .query_one("SELECT $1::int4 + 1", &[&41i32])
                 .unwrap()
@@ -226,7 +205,7 @@ fn connect_refused_names_the_target() {
     let port = free_port();
     let url = format!("postgres://postgres@127.0.0.1:{port}/postgres?connect_timeout=5");
     let started = Instant::now();
-    let r = in_coroutine(Duration::from_secs(10), move || Connection::open(&url));
+    let r = in_coroutine_within(Duration::from_secs(10), move || Connection::open(&url));
     let e = r.expect_err("connected to a closed port");
     assert!(e.is_connection(), "got {e:?}");
     assert!(e.to_string().contains(&format!("127.0.0.1:{port}")), "{e}");
@@ -250,7 +229,7 @@ fn connect_timeout_against_a_silent_listener() {
         );
     };
     let u = url.clone();
-    let (r, took) = in_coroutine(Duration::from_secs(10), move || {
+    let (r, took) = in_coroutine_within(Duration::from_secs(10), move || {
         let t0 = Instant::now();
         (Connection::open(&u), t0.elapsed())
     });
@@ -344,7 +323,7 @@ fn expect_startup_rejected(name: &str, reply: Vec<u8>, hold: Duration) -> Error 
     });
     let url = fake_url(port);
     let started = Instant::now();
-    let r = in_coroutine(Duration::from_secs(10), move || Connection::open(&url));
+    let r = in_coroutine_within(Duration::from_secs(10), move || Connection::open(&url));
     let took = started.elapsed();
     let e = match r {
         Ok(_) => panic!("{name}: connected to a broken server"),
@@ -426,7 +405,7 @@ fn fake_server_error_during_startup_is_a_server_error() {
         ));
     });
     let url = fake_url(port);
-    let r = in_coroutine(Duration::from_secs(10), move || Connection::open(&url));
+    let r = in_coroutine_within(Duration::from_secs(10), move || Connection::open(&url));
     let e = r.expect_err("connected");
     assert_eq!(e.sqlstate(), Some("28000"), "{e:?}");
     server.join().unwrap();
@@ -504,7 +483,7 @@ fn fake_server_malformed_row_fails_one_call_and_keeps_the_connection_in_sync() {
     assert_eq!(conn.process_id(), 4242);
     assert_eq!(conn.parameter("server_version").as_deref(), Some("15.0"));
     let c = conn.clone();
-    let (first, second) = in_coroutine(Duration::from_secs(10), move || {
+    let (first, second) = in_coroutine_within(Duration::from_secs(10), move || {
         let first = c.query("SELECT v", &[]);
         let second = c.query_one("SELECT v", &[]).map(|r| r.get::<_, i32>(0));
         (first, second)
@@ -537,14 +516,14 @@ fn fake_server_garbage_reply_breaks_the_connection() {
         let (port, server) = fake_session(move |n, _| (n == 0).then(|| bytes.clone()));
         let conn = open_fake(port);
         let c = conn.clone();
-        let r = in_coroutine(Duration::from_secs(10), move || c.query("SELECT v", &[]));
+        let r = in_coroutine_within(Duration::from_secs(10), move || c.query("SELECT v", &[]));
         match r {
             Err(Error::Protocol(_)) | Err(Error::Connection(_)) => {}
             other => panic!("{name}: got {other:?}"),
         }
         // Either the reader broke the connection, or the server's close does.
         let c = conn.clone();
-        let later = in_coroutine(Duration::from_secs(10), move || {
+        let later = in_coroutine_within(Duration::from_secs(10), move || {
             let deadline = Instant::now() + Duration::from_secs(5);
             loop {
                 let r = c.query("SELECT v", &[]);
@@ -569,7 +548,7 @@ fn fake_server_unsolicited_message_breaks_an_idle_connection() {
     });
     let conn = open_fake(port);
     let c = conn.clone();
-    let broken = in_coroutine(Duration::from_secs(10), move || {
+    let broken = in_coroutine_within(Duration::from_secs(10), move || {
         let deadline = Instant::now() + Duration::from_secs(5);
         while !c.is_broken() && Instant::now() < deadline {
             may::coroutine::sleep(Duration::from_millis(10));
@@ -578,7 +557,7 @@ fn fake_server_unsolicited_message_breaks_an_idle_connection() {
     });
     assert!(broken);
     let c = conn.clone();
-    let r = in_coroutine(Duration::from_secs(10), move || c.query("SELECT 1", &[]));
+    let r = in_coroutine_within(Duration::from_secs(10), move || c.query("SELECT 1", &[]));
     // Later calls are refused unsent, naming the protocol failure that broke the connection.
     assert!(
         matches!(&r, Err(e) if e.is_unsent() && e.to_string().contains("protocol error")),
@@ -605,7 +584,7 @@ fn connect_timeout_bounds_a_trickling_startup() {
     });
     let url = fake_url(port);
     let t0 = Instant::now();
-    let r = in_coroutine(Duration::from_secs(20), move || Connection::open(&url));
+    let r = in_coroutine_within(Duration::from_secs(20), move || Connection::open(&url));
     let took = t0.elapsed();
     assert!(r.is_err());
     assert!(
@@ -634,7 +613,7 @@ fn cancel_request_is_bounded_when_the_server_never_closes() {
     let url = format!("postgres://postgres@127.0.0.1:{port}/postgres?connect_timeout=1");
     let conn = open_in_coroutine(&url);
     let token = conn.cancel_token();
-    let took = in_coroutine(Duration::from_secs(30), move || {
+    let took = in_coroutine_within(Duration::from_secs(30), move || {
         let t0 = Instant::now();
         let _ = token.cancel();
         t0.elapsed()
