@@ -1,10 +1,8 @@
 //! Shared helpers of the end-to-end tests: a hand-written HTTP/1.1 client on std sockets,
 //! the services' URLs, and schema housekeeping.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use example_service::{AppConfig, Running};
 use lifeguard_core::pg::Connection;
@@ -28,28 +26,9 @@ pub fn port_of(url: &str) -> i32 {
     lifeguard_core::pg::Config::parse(url).unwrap().get_port() as i32
 }
 
-/// A port that was free a moment ago.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Polls `check` until it yields or `timeout` passes.
-pub fn wait_for<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
-    let end = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check() {
-            return Some(v);
-        }
-        if Instant::now() > end {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+pub use lifeguard_tests::http::*;
+pub use lifeguard_tests::scratch::free_port;
+pub use lifeguard_tests::wait_for;
 
 /// Drops the schemas named `<prefix><pid>` whose process is gone (left by a killed run).
 pub fn drop_stale_schemas(conn: &Connection, prefix: &str) {
@@ -67,120 +46,6 @@ pub fn drop_stale_schemas(conn: &Connection, prefix: &str) {
             let _ = conn.batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"));
         }
     }
-}
-
-/// One parsed HTTP/1.1 response.
-#[derive(Debug, Clone)]
-pub struct Resp {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Resp {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
-    }
-
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-/// Connects with a read timeout.
-pub fn connect(port: u16) -> TcpStream {
-    let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    s.set_nodelay(true).unwrap();
-    s
-}
-
-/// A request with `headers` and an optional body (Content-Length added).
-pub fn request(method: &str, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Vec<u8> {
-    let mut out = format!("{method} {path} HTTP/1.1\r\nHost: test\r\n").into_bytes();
-    for (n, v) in headers {
-        out.extend_from_slice(format!("{n}: {v}\r\n").as_bytes());
-    }
-    if let Some(b) = body {
-        out.extend_from_slice(format!("Content-Length: {}\r\n\r\n", b.len()).as_bytes());
-        out.extend_from_slice(b);
-    } else {
-        out.extend_from_slice(b"\r\n");
-    }
-    out
-}
-
-/// Reads `n` responses (each has a Content-Length).
-pub fn read_responses(stream: &mut TcpStream, n: usize) -> Vec<Resp> {
-    let mut buf = Vec::new();
-    let mut out = Vec::new();
-    let mut chunk = [0u8; 16384];
-    while out.len() < n {
-        if let Some((resp, used)) = parse_one(&buf) {
-            buf.drain(..used);
-            out.push(resp);
-            continue;
-        }
-        let k = stream.read(&mut chunk).expect("read response");
-        assert!(
-            k > 0,
-            "connection closed after {} of {n} responses",
-            out.len()
-        );
-        buf.extend_from_slice(&chunk[..k]);
-    }
-    out
-}
-
-fn parse_one(buf: &[u8]) -> Option<(Resp, usize)> {
-    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = std::str::from_utf8(&buf[..end]).expect("ASCII head");
-    let mut lines = head.split("\r\n");
-    let status: u16 = lines.next()?.split(' ').nth(1)?.parse().ok()?;
-    let headers: Vec<(String, String)> = lines
-        .map(|l| {
-            let (n, v) = l.split_once(':').expect("header line");
-            (n.trim().to_string(), v.trim().to_string())
-        })
-        .collect();
-    let len: usize = headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-        .map(|(_, v)| v.parse().unwrap())
-        .unwrap_or(0);
-    let start = end + 4;
-    if buf.len() < start + len {
-        return None;
-    }
-    Some((
-        Resp {
-            status,
-            headers,
-            body: buf[start..start + len].to_vec(),
-        },
-        start + len,
-    ))
-}
-
-/// One request on a fresh connection.
-pub fn roundtrip(
-    port: u16,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Option<&[u8]>,
-) -> Resp {
-    let mut s = connect(port);
-    s.write_all(&request(method, path, headers, body)).unwrap();
-    read_responses(&mut s, 1).remove(0)
 }
 
 /// `GET path`.
