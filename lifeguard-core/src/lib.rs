@@ -7,6 +7,7 @@
 
 #![warn(missing_docs)]
 
+mod coroutine;
 pub mod error;
 pub mod executor;
 pub mod migrate;

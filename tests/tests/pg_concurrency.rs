@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lifeguard_core::pg::{Connection, TransactionStatus};
+use lifeguard_core::pg::{Config, Connection, TransactionStatus};
 use lifeguard_core::{Error, Executor};
 use lifeguard_tests::pg::{connect, in_coroutine_within};
 
@@ -409,6 +409,40 @@ fn client_side_deadline_fires_while_the_server_is_silent() {
                 "round {round}: took {took:?}"
             );
             tx.rollback().unwrap();
+        }
+    });
+}
+
+/// Unix-socket and TCP connections opened, used and dropped side by side. Descriptor numbers
+/// are reused at once here, so a socket that left the poller after closing (instead of
+/// before) would corrupt another socket's registration: a crash, or a read that never wakes.
+#[test]
+fn unix_and_tcp_connections_churn_side_by_side() {
+    let unix = Config::parse(&lifeguard_tests::primary_url())
+        .unwrap()
+        .unix_socket_dir(lifeguard_tests::pg_socket_dir())
+        .port(lifeguard_tests::pg_port());
+    let tcp = Config::parse(&lifeguard_tests::primary_url()).unwrap();
+    in_coroutine_within(Duration::from_secs(120), move || {
+        let workers: Vec<_> = (0..8)
+            .map(|w| {
+                let config = if w % 2 == 0 {
+                    unix.clone()
+                } else {
+                    tcp.clone()
+                };
+                may::go!(move || {
+                    for round in 0..40i32 {
+                        let conn = Connection::connect(&config).unwrap();
+                        // Two handles parked on the socket at once: the reader and a caller.
+                        let got: i32 = conn.query_one("SELECT $1::int4", &[&round]).unwrap().get(0);
+                        assert_eq!(got, round);
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().unwrap();
         }
     });
 }

@@ -633,6 +633,22 @@ fn calls_after_close_fail() {
     assert!(pool.transaction(|tx| tx.execute("SELECT 1", &[])).is_err());
 }
 
+/// One caller issuing statements one after another needs one connection: a reply counts as
+/// finished before its caller wakes, so the next pick never sees the connection busy. The
+/// caller is a plain thread, which runs the moment it is woken, while the connection's reader
+/// coroutine is still on its way.
+#[test]
+fn sequential_calls_share_one_connection() {
+    init();
+    let (config, name) = primary_config(&primary_url());
+    let pool = Pool::connect(config.max_size(8)).unwrap();
+    for i in 0..500i32 {
+        let row = pool.primary().query_one("SELECT $1::int4", &[&i]).unwrap();
+        assert_eq!(row.get::<_, i32>(0), i);
+    }
+    assert_eq!(pool_backends(&primary_url(), &name), 1);
+}
+
 /// Every metric of spec §2.8 is exported (after the events that create its series), with
 /// the `pool` label and no SQL text in labels.
 #[test]

@@ -1,12 +1,13 @@
 //! Query cancellation: a `CancelRequest` sent on a fresh socket, as the protocol requires.
 
 use std::io::{Read, Write};
+use std::time::Instant;
 
 use bytes::BytesMut;
 use postgres_protocol::message::frontend;
 
 use super::config::Config;
-use super::socket::Socket;
+use super::socket::{Socket, Watchdog};
 use crate::error::{Error, Result};
 
 /// How long a cancel may take to connect and be acknowledged when the connection's
@@ -40,19 +41,19 @@ impl CancelToken {
         let bound = self.config.get_connect_timeout().unwrap_or(CANCEL_TIMEOUT);
         let config = self.config.clone().connect_timeout(bound);
         let mut socket = Socket::connect(&config)?;
-        socket
-            .set_read_timeout(Some(bound))
-            .map_err(|e| Error::connection("configure cancel socket", Some(e)))?;
+        let watchdog = Watchdog::arm(&socket, Instant::now() + bound)
+            .map_err(|e| Error::connection("watch the cancel socket", Some(e)))?;
         let mut buf = BytesMut::new();
         frontend::cancel_request(self.process_id, self.secret_key, &mut buf);
         socket
             .write_all(&buf)
             .map_err(|e| Error::connection("send cancel request", Some(e)))?;
         // The server closes the socket once it has acted; waiting for that keeps a cancel
-        // from racing past the caller's next statement. The read timeout bounds the wait
-        // when a peer never closes.
+        // from racing past the caller's next statement. The watchdog bounds the wait when a
+        // peer never closes.
         let mut sink = [0u8; 16];
         while matches!(socket.read(&mut sink), Ok(n) if n > 0) {}
+        drop(watchdog);
         Ok(())
     }
 }

@@ -14,7 +14,7 @@ use postgres_protocol::message::frontend;
 
 use super::config::Config;
 use super::frame::next_message;
-use super::socket::Socket;
+use super::socket::{Socket, Watchdog};
 use crate::error::{DbError, Error, Result};
 
 /// What the server told us during start-up.
@@ -26,29 +26,44 @@ pub(crate) struct Startup {
 
 /// Opens a socket and runs the handshake to the first `ReadyForQuery`.
 pub(crate) fn handshake(config: &Config) -> Result<(Socket, Startup)> {
-    let deadline = config.get_connect_timeout().map(|t| Instant::now() + t);
+    let started = Instant::now();
     let mut socket = Socket::connect(config)?;
     let target = config.display_target();
+    // The connect timeout bounds the whole exchange, not each read: a server trickling
+    // bytes must not stretch it.
+    let watchdog = match config.get_connect_timeout() {
+        Some(timeout) => Some(
+            Watchdog::arm(&socket, started + timeout)
+                .map_err(|e| Error::connection(format!("watch start-up with {target}"), Some(e)))?,
+        ),
+        None => None,
+    };
     let mut stream = Handshake {
         socket: &mut socket,
         buf: BytesMut::with_capacity(4096),
         target: &target,
-        deadline,
+        watchdog: watchdog.as_ref(),
     };
-    let startup = stream.run(config)?;
-    socket
-        .set_read_timeout(None)
-        .map_err(|e| Error::connection(format!("configure socket to {target}"), Some(e)))?;
-    Ok((socket, startup))
+    let outcome = stream.run(config);
+    // The watch either stops here or has already shut the socket, whatever `run` saw.
+    let in_time = watchdog.is_none_or(Watchdog::disarm);
+    match outcome {
+        Ok(startup) if in_time => Ok((socket, startup)),
+        Ok(_) => Err(timed_out(&target, None)),
+        Err(e) => Err(e),
+    }
+}
+
+fn timed_out(target: &str, source: Option<std::io::Error>) -> Error {
+    let source = source.unwrap_or_else(|| std::io::ErrorKind::TimedOut.into());
+    Error::connection(format!("start-up with {target} timed out"), Some(source))
 }
 
 struct Handshake<'a> {
     socket: &'a mut Socket,
     buf: BytesMut,
     target: &'a str,
-    /// The connect timeout bounds the whole exchange, not each read: a server trickling
-    /// bytes must not stretch it.
-    deadline: Option<Instant>,
+    watchdog: Option<&'a Watchdog>,
 }
 
 impl Handshake<'_> {
@@ -175,7 +190,7 @@ impl Handshake<'_> {
     fn send(&mut self, bytes: &[u8]) -> Result<()> {
         self.socket
             .write_all(bytes)
-            .map_err(|e| Error::connection(format!("write to {}", self.target), Some(e)))
+            .map_err(|e| self.io_failure("write to", e))
     }
 
     /// The next message; a server `ErrorResponse` becomes the matching error kind.
@@ -190,45 +205,30 @@ impl Handshake<'_> {
                 }
                 return Ok(m);
             }
-            if let Some(deadline) = self.deadline {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(Error::connection(
-                        format!("start-up with {} timed out", self.target),
-                        Some(std::io::ErrorKind::TimedOut.into()),
-                    ));
-                }
-                self.socket.set_read_timeout(Some(left)).map_err(|e| {
-                    Error::connection(format!("configure socket to {}", self.target), Some(e))
-                })?;
-            }
-            let n = match self.socket.read(&mut scratch) {
+            match self.socket.read(&mut scratch) {
+                Ok(0) if self.watchdog_fired() => return Err(timed_out(self.target, None)),
                 Ok(0) => {
                     return Err(Error::connection(
                         format!("{} closed the connection during start-up", self.target),
                         None,
                     ))
                 }
-                Ok(n) => n,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
-                    ) =>
-                {
-                    return Err(Error::connection(
-                        format!("start-up with {} timed out", self.target),
-                        Some(e),
-                    ))
-                }
-                Err(e) => {
-                    return Err(Error::connection(
-                        format!("read from {}", self.target),
-                        Some(e),
-                    ))
-                }
-            };
-            self.buf.extend_from_slice(&scratch[..n]);
+                Ok(n) => self.buf.extend_from_slice(&scratch[..n]),
+                Err(e) => return Err(self.io_failure("read from", e)),
+            }
+        }
+    }
+
+    fn watchdog_fired(&self) -> bool {
+        self.watchdog.is_some_and(Watchdog::fired)
+    }
+
+    /// A socket error, reported as a time-out when the watchdog caused it.
+    fn io_failure(&self, doing: &str, e: std::io::Error) -> Error {
+        if self.watchdog_fired() {
+            timed_out(self.target, Some(e))
+        } else {
+            Error::connection(format!("{doing} {}", self.target), Some(e))
         }
     }
 }

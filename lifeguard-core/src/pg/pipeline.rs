@@ -207,20 +207,15 @@ impl Shared {
         });
         let for_reader = shared.clone();
         // The reader parses replies on its own stack; 64 KiB leaves room for deep rows.
-        let builder = may::coroutine::Builder::new()
-            .name("lifeguard-pg-reader".into())
-            .stack_size(0x2000);
-        // SAFETY: `go!` with a builder is unsafe only because a coroutine must not hold
-        // thread-local state across parks; the reader touches none.
-        let spawned = unsafe { builder.spawn(move || for_reader.read_loop(reader)) };
-        spawned.map_err(|e| Error::connection("spawn the reader coroutine", Some(e)))?;
+        crate::coroutine::spawn("lifeguard-pg-reader", 0x2000, move || {
+            for_reader.read_loop(reader)
+        })
+        .map_err(|e| Error::connection("spawn the reader coroutine", Some(e)))?;
         let for_writer = shared.clone();
-        let builder = may::coroutine::Builder::new()
-            .name("lifeguard-pg-writer".into())
-            .stack_size(0x1000);
-        // SAFETY: as for the reader; the writer keeps no thread-local state either.
-        let writer = unsafe { builder.spawn(move || for_writer.write_loop()) }
-            .map_err(|e| Error::connection("spawn the writer coroutine", Some(e)))?;
+        let writer = crate::coroutine::spawn("lifeguard-pg-writer", 0x1000, move || {
+            for_writer.write_loop()
+        })
+        .map_err(|e| Error::connection("spawn the writer coroutine", Some(e)))?;
         // Set before the connection is handed out, so every enqueue finds it.
         let _ = shared.writer_co.set(writer.coroutine().clone());
         Ok(shared)
@@ -511,14 +506,14 @@ impl Shared {
                             }
                         }
                         if is_end {
-                            if let Some(Pending::Reply(r)) = &current {
-                                r.push(&mut batch, true);
-                            }
-                            current = None;
-                            // After `fail` drained the queue there is nothing to pop, and
-                            // the count was already reset.
+                            // Counted as done before its caller wakes: a caller that returns
+                            // and asks the pool again must find this connection idle, or the
+                            // pool opens a needless second one.
                             if lock(&self.state).pending.pop_front().is_some() {
                                 self.in_flight.fetch_sub(1, Ordering::Relaxed);
+                            }
+                            if let Some(Pending::Reply(r)) = current.take() {
+                                r.push(&mut batch, true);
                             }
                         }
                     }

@@ -1,11 +1,29 @@
 //! The byte stream under a connection: a `may` TCP or Unix socket, never a blocking `std` one.
+//!
+//! Two `may` behaviours shape this module:
+//! - `may`'s Unix stream closes its descriptor *before* taking it out of the poller. With a
+//!   duplicate of the socket still open (the reader's and the closer's handles are
+//!   duplicates) the stale registration keeps reporting events against freed bookkeeping,
+//!   and without one the late deregistration can remove another socket that was just handed
+//!   the same descriptor number. [`UnixSocket`] drops in the safe order.
+//! - `may`'s per-socket I/O timeouts arm their timer from the worker thread while the poller
+//!   thread may be firing it, which can leave a dangling timer behind. Nothing here uses
+//!   them: connects are bounded by waiting on a channel, and other deadlines by a
+//!   [`Watchdog`] that shuts the socket down.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
-use std::time::Duration;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, RawFd};
+use std::os::unix::net::UnixStream as StdUnixStream;
+use std::path::Path;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::mpsc::RecvTimeoutError;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use may::io::CoIo;
 use may::net::TcpStream;
-use may::os::unix::net::UnixStream;
+use may::sync::mpsc;
 
 use super::config::{Config, Host};
 use crate::error::{Error, Result};
@@ -14,7 +32,7 @@ use crate::error::{Error, Result};
 #[derive(Debug)]
 pub(crate) enum Socket {
     Tcp(TcpStream),
-    Unix(UnixStream),
+    Unix(UnixSocket),
 }
 
 impl Socket {
@@ -27,7 +45,7 @@ impl Socket {
                 let path = config
                     .socket_path()
                     .ok_or_else(|| Error::config("a Unix-socket host needs a socket directory"))?;
-                let stream = UnixStream::connect(&path)
+                let stream = UnixSocket::connect(&path)
                     .map_err(|e| Error::connection(format!("connect to {target}"), Some(e)))?;
                 Ok(Socket::Unix(stream))
             }
@@ -40,12 +58,8 @@ impl Socket {
                     .map_err(|e| Error::connection(format!("resolve {target}"), Some(e)))?
                     .collect();
                 let mut last = None;
-                for addr in &addrs {
-                    let attempt = match timeout {
-                        Some(t) => TcpStream::connect_timeout(addr, t),
-                        None => TcpStream::connect(addr),
-                    };
-                    match attempt {
+                for addr in addrs {
+                    match connect_tcp(addr, timeout) {
                         Ok(stream) => {
                             // Small pipelined requests must not wait for Nagle's timer.
                             stream.set_nodelay(true).map_err(|e| {
@@ -76,20 +90,12 @@ impl Socket {
         }
     }
 
-    /// Bounds every read (used during the start-up handshake only).
-    pub(crate) fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        match self {
-            Socket::Tcp(s) => s.set_read_timeout(timeout),
-            Socket::Unix(s) => s.set_read_timeout(timeout),
-        }
-    }
-
     /// Closes both directions, which also wakes a coroutine parked in a read.
     pub(crate) fn shutdown(&self) {
         // The peer may already be gone; there is nothing useful to do with that error.
         let _ = match self {
             Socket::Tcp(s) => s.shutdown(Shutdown::Both),
-            Socket::Unix(s) => s.shutdown(Shutdown::Both),
+            Socket::Unix(s) => s.owner.shutdown(Shutdown::Both),
         };
     }
 }
@@ -98,7 +104,7 @@ impl Read for Socket {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Socket::Tcp(s) => s.read(buf),
-            Socket::Unix(s) => s.read(buf),
+            Socket::Unix(s) => s.io.read(buf),
         }
     }
 }
@@ -107,14 +113,141 @@ impl Write for Socket {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Socket::Tcp(s) => s.write(buf),
-            Socket::Unix(s) => s.write(buf),
+            Socket::Unix(s) => s.io.write(buf),
         }
     }
 
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Socket::Tcp(s) => s.flush(),
-            Socket::Unix(s) => s.flush(),
+            Socket::Unix(s) => s.io.flush(),
         }
+    }
+}
+
+/// Connects to one address; with a timeout the connect runs on its own coroutine and the
+/// caller stops waiting when the time is up (the abandoned attempt ends when the kernel
+/// gives up on it, and its socket is then closed).
+fn connect_tcp(addr: SocketAddr, timeout: Option<Duration>) -> io::Result<TcpStream> {
+    let Some(timeout) = timeout else {
+        return TcpStream::connect(addr);
+    };
+    let (done, outcome) = mpsc::channel();
+    crate::coroutine::spawn("lifeguard-pg-connect", 0x1000, move || {
+        // The caller may have stopped waiting; the stream then just closes.
+        let _ = done.send(TcpStream::connect(addr));
+    })?;
+    match outcome.recv_timeout(timeout) {
+        Ok(result) => result,
+        Err(RecvTimeoutError::Timeout) => Err(io::ErrorKind::TimedOut.into()),
+        Err(RecvTimeoutError::Disconnected) => Err(io::Error::other(
+            "the connecting coroutine ended without a result",
+        )),
+    }
+}
+
+/// A Unix-domain stream whose poller registration is removed before its descriptor closes.
+#[derive(Debug)]
+pub(crate) struct UnixSocket {
+    // Fields drop in order: `io` deregisters from the poller while `owner` still holds the
+    // descriptor open; `owner` closes it last.
+    io: CoIo<SharedUnix>,
+    owner: Arc<StdUnixStream>,
+}
+
+/// The descriptor as `CoIo` sees it: reads and writes go through it, closing does not.
+#[derive(Debug)]
+struct SharedUnix(Arc<StdUnixStream>);
+
+impl UnixSocket {
+    fn connect(path: &Path) -> io::Result<UnixSocket> {
+        // `may`'s connect parks the coroutine while the connection completes; taking the raw
+        // descriptor back out deregisters it before anything else can close it.
+        let fd: RawFd = may::os::unix::net::UnixStream::connect(path)?.into_raw_fd();
+        // SAFETY: `into_raw_fd` just gave up the only handle to this open descriptor, so the
+        // new `StdUnixStream` is its sole owner.
+        let owner = unsafe { StdUnixStream::from_raw_fd(fd) };
+        UnixSocket::register(owner)
+    }
+
+    fn register(owner: StdUnixStream) -> io::Result<UnixSocket> {
+        let owner = Arc::new(owner);
+        let io = CoIo::new(SharedUnix(owner.clone()))?;
+        Ok(UnixSocket { io, owner })
+    }
+
+    fn try_clone(&self) -> io::Result<UnixSocket> {
+        UnixSocket::register(self.owner.try_clone()?)
+    }
+}
+
+impl AsRawFd for SharedUnix {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+impl Read for SharedUnix {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self.0).read(buf)
+    }
+}
+
+impl Write for SharedUnix {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&*self.0).write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        (&*self.0).flush()
+    }
+}
+
+const ARMED: u8 = 0;
+const FIRED: u8 = 1;
+const DISARMED: u8 = 2;
+
+/// Shuts a socket down when a deadline passes, so whatever is parked on it returns.
+///
+/// The watch runs on a small coroutine parked on a channel; disarming (or dropping) the
+/// watchdog wakes it and it ends. Exactly one of "fired" and "disarmed" wins, so a socket
+/// the caller kept after [`Watchdog::disarm`] returned `true` is never shut down late.
+pub(crate) struct Watchdog {
+    state: Arc<AtomicU8>,
+    // Dropping the sender is what wakes the watch early.
+    _stop: mpsc::Sender<()>,
+}
+
+impl Watchdog {
+    /// Starts watching `socket` until `deadline`.
+    pub(crate) fn arm(socket: &Socket, deadline: Instant) -> io::Result<Watchdog> {
+        let closer = socket.try_clone()?;
+        let state = Arc::new(AtomicU8::new(ARMED));
+        let (stop, stopped) = mpsc::channel::<()>();
+        let watch = state.clone();
+        crate::coroutine::spawn("lifeguard-pg-watchdog", 0x1000, move || {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let timed_out = matches!(stopped.recv_timeout(left), Err(RecvTimeoutError::Timeout));
+            if timed_out
+                && watch
+                    .compare_exchange(ARMED, FIRED, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+            {
+                closer.shutdown();
+            }
+        })?;
+        Ok(Watchdog { state, _stop: stop })
+    }
+
+    /// Whether the deadline passed and the socket was shut down.
+    pub(crate) fn fired(&self) -> bool {
+        self.state.load(Ordering::Acquire) == FIRED
+    }
+
+    /// Stops the watch; `false` when it had already fired (the socket is shut down).
+    pub(crate) fn disarm(self) -> bool {
+        self.state
+            .compare_exchange(ARMED, DISARMED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
     }
 }

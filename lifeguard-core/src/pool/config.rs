@@ -117,7 +117,8 @@ impl PoolConfig {
         self
     }
 
-    /// The longest a caller waits for a connection (default 2 s).
+    /// The longest a caller waits for a connection (default 2 s). It also bounds opening
+    /// one (connect and start-up) when the server's URL sets no `connect_timeout`.
     pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
         self.acquire_timeout = timeout;
         self

@@ -266,13 +266,8 @@ impl Tracker {
 pub(super) fn start_monitors(pool: &Arc<PoolInner>, interval: Duration) -> Result<()> {
     for index in 0..=pool.replicas.len() {
         let weak = Arc::downgrade(pool);
-        let builder = may::coroutine::Builder::new()
-            .name(format!("lifeguard-pool-monitor-{index}"))
-            .stack_size(0x4000);
-        let body = move || monitor_loop(weak, index, interval);
-        // SAFETY: `spawn` is unsafe because a coroutine must not rely on thread-local state
-        // across parks; the monitor keeps none.
-        unsafe { builder.spawn(body) }
+        let name = format!("lifeguard-pool-monitor-{index}");
+        crate::coroutine::spawn(&name, 0x4000, move || monitor_loop(weak, index, interval))
             .map_err(|e| Error::connection("spawn a pool monitor", Some(e)))?;
     }
     Ok(())

@@ -49,6 +49,8 @@ pub(crate) struct Node {
     jitter: f64,
     idle_timeout: Option<Duration>,
     validate_after_idle: Duration,
+    /// Also the connect timeout of servers whose configuration sets none.
+    acquire_timeout: Duration,
     slots: Mutex<Slots>,
     next_id: AtomicU64,
     closed: AtomicBool,
@@ -148,6 +150,7 @@ impl Node {
             jitter: pool.lifetime_jitter,
             idle_timeout: pool.idle_timeout,
             validate_after_idle: pool.validate_after_idle,
+            acquire_timeout: pool.acquire_timeout,
             slots: Mutex::new(Slots::default()),
             next_id: AtomicU64::new(0),
             closed: AtomicBool::new(false),
@@ -271,7 +274,12 @@ impl Node {
 
     /// Opens a connection into a new slot (already counted in `opening`).
     fn open(self: &Arc<Self>, leased: bool) -> Result<(u64, Arc<Connection>)> {
-        let result = Connection::connect(&self.config);
+        // A server that accepts the socket and then says nothing must not hold a caller (or
+        // the monitor filling `min_idle`) longer than a caller would wait for a connection.
+        let result = match self.config.get_connect_timeout() {
+            Some(_) => Connection::connect(&self.config),
+            None => Connection::connect(&self.config.clone().connect_timeout(self.acquire_timeout)),
+        };
         let mut s = crate::pg::lock(&self.slots);
         s.opening -= 1;
         match result {
