@@ -401,10 +401,10 @@ fn p17_blackholed_connection_times_out_and_the_pool_recovers() {
     init();
     let server = ScratchServer::start_new();
     let proxy = TcpProxy::start(server.port());
-    // The point is the deadline on a statement already on a half-open connection. With the
-    // default 1 s idle validation, a slow machine would validate the idle slot first, and
-    // that ping (and the reconnect after it) is bounded by the pool's acquire timeout, not
-    // by the request's deadline.
+    // The point is the deadline on a statement already on a half-open connection (and the
+    // cancel it sends). With the default 1 s idle validation a slow machine would validate
+    // the idle slot first, and the request would end in that ping instead (also at its
+    // deadline, but without a statement to cancel).
     let pool = Pool::connect(
         config(&proxy.url_for(&server.url()), &[]).validate_after_idle(Duration::from_secs(60)),
     )
@@ -443,6 +443,39 @@ fn p17_blackholed_connection_times_out_and_the_pool_recovers() {
             &[("role", "primary")]
         ) >= 1.0
     );
+}
+
+/// A request's deadline bounds opening a connection too: with no connection open yet and
+/// the network silent, the call ends as `Timeout` at its deadline, and the connect it gave up
+/// on is not held against the server (the circuit stays closed once the network is back).
+#[test]
+fn request_deadline_bounds_opening_a_connection() {
+    init();
+    let server = ScratchServer::start_new();
+    let proxy = TcpProxy::start(server.port());
+    let pool = Pool::connect(
+        config(&proxy.url_for(&server.url()), &[]).acquire_timeout(Duration::from_secs(10)),
+    )
+    .expect("connect the pool");
+    wait_healthy(&pool, Duration::from_secs(5));
+
+    proxy.blackhole();
+    for _ in 0..3 {
+        let db = pool
+            .db(ReadOptions::default())
+            .with_timeout(Duration::from_millis(300));
+        let started = Instant::now();
+        let result = db.query("SELECT 1", &[]);
+        let took = started.elapsed();
+        assert!(matches!(result, Err(Error::Timeout(_))), "{result:?}");
+        assert!(took < Duration::from_secs(2), "timeout after {took:?}");
+    }
+
+    proxy.resume();
+    pool.db(ReadOptions::default())
+        .with_timeout(Duration::from_secs(5))
+        .query("SELECT 1", &[])
+        .unwrap_or_else(|e| panic!("the pool did not serve once the network was back: {e}"));
 }
 
 /// Spec §2.7 "Replica hung / half-open TCP → cancel, discard the connection": a connection

@@ -149,6 +149,32 @@ fn p15_acquire_timeout_is_a_real_bound() {
     pool.primary().query("SELECT 1", &[]).unwrap();
 }
 
+/// A request's deadline also bounds its wait for a connection: with the only connection
+/// leased and a long acquire timeout, a call with a 200 ms deadline ends as `Timeout` at its
+/// deadline, for reads and for writes.
+#[test]
+fn request_deadline_bounds_the_wait_for_a_connection() {
+    init();
+    let (config, _) = primary_config(&primary_url());
+    let pool = Pool::connect(config.max_size(1).acquire_timeout(Duration::from_secs(10))).unwrap();
+    let lease = pool.lease_primary().unwrap();
+    for sql in ["SELECT 1", "CREATE TEMP TABLE never_made (a int)"] {
+        let db = pool
+            .db(ReadOptions::new(ReadPreference::Primary))
+            .with_timeout(Duration::from_millis(200));
+        let started = Instant::now();
+        let err = db.execute(sql, &[]).unwrap_err();
+        let took = started.elapsed();
+        assert!(matches!(err, Error::Timeout(_)), "{sql}: {err}");
+        assert!(
+            took >= Duration::from_millis(180) && took < Duration::from_secs(2),
+            "{sql}: timed out after {took:?}"
+        );
+    }
+    drop(lease);
+    pool.primary().query("SELECT 1", &[]).unwrap();
+}
+
 /// P16: 10 000 coroutines through a 4-connection pool on 2 worker threads complete, and a
 /// ticker coroutine keeps ticking meanwhile.
 #[test]

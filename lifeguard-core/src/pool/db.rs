@@ -54,7 +54,9 @@ impl Db {
 
     /// Gives every statement of this handle a share of one budget: each runs with the time
     /// left until `timeout` from now, after which it returns `Error::Timeout` and is
-    /// cancelled on the server (e.g. an HTTP request's deadline).
+    /// cancelled on the server (e.g. an HTTP request's deadline). The budget also bounds
+    /// waiting for a connection, validating an idle one and opening a new one.
+    /// Transactions (`transaction`, `read_only_transaction`) are not bounded by it.
     pub fn with_timeout(mut self, timeout: Duration) -> Db {
         self.deadline = Some((Instant::now() + timeout, timeout));
         self
@@ -116,7 +118,7 @@ impl Db {
             let (token, _) = self
                 .pool
                 .inner()
-                .write(|conn| self.pool.inner().token_after_write(conn))?;
+                .write(None, |conn| self.pool.inner().token_after_write(conn))?;
             let mut s = lock(&self.session);
             s.token_stale = false;
             s.token = Some(s.token.map_or(token, |old| old.merge(&token)));
@@ -156,17 +158,39 @@ impl Db {
     fn run<T>(&self, sql: &str, run: impl Fn(&dyn Executor) -> Result<T>) -> Result<T> {
         let inner = self.pool.inner();
         let on = |conn: &Connection| self.within_deadline(conn, &run);
+        let limit = self.deadline.map(|(at, _)| at);
         match self.read_options().filter(|_| classify(sql).read_only) {
             Some(opts) => {
-                let (value, role) = inner.read_with_role(&opts, on)?;
+                let (value, role) = inner
+                    .read_with_role(&opts, limit, on)
+                    .map_err(|e| self.past_deadline(e))?;
                 self.note_served(role);
                 Ok(value)
             }
             None => {
-                let result = inner.write(on).map(|(value, _)| value);
+                let result = inner
+                    .write(limit, on)
+                    .map(|(value, _)| value)
+                    .map_err(|e| self.past_deadline(e));
                 self.note_write_if_sent(&result);
                 result
             }
+        }
+    }
+
+    /// A call that could not get a connection before this handle's deadline timed out.
+    ///
+    /// A connection error that reaches here never ran a write (the pool turns a write lost
+    /// on the wire into `CommitOutcomeUnknown`, which is kept), and a read may always be
+    /// called timed out.
+    fn past_deadline(&self, e: Error) -> Error {
+        match (self.deadline, e) {
+            (Some((at, timeout)), Error::PoolTimeout(_) | Error::Connection(_))
+                if Instant::now() >= at =>
+            {
+                Error::Timeout(timeout)
+            }
+            (_, e) => e,
         }
     }
 
@@ -209,7 +233,7 @@ impl Executor for Db {
         let result = self
             .pool
             .inner()
-            .write(|c| c.simple_query(sql))
+            .write(self.deadline.map(|(at, _)| at), |c| c.simple_query(sql))
             .map(|(m, _)| m);
         self.note_write_if_sent(&result);
         result

@@ -237,17 +237,25 @@ impl PoolInner {
 
     /// Runs a read where `opts` routes it, retrying once elsewhere when the chosen replica's
     /// connection fails or a recovery conflict cancels it.
+    /// How long a call may wait for a connection: the acquire timeout, cut short by the
+    /// caller's own deadline (`limit`) when it has one.
+    fn acquire_deadline(&self, limit: Option<Instant>) -> Instant {
+        let by_pool = Instant::now() + self.config.acquire_timeout;
+        limit.map_or(by_pool, |limit| limit.min(by_pool))
+    }
+
     fn read<T>(&self, opts: &ReadOptions, run: impl Fn(&Connection) -> Result<T>) -> Result<T> {
-        self.read_with_role(opts, run).map(|(value, _)| value)
+        self.read_with_role(opts, None, run).map(|(value, _)| value)
     }
 
     /// As `read`, also saying which kind of server answered.
     fn read_with_role<T>(
         &self,
         opts: &ReadOptions,
+        limit: Option<Instant>,
         run: impl Fn(&Connection) -> Result<T>,
     ) -> Result<(T, Role)> {
-        let deadline = Instant::now() + self.config.acquire_timeout;
+        let deadline = self.acquire_deadline(limit);
         let mut attempt = 1;
         loop {
             let routed = self.route(opts, deadline)?;
@@ -257,7 +265,11 @@ impl PoolInner {
             // just before the send) is worth another try, a recovery conflict one more on
             // another server.
             let retry_reason = match &result {
-                Err(Error::Connection(_)) if attempt < READ_ATTEMPTS => Some("connectivity"),
+                Err(Error::Connection(_))
+                    if attempt < READ_ATTEMPTS && Instant::now() < deadline =>
+                {
+                    Some("connectivity")
+                }
                 Err(Error::SerializationFailure(db))
                     if attempt == 1
                         && role == Role::Replica
@@ -280,9 +292,13 @@ impl PoolInner {
     }
 
     /// Runs a write (or anything not provably a read) on the primary.
-    fn write<T>(&self, run: impl Fn(&Connection) -> Result<T>) -> Result<(T, Arc<Connection>)> {
+    fn write<T>(
+        &self,
+        limit: Option<Instant>,
+        run: impl Fn(&Connection) -> Result<T>,
+    ) -> Result<(T, Arc<Connection>)> {
         self.check_open()?;
-        let deadline = Instant::now() + self.config.acquire_timeout;
+        let deadline = self.acquire_deadline(limit);
         let node = &self.primary.node;
         let mut conn = node.shared(deadline)?;
         let started = Instant::now();
@@ -371,7 +387,7 @@ impl Executor for Pool {
                 .read(&ReadOptions::default(), |c| c.query(sql, params))
         } else {
             self.inner
-                .write(|c| c.query(sql, params))
+                .write(None, |c| c.query(sql, params))
                 .map(|(rows, _)| rows)
         }
     }
@@ -381,11 +397,15 @@ impl Executor for Pool {
             self.inner
                 .read(&ReadOptions::default(), |c| c.execute(sql, params))
         } else {
-            self.inner.write(|c| c.execute(sql, params)).map(|(n, _)| n)
+            self.inner
+                .write(None, |c| c.execute(sql, params))
+                .map(|(n, _)| n)
         }
     }
 
     fn simple_query(&self, sql: &str) -> Result<Vec<SimpleQueryMessage>> {
-        self.inner.write(|c| c.simple_query(sql)).map(|(m, _)| m)
+        self.inner
+            .write(None, |c| c.simple_query(sql))
+            .map(|(m, _)| m)
     }
 }

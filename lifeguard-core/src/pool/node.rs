@@ -20,6 +20,13 @@ use crate::error::{Error, Result};
 use crate::executor::Executor;
 use crate::pg::{Config, Connection, TransactionStatus};
 
+/// The longest an idle connection's validation ping may take.
+const VALIDATION_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The least time given to a connect or a ping whose caller's deadline has (nearly)
+/// passed, so it fails as a timeout rather than as a configuration error.
+const MIN_WAIT: Duration = Duration::from_millis(1);
+
 /// Which side of replication a server is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -183,7 +190,7 @@ impl Node {
             let pick = self.pick(exclusive)?;
             match pick {
                 Pick::Use(id, conn, validate) => {
-                    if validate && !self.ping(&conn) {
+                    if validate && !self.ping(&conn, deadline) {
                         self.remove(id, "validation_failed");
                         continue;
                     }
@@ -191,7 +198,7 @@ impl Node {
                     return Ok((id, conn));
                 }
                 Pick::Open => {
-                    let opened = self.open(exclusive);
+                    let opened = self.open(exclusive, Some(deadline));
                     self.wake_one();
                     if let Ok(pair) = opened {
                         self.metrics.acquired(self.role, started.elapsed());
@@ -272,14 +279,26 @@ impl Node {
         Ok(Pick::Wait(blocker))
     }
 
-    /// Opens a connection into a new slot (already counted in `opening`).
-    fn open(self: &Arc<Self>, leased: bool) -> Result<(u64, Arc<Connection>)> {
+    /// Opens a connection into a new slot (already counted in `opening`), within the
+    /// caller's `deadline` when there is one.
+    fn open(
+        self: &Arc<Self>,
+        leased: bool,
+        deadline: Option<Instant>,
+    ) -> Result<(u64, Arc<Connection>)> {
         // A server that accepts the socket and then says nothing must not hold a caller (or
         // the monitor filling `min_idle`) longer than a caller would wait for a connection.
-        let result = match self.config.get_connect_timeout() {
-            Some(_) => Connection::connect(&self.config),
-            None => Connection::connect(&self.config.clone().connect_timeout(self.acquire_timeout)),
+        let own = self
+            .config
+            .get_connect_timeout()
+            .unwrap_or(self.acquire_timeout);
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let cut_short = left.is_some_and(|left| left < own);
+        let timeout = match left {
+            Some(left) if cut_short => left.max(MIN_WAIT),
+            _ => own,
         };
+        let result = Connection::connect(&self.config.clone().connect_timeout(timeout));
         let mut s = crate::pg::lock(&self.slots);
         s.opening -= 1;
         match result {
@@ -304,7 +323,11 @@ impl Node {
                 Ok((id, conn))
             }
             Err(e) => {
-                s.circuit.failed(&e);
+                // A connect the caller's deadline cut short says nothing about the server.
+                let caller_gave_up = cut_short && deadline.is_some_and(|d| Instant::now() >= d);
+                if !caller_gave_up {
+                    s.circuit.failed(&e);
+                }
                 self.metrics.connect_error(&self.label);
                 Err(e)
             }
@@ -312,8 +335,10 @@ impl Node {
     }
 
     /// A round trip proving an idle connection still works.
-    fn ping(&self, conn: &Connection) -> bool {
-        conn.timeout(Duration::from_secs(1))
+    /// Whether an idle connection still answers, within a second and the caller's deadline.
+    fn ping(&self, conn: &Connection, deadline: Instant) -> bool {
+        let left = deadline.saturating_duration_since(Instant::now());
+        conn.timeout(VALIDATION_TIMEOUT.min(left).max(MIN_WAIT))
             .batch_execute("")
             .is_ok()
     }
@@ -418,7 +443,7 @@ impl Node {
             self.metrics.closed(&self.label, reason);
         }
         for _ in 0..need {
-            let _ = self.open(false);
+            let _ = self.open(false, None);
         }
         self.wake_one();
     }
