@@ -31,9 +31,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // Two scheduler threads (the machine has two cores); stack size is in words: 64 Ki
-    // words = 512 KiB per coroutine, virtual memory committed only as used.
-    may::config().set_workers(2).set_stack_size(0x10000);
+    // Stack size is in words: 64 Ki words = 512 KiB per coroutine, virtual memory
+    // committed only as used.
+    may::config()
+        .set_workers(config.workers)
+        .set_stack_size(0x10000);
     // Registered before start-up, so a signal during migrations is not lost.
     let mut signals = match Signals::new([SIGTERM, SIGINT]) {
         Ok(s) => s,

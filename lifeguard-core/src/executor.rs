@@ -27,6 +27,27 @@ pub trait Executor {
     /// Runs `;`-separated statements with the simple protocol; values come back as text.
     fn simple_query(&self, sql: &str) -> Result<Vec<SimpleQueryMessage>>;
 
+    /// Runs `sql` once per parameter set and returns each run's rows, in order, for the
+    /// cost of one round trip: every run is sent before the first reply is read.
+    ///
+    /// The runs share one implicit transaction (or the caller's transaction): the first
+    /// error fails the whole batch, and outside a transaction none of its writes commit.
+    ///
+    /// ```no_run
+    /// use lifeguard_core::{Executor, Result};
+    ///
+    /// fn names(db: &impl Executor, ids: &[i32]) -> Result<Vec<String>> {
+    ///     let params: Vec<[&(dyn lifeguard_core::pg::ToSql + Sync); 1]> =
+    ///         ids.iter().map(|id| [id as _]).collect();
+    ///     let batch: Vec<_> = params.iter().map(|p| &p[..]).collect();
+    ///     db.query_pipelined("SELECT name FROM users WHERE id = $1", &batch)?
+    ///         .iter()
+    ///         .map(|rows| rows[0].try_get(0))
+    ///         .collect()
+    /// }
+    /// ```
+    fn query_pipelined(&self, sql: &str, batch: &[Params<'_>]) -> Result<Vec<Vec<Row>>>;
+
     /// Runs a statement that must return exactly one row: none is `NotFound`, more is
     /// `TooManyRows`.
     fn query_one(&self, sql: &str, params: Params<'_>) -> Result<Row> {

@@ -99,4 +99,8 @@ impl Executor for RequestExecutor {
     fn simple_query(&self, sql: &str) -> Result<Vec<SimpleQueryMessage>> {
         self.db.simple_query(sql)
     }
+
+    fn query_pipelined(&self, sql: &str, batch: &[Params<'_>]) -> Result<Vec<Vec<Row>>> {
+        self.db.query_pipelined(sql, batch)
+    }
 }

@@ -350,3 +350,71 @@ pub fn new_user(db: &(impl Executor + ?Sized), email: &str, name: &str) -> User 
 pub fn new_users(db: &(impl Executor + ?Sized), run: &str, n: usize) -> Vec<User> {
     (0..n).map(|i| new_user(db, &email(run, i), run)).collect()
 }
+
+/// An executor that forwards to a connection and counts (and keeps) every statement, so a
+/// test can assert how many round trips an ORM call made.
+pub struct Counting<'a> {
+    inner: &'a Connection,
+    log: std::cell::RefCell<Vec<String>>,
+}
+
+impl<'a> Counting<'a> {
+    /// Counts what runs on `inner`.
+    pub fn new(inner: &'a Connection) -> Self {
+        Counting {
+            inner,
+            log: std::cell::RefCell::new(Vec::new()),
+        }
+    }
+
+    fn note(&self, sql: &str) {
+        self.log.borrow_mut().push(sql.to_owned());
+    }
+
+    /// Statements sent since the last call.
+    pub fn take(&self) -> usize {
+        std::mem::take(&mut *self.log.borrow_mut()).len()
+    }
+
+    /// The SQL of the statements sent since the last [`Counting::take`].
+    pub fn sent(&self) -> Vec<String> {
+        self.log.borrow().clone()
+    }
+}
+
+impl Executor for Counting<'_> {
+    fn query(
+        &self,
+        sql: &str,
+        params: lifeguard_core::pg::Params<'_>,
+    ) -> lifeguard_core::Result<Vec<lifeguard_core::pg::Row>> {
+        self.note(sql);
+        self.inner.query(sql, params)
+    }
+
+    fn execute(
+        &self,
+        sql: &str,
+        params: lifeguard_core::pg::Params<'_>,
+    ) -> lifeguard_core::Result<u64> {
+        self.note(sql);
+        self.inner.execute(sql, params)
+    }
+
+    fn simple_query(
+        &self,
+        sql: &str,
+    ) -> lifeguard_core::Result<Vec<lifeguard_core::pg::SimpleQueryMessage>> {
+        self.note(sql);
+        self.inner.simple_query(sql)
+    }
+
+    fn query_pipelined(
+        &self,
+        sql: &str,
+        batch: &[lifeguard_core::pg::Params<'_>],
+    ) -> lifeguard_core::Result<Vec<Vec<lifeguard_core::pg::Row>>> {
+        self.note(sql);
+        self.inner.query_pipelined(sql, batch)
+    }
+}

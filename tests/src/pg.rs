@@ -133,3 +133,9 @@ pub fn scratch_table(conn: &impl Executor, ddl_columns: &str) -> ScratchTable {
         .unwrap_or_else(|e| panic!("create table {name}: {e}"));
     ScratchTable { name }
 }
+
+/// The parameter lists of a batch whose statement takes one `int4` (for
+/// `query_pipelined`): borrow each as `&p[..]`.
+pub fn one_each(values: &[i32]) -> Vec<[&(dyn lifeguard_core::pg::ToSql + Sync); 1]> {
+    values.iter().map(|v| [v as _]).collect()
+}

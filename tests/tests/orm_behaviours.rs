@@ -6,16 +6,17 @@
 //! The tables live in the schema `orm_rel` (shared with `orm_relations`), created once per
 //! binary under an advisory lock; tests isolate themselves by unique values.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::sync::Once;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use lifeguard_core::model::ActiveValue::{NotSet, Set};
 use lifeguard_core::model::{LifeModel, LifeRecord, RecordHooks, ValidationErrors};
-use lifeguard_core::pg::{Connection, Params, Row, SimpleQueryMessage};
+use lifeguard_core::pg::Connection;
 use lifeguard_core::query::ColumnExpr;
 use lifeguard_core::{Error, Executor, LifeModel, LifeRecord, Result};
+use lifeguard_tests::orm::Counting;
 use lifeguard_tests::{pg, unique_name};
 
 const DDL: &str = r#"
@@ -168,42 +169,6 @@ pub struct Note {
 }
 
 // ------------------------------------------------------------------ helpers --
-
-/// An executor that forwards to a connection and counts every statement.
-struct Counting<'a> {
-    inner: &'a Connection,
-    count: Cell<usize>,
-}
-
-impl<'a> Counting<'a> {
-    fn new(inner: &'a Connection) -> Self {
-        Counting {
-            inner,
-            count: Cell::new(0),
-        }
-    }
-
-    fn take(&self) -> usize {
-        self.count.replace(0)
-    }
-}
-
-impl Executor for Counting<'_> {
-    fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
-        self.count.set(self.count.get() + 1);
-        self.inner.query(sql, params)
-    }
-
-    fn execute(&self, sql: &str, params: Params<'_>) -> Result<u64> {
-        self.count.set(self.count.get() + 1);
-        self.inner.execute(sql, params)
-    }
-
-    fn simple_query(&self, sql: &str) -> Result<Vec<SimpleQueryMessage>> {
-        self.count.set(self.count.get() + 1);
-        self.inner.simple_query(sql)
-    }
-}
 
 fn new_email(run: &str) -> String {
     format!("{run}@behaviour.test")

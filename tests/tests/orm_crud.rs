@@ -106,6 +106,18 @@ fn find_by_id_hit_and_miss() {
 }
 
 #[test]
+fn find_each_by_id_keeps_the_keys_order_in_one_batch() {
+    let conn = connect();
+    let run = run_id("crud_find_each");
+    let a = new_user(&conn, &email(&run, 0), &run);
+    let b = new_user(&conn, &email(&run, 1), &run);
+    let found = User::find_each_by_id(&conn, &[b.id, -1, a.id, b.id]).unwrap();
+    let ids: Vec<Option<i64>> = found.iter().map(|u| u.as_ref().map(|u| u.id)).collect();
+    assert_eq!(ids, [Some(b.id), None, Some(a.id), Some(b.id)]);
+    assert!(User::find_each_by_id(&conn, &[]).unwrap().is_empty());
+}
+
+#[test]
 fn one_and_all_on_a_filter() {
     let conn = connect();
     let run = run_id("crud_one");

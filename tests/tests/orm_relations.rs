@@ -5,7 +5,6 @@
 //! The tables live in the schema `orm_rel`, created once per binary under an advisory lock
 //! (shared with `orm_behaviours`); tests isolate themselves by unique names.
 
-use std::cell::{Cell, RefCell};
 use std::sync::Once;
 
 use chrono::{DateTime, Utc};
@@ -14,9 +13,10 @@ use lifeguard_core::model::{
     load, load_many, load_many_to_many, load_one, many, one, LifeModel, LifeRecord, Related,
     RelationKind,
 };
-use lifeguard_core::pg::{Connection, Params, Row, SimpleQueryMessage};
+use lifeguard_core::pg::Connection;
 use lifeguard_core::query::ColumnExpr;
-use lifeguard_core::{Executor, LifeModel, LifeRecord, Result};
+use lifeguard_core::{Executor, LifeModel, LifeRecord};
+use lifeguard_tests::orm::Counting;
 use lifeguard_tests::{pg, unique_name};
 
 const DDL: &str = r#"
@@ -161,51 +161,6 @@ pub struct BookTag {
 }
 
 // ------------------------------------------------------------------ helpers --
-
-/// An executor that forwards to a connection and counts (and keeps) every statement.
-struct Counting<'a> {
-    inner: &'a Connection,
-    count: Cell<usize>,
-    log: RefCell<Vec<String>>,
-}
-
-impl<'a> Counting<'a> {
-    fn new(inner: &'a Connection) -> Self {
-        Counting {
-            inner,
-            count: Cell::new(0),
-            log: RefCell::new(Vec::new()),
-        }
-    }
-
-    fn note(&self, sql: &str) {
-        self.count.set(self.count.get() + 1);
-        self.log.borrow_mut().push(sql.to_owned());
-    }
-
-    /// Statements sent since the last call.
-    fn take(&self) -> usize {
-        self.log.borrow_mut().clear();
-        self.count.replace(0)
-    }
-}
-
-impl Executor for Counting<'_> {
-    fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
-        self.note(sql);
-        self.inner.query(sql, params)
-    }
-
-    fn execute(&self, sql: &str, params: Params<'_>) -> Result<u64> {
-        self.note(sql);
-        self.inner.execute(sql, params)
-    }
-
-    fn simple_query(&self, sql: &str) -> Result<Vec<SimpleQueryMessage>> {
-        self.note(sql);
-        self.inner.simple_query(sql)
-    }
-}
 
 fn author(db: &Connection, name: &str) -> Author {
     AuthorRecord {
@@ -595,7 +550,7 @@ fn loaders_send_one_query_each() {
 
     // the statement is one `= ANY($1)` lookup
     load_many::<Author, Post, _>(&counting, authors).unwrap();
-    let sql = counting.log.borrow()[0].clone();
+    let sql = counting.sent()[0].clone();
     assert!(
         sql.contains(r#"WHERE ("orm_rel"."posts"."deleted_at" IS NULL) AND ("orm_rel"."posts"."author_id" = ANY($1))"#),
         "{sql}"

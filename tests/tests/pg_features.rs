@@ -12,7 +12,7 @@ use lifeguard_core::pg::{
     Type,
 };
 use lifeguard_core::{DbError, Error, Executor};
-use lifeguard_tests::pg::{connect, connect_url, in_coroutine, scratch_table};
+use lifeguard_tests::pg::{connect, connect_url, in_coroutine, one_each, scratch_table};
 use lifeguard_tests::{app_url, clear_url, md5_url, pg_port, pg_socket_dir, primary_url};
 
 fn current_user(conn: &Connection) -> String {
@@ -1212,4 +1212,104 @@ fn listen_quotes_channel_names() {
         .expect("notification");
     assert_eq!(n.channel, channel);
     assert!(matches!(conn.listen(""), Err(Error::Config(_))));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pipelined batches
+
+#[test]
+fn query_pipelined_returns_every_run_in_order() {
+    let conn = connect();
+    let ids: Vec<i32> = (1..=20).rev().collect();
+    let params = one_each(&ids);
+    let batch: Vec<_> = params.iter().map(|p| &p[..]).collect();
+    let results = conn
+        .query_pipelined(
+            "SELECT $1::int4 * 10 FROM generate_series(1, $1::int4 % 3)",
+            &batch,
+        )
+        .unwrap();
+    assert_eq!(results.len(), ids.len());
+    for (id, rows) in ids.iter().zip(&results) {
+        assert_eq!(rows.len() as i32, id % 3, "rows of run {id}");
+        for row in rows {
+            assert_eq!(row.get::<_, i32>(0), id * 10);
+        }
+    }
+    assert!(conn.query_pipelined("SELECT 1", &[]).unwrap().is_empty());
+}
+
+#[test]
+fn query_pipelined_fails_as_one_and_commits_nothing() {
+    let mut conn = connect();
+    let table = scratch_table(&conn, "id int4 PRIMARY KEY");
+    let ids = [1, 2, 2, 3];
+    let params = one_each(&ids);
+    let batch: Vec<_> = params.iter().map(|p| &p[..]).collect();
+    let sql = format!("INSERT INTO {} (id) VALUES ($1) RETURNING id", &*table);
+    let err = conn.query_pipelined(&sql, &batch).unwrap_err();
+    assert!(matches!(err, Error::UniqueViolation { .. }), "{err}");
+    assert_eq!(
+        count(&conn, &table),
+        0,
+        "the runs before the error rolled back"
+    );
+    assert_eq!(conn.transaction_status(), TransactionStatus::Idle);
+
+    // In a transaction the batch is part of it.
+    let unique = [4, 5, 6];
+    let params = one_each(&unique);
+    let batch: Vec<_> = params.iter().map(|p| &p[..]).collect();
+    conn.transaction(|tx| {
+        let inserted = tx.query_pipelined(&sql, &batch)?;
+        assert_eq!(inserted.len(), 3);
+        assert_eq!(count(tx, &table), 3);
+        Err::<(), _>(Error::NotFound)
+    })
+    .unwrap_err();
+    assert_eq!(count(&conn, &table), 0, "rolled back with its transaction");
+}
+
+#[test]
+fn query_pipelined_shares_the_connection_with_other_callers() {
+    let conn = Arc::new(connect());
+    in_coroutine(move || {
+        let workers: Vec<_> = (0..32i32)
+            .map(|w| {
+                let conn = conn.clone();
+                may::go!(move || {
+                    for round in 0..20i32 {
+                        let values: Vec<i32> =
+                            (0..w % 7).map(|i| w * 1000 + round * 10 + i).collect();
+                        let params = one_each(&values);
+                        let batch: Vec<_> = params.iter().map(|p| &p[..]).collect();
+                        let got = conn.query_pipelined("SELECT $1::int4", &batch).unwrap();
+                        let got: Vec<i32> = got.iter().map(|rows| rows[0].get(0)).collect();
+                        assert_eq!(got, values);
+                        let single: i32 = conn.query_one("SELECT $1::int4", &[&w]).unwrap().get(0);
+                        assert_eq!(single, w);
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().unwrap();
+        }
+    });
+}
+
+#[test]
+fn query_pipelined_keeps_a_deadline() {
+    let conn = connect();
+    let sleeps = [0, 1];
+    let params = one_each(&sleeps);
+    let batch: Vec<_> = params.iter().map(|p| &p[..]).collect();
+    let started = Instant::now();
+    let err = conn
+        .timeout(Duration::from_millis(200))
+        .query_pipelined("SELECT pg_sleep($1::int4)", &batch)
+        .unwrap_err();
+    assert!(matches!(err, Error::Timeout(_)), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(conn.query_one("SELECT 7", &[]).unwrap().get::<_, i32>(0), 7);
 }

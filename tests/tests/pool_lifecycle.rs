@@ -675,6 +675,41 @@ fn sequential_calls_share_one_connection() {
     assert_eq!(pool_backends(&primary_url(), &name), 1);
 }
 
+/// A pipelined batch through the pool and through a per-request handle (with a deadline)
+/// comes back whole and in order, and a batch of writes goes to the primary.
+#[test]
+fn pipelined_batches_through_the_pool() {
+    init();
+    let (config, _) = primary_config(&primary_url());
+    let pool = Pool::connect(config).unwrap();
+    let values: Vec<i32> = (0..50).collect();
+    let params = lifeguard_tests::pg::one_each(&values);
+    let batch: Vec<_> = params.iter().map(|p| &p[..]).collect();
+    let db = pool
+        .db(ReadOptions::default())
+        .with_timeout(Duration::from_secs(5));
+    for results in [
+        pool.query_pipelined("SELECT $1::int4 + 1", &batch).unwrap(),
+        db.query_pipelined("SELECT $1::int4 + 1", &batch).unwrap(),
+    ] {
+        let got: Vec<i32> = results.iter().map(|rows| rows[0].get(0)).collect();
+        assert_eq!(got, (1..=50).collect::<Vec<i32>>());
+    }
+    let admin = connect_url(&primary_url());
+    let table = lifeguard_tests::pg::scratch_table(&admin, "id int4");
+    let insert = format!("INSERT INTO {} (id) VALUES ($1)", &*table);
+    assert_eq!(db.query_pipelined(&insert, &batch[..3]).unwrap().len(), 3);
+    let stored: i64 = admin
+        .query_one(&format!("SELECT count(*) FROM {}", &*table), &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, 3);
+    assert!(
+        db.wrote(),
+        "a pipelined write counts as this handle's write"
+    );
+}
+
 /// Every metric of spec §2.8 is exported (after the events that create its series), with
 /// the `pool` label and no SQL text in labels.
 #[test]

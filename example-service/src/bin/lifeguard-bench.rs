@@ -42,7 +42,8 @@ use histogram::Histogram;
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 const USAGE: &str = "usage: lifeguard-bench --mode raw|pool|orm --url URL \
---workload point|fortunes|update|insert_batch|eager [--concurrency N] [--connections N] [--seconds S]";
+--workload point|fortunes|update|insert_batch|eager [--concurrency N] [--connections N] [--seconds S] \
+[--workers N] [--replica URL] [--pool-size N]";
 
 /// Not measured; connections are opened and statements prepared before or during it.
 const WARMUP: Duration = Duration::from_secs(1);
@@ -160,6 +161,8 @@ struct Args {
     /// `--mode pool`: connections per server (default `--connections` - 1, as the monitor
     /// holds one).
     pool_size: Option<usize>,
+    /// `may` scheduler threads (default 2, one per core of the benchmark machine).
+    workers: usize,
 }
 
 impl Args {
@@ -168,7 +171,7 @@ impl Args {
     fn parse(argv: impl IntoIterator<Item = String>) -> Result<Args, String> {
         let (mut mode, mut url, mut workload) = (None, None, None);
         let (mut concurrency, mut connections, mut seconds) = (1, 4, 5.0);
-        let (mut replica, mut pool_size) = (None, None);
+        let (mut replica, mut pool_size, mut workers) = (None, None, 2);
         let mut argv = argv.into_iter();
         while let Some(arg) = argv.next() {
             let (flag, inline) = match arg.split_once('=') {
@@ -187,6 +190,7 @@ impl Args {
                 "--connections" => connections = positive(&flag, &value)?,
                 "--replica" => replica = Some(value),
                 "--pool-size" => pool_size = Some(positive(&flag, &value)?),
+                "--workers" => workers = positive(&flag, &value)?,
                 "--seconds" => {
                     seconds = value
                         .parse::<f64>()
@@ -208,6 +212,7 @@ impl Args {
             seconds,
             replica,
             pool_size,
+            workers,
         })
     }
 }
@@ -659,7 +664,7 @@ fn main() {
     // connection): `may` pre-builds its whole cache at start, and its default of 1000 cached
     // coroutines alone touches ~8 MiB, which would be counted as this peer's peak RSS.
     may::config()
-        .set_workers(2)
+        .set_workers(args.workers)
         .set_stack_size(0x4000)
         .set_pool_capacity(args.concurrency + args.connections + 8);
     match run(&args) {

@@ -184,6 +184,29 @@ pub trait LifeModel: FromRow + Clone + Send + Sync + 'static {
         Select::by_primary_key(key)
     }
 
+    /// The rows with these primary keys, in the keys' order (`None` where there is none),
+    /// for one round trip: `FIND_BY_PK_SQL` once per key, as one pipelined batch (see
+    /// [`Executor::query_pipelined`]).
+    ///
+    /// ```no_run
+    /// # use lifeguard_core::{model::LifeModel, Executor, Result};
+    /// # fn demo<W: LifeModel<PrimaryKey = i32>>(db: &impl Executor) -> Result<()> {
+    /// let worlds: Vec<Option<W>> = W::find_each_by_id(db, &[3, 1, 4, 1, 5])?;
+    /// assert_eq!(worlds.len(), 5);
+    /// # Ok(()) }
+    /// ```
+    fn find_each_by_id(
+        db: &(impl Executor + ?Sized),
+        keys: &[Self::PrimaryKey],
+    ) -> Result<Vec<Option<Self>>> {
+        let params: Vec<Vec<&(dyn ToSql + Sync)>> = keys.iter().map(Self::key_params).collect();
+        let batch: Vec<&[&(dyn ToSql + Sync)]> = params.iter().map(Vec::as_slice).collect();
+        db.query_pipelined(Self::FIND_BY_PK_SQL, &batch)?
+            .iter()
+            .map(|rows| rows.first().map(Self::from_row).transpose())
+            .collect()
+    }
+
     /// Deletes the row with this primary key; returns how many rows went (0 or 1).
     fn delete_by_id(db: &(impl Executor + ?Sized), key: Self::PrimaryKey) -> Result<u64> {
         db.execute(Self::DELETE_BY_PK_SQL, &Self::key_params(&key))

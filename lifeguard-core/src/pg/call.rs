@@ -123,18 +123,50 @@ impl<'a> Call<'a> {
 
     /// Runs `sql` with `params`; a cached plan the server calls stale is re-prepared once.
     pub(crate) fn query(&self, sql: &str, params: Params<'_>) -> Result<(Vec<Row>, u64)> {
+        self.with_fresh_plan(sql, |stmt| self.run_one(stmt, params))
+    }
+
+    /// Runs `sql` once per parameter set in one request (one `Sync`), so the whole batch
+    /// costs one round trip; see [`crate::Executor::query_pipelined`].
+    pub(crate) fn query_pipelined(&self, sql: &str, batch: &[Params<'_>]) -> Result<Vec<Vec<Row>>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let results = self.with_fresh_plan(sql, |stmt| {
+            let mut results = Vec::with_capacity(batch.len());
+            self.run(stmt, batch, |o| results.push(o.rows))?;
+            Ok(results)
+        })?;
+        if results.len() != batch.len() {
+            return Err(Error::protocol(format!(
+                "{} results for {} parameter sets",
+                results.len(),
+                batch.len()
+            )));
+        }
+        Ok(results)
+    }
+
+    /// Runs `attempt` on the cached statement for `sql`, once more on a re-prepared one
+    /// when the server calls the cached plan stale (outside a transaction: inside one the
+    /// error has aborted it, and a retry would only fail again). Nothing of a failed
+    /// attempt ran, so the retry starts over.
+    fn with_fresh_plan<T>(
+        &self,
+        sql: &str,
+        attempt: impl Fn(&Statement) -> Result<T>,
+    ) -> Result<T> {
         let stmt = self.prepare_cached(sql)?;
-        match self.run(&stmt, params) {
+        match attempt(&stmt) {
             Err(e) if is_stale_statement(&e) => {
                 lock(&self.conn.statements).remove(sql);
                 if self.exclusive {
-                    // The error aborted the caller's transaction; a retry would only fail again.
                     return Err(e);
                 }
                 let stmt = self.prepare_cached(sql)?;
-                self.run(&stmt, params).map(|o| (o.rows, o.affected))
+                attempt(&stmt)
             }
-            other => other.map(|o| (o.rows, o.affected)),
+            other => other,
         }
     }
 
@@ -149,12 +181,28 @@ impl<'a> Call<'a> {
                 "the statement was prepared on another connection",
             ));
         }
-        self.run(stmt, params).map(|o| (o.rows, o.affected))
+        self.run_one(stmt, params)
     }
 
-    fn run(&self, stmt: &Statement, params: Params<'_>) -> Result<Outcome> {
+    fn run_one(&self, stmt: &Statement, params: Params<'_>) -> Result<(Vec<Row>, u64)> {
+        let mut out = None;
+        self.run(stmt, std::slice::from_ref(&params), |o| out = Some(o))?;
+        // `run` hands over one outcome per parameter set once it succeeds.
+        out.map(|o| (o.rows, o.affected))
+            .ok_or_else(|| Error::protocol("no result for the statement"))
+    }
+
+    /// Sends one Bind/Execute per parameter set and a single Sync, then hands each
+    /// statement's outcome to `each` in order. A server error fails the whole request.
+    fn run(
+        &self,
+        stmt: &Statement,
+        batch: &[Params<'_>],
+        mut each: impl FnMut(Outcome),
+    ) -> Result<()> {
         // Sized for the common case so encoding a wide Bind does not regrow the buffer.
-        let mut buf = BytesMut::with_capacity(64 + stmt.name().len() + params.len() * 24);
+        let per_bind = 64 + stmt.name().len() + batch.first().map_or(0, |p| p.len() * 24);
+        let mut buf = BytesMut::with_capacity(per_bind * batch.len());
         let mut skip = 0;
         if let (Some((_, timeout)), false) = (self.deadline, self.exclusive) {
             let setter = self.prepare_cached(LOCAL_TIMEOUT_SQL)?;
@@ -163,8 +211,10 @@ impl<'a> Call<'a> {
             frontend::execute("", 0, &mut buf).map_err(encode_error)?;
             skip = 1;
         }
-        encode_bind(stmt, params, &mut buf)?;
-        frontend::execute("", 0, &mut buf).map_err(encode_error)?;
+        for params in batch {
+            encode_bind(stmt, params, &mut buf)?;
+            frontend::execute("", 0, &mut buf).map_err(encode_error)?;
+        }
         frontend::sync(&mut buf);
         let reply = self.conn.shared().request(Send::Extended(&buf))?;
         let mut out = Outcome {
@@ -184,6 +234,14 @@ impl<'a> Call<'a> {
                         let tag = body.tag().map_err(malformed)?;
                         self.note_session_change(tag, stmt.sql());
                         out.affected = rows_affected(tag);
+                        let finished = std::mem::replace(
+                            &mut out,
+                            Outcome {
+                                rows: Vec::new(),
+                                affected: 0,
+                            },
+                        );
+                        each(finished);
                     }
                 }
                 Message::ErrorResponse(body) => error = Some(db_error(&body)?),
@@ -204,7 +262,7 @@ impl<'a> Call<'a> {
         }
         match error {
             Some(e) => Err(self.deadline_error(e)),
-            None => Ok(out),
+            None => Ok(()),
         }
     }
 

@@ -231,6 +231,15 @@ macro_rules! impl_executor {
                 let $s = self;
                 $call.simple_query(sql)
             }
+
+            fn query_pipelined(
+                &self,
+                sql: &str,
+                batch: &[$crate::pg::Params<'_>],
+            ) -> $crate::Result<Vec<Vec<$crate::pg::Row>>> {
+                let $s = self;
+                $call.query_pipelined(sql, batch)
+            }
         }
     };
 }

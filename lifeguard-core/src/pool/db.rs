@@ -229,6 +229,10 @@ impl Executor for Db {
         self.run(sql, |c| c.execute(sql, params))
     }
 
+    fn query_pipelined(&self, sql: &str, batch: &[Params<'_>]) -> Result<Vec<Vec<Row>>> {
+        self.run(sql, |c| c.query_pipelined(sql, batch))
+    }
+
     fn simple_query(&self, sql: &str) -> Result<Vec<SimpleQueryMessage>> {
         let result = self
             .pool

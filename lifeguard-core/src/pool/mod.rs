@@ -380,32 +380,34 @@ fn observe<T>(node: &Node, kind: &'static str, f: impl FnOnce() -> Result<T>) ->
 
 /// Statements through the pool itself: reads routed with the default options, everything
 /// else on the primary. Use [`Pool::db`] for per-request options and read-your-writes.
+impl Pool {
+    /// Runs `run` where `sql` belongs: routed with the default read options when it is a
+    /// read, on the primary otherwise.
+    fn route_sql<T>(&self, sql: &str, run: impl Fn(&Connection) -> Result<T>) -> Result<T> {
+        if classify(sql).read_only {
+            self.inner.read(&ReadOptions::default(), run)
+        } else {
+            self.inner.write(None, run).map(|(value, _)| value)
+        }
+    }
+}
+
 impl Executor for Pool {
     fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
-        if classify(sql).read_only {
-            self.inner
-                .read(&ReadOptions::default(), |c| c.query(sql, params))
-        } else {
-            self.inner
-                .write(None, |c| c.query(sql, params))
-                .map(|(rows, _)| rows)
-        }
+        self.route_sql(sql, |c| c.query(sql, params))
     }
 
     fn execute(&self, sql: &str, params: Params<'_>) -> Result<u64> {
-        if classify(sql).read_only {
-            self.inner
-                .read(&ReadOptions::default(), |c| c.execute(sql, params))
-        } else {
-            self.inner
-                .write(None, |c| c.execute(sql, params))
-                .map(|(n, _)| n)
-        }
+        self.route_sql(sql, |c| c.execute(sql, params))
     }
 
     fn simple_query(&self, sql: &str) -> Result<Vec<SimpleQueryMessage>> {
         self.inner
             .write(None, |c| c.simple_query(sql))
             .map(|(m, _)| m)
+    }
+
+    fn query_pipelined(&self, sql: &str, batch: &[Params<'_>]) -> Result<Vec<Vec<Row>>> {
+        self.route_sql(sql, |c| c.query_pipelined(sql, batch))
     }
 }

@@ -577,6 +577,14 @@ impl Executor for Lease {
     fn simple_query(&self, sql: &str) -> Result<Vec<crate::pg::SimpleQueryMessage>> {
         self.conn.simple_query(sql)
     }
+
+    fn query_pipelined(
+        &self,
+        sql: &str,
+        batch: &[crate::pg::Params<'_>],
+    ) -> Result<Vec<Vec<crate::pg::Row>>> {
+        self.conn.query_pipelined(sql, batch)
+    }
 }
 
 impl Drop for Lease {
