@@ -167,7 +167,7 @@ struct Args {
 
 impl Args {
     /// `--flag value` or `--flag=value`; `--mode`, `--url` and `--workload` are required, the
-    /// rest default to 1 worker, 4 connections and 5 seconds (the harness passes them all).
+    /// rest default to concurrency 1, 4 connections, 5 seconds and 2 scheduler threads.
     fn parse(argv: impl IntoIterator<Item = String>) -> Result<Args, String> {
         let (mut mode, mut url, mut workload) = (None, None, None);
         let (mut concurrency, mut connections, mut seconds) = (1, 4, 5.0);
