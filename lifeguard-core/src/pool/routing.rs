@@ -183,12 +183,21 @@ fn skip_noise(mut s: &str) -> &str {
 /// locks (`FOR UPDATE` and friends), which need the primary. Runs on every pooled read, so
 /// it scans words in place instead of building an uppercase copy.
 fn writes_or_locks(sql: &str) -> bool {
+    // Runs on every pooled call, so words are compared only when their length and first
+    // letter could make them one of the keywords.
     let mut words = sql
-        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .filter(|w| !w.is_empty())
+        .as_bytes()
+        .split(|c| !(c.is_ascii_alphanumeric() || *c == b'_'))
+        .filter(|w| (2..=7).contains(&w.len()))
+        .filter(|w| {
+            matches!(
+                w[0].to_ascii_uppercase(),
+                b'I' | b'U' | b'D' | b'M' | b'N' | b'S' | b'F' | b'K'
+            )
+        })
         .peekable();
     while let Some(w) = words.next() {
-        let is = |k: &str| w.eq_ignore_ascii_case(k);
+        let is = |k: &str| w.eq_ignore_ascii_case(k.as_bytes());
         if [
             "INSERT", "UPDATE", "DELETE", "MERGE", "INTO", "NEXTVAL", "SETVAL",
         ]
@@ -201,7 +210,7 @@ fn writes_or_locks(sql: &str) -> bool {
             if let Some(next) = words.peek() {
                 if ["UPDATE", "SHARE", "NO", "KEY"]
                     .iter()
-                    .any(|k| next.eq_ignore_ascii_case(k))
+                    .any(|k| next.eq_ignore_ascii_case(k.as_bytes()))
                 {
                     return true;
                 }
