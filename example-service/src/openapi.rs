@@ -169,22 +169,8 @@ fn add_headers(op: &mut Operation) {
                 .build(),
         );
     }
-    op.responses
-        .responses
-        .entry("400".into())
-        .or_insert_with(|| {
-            ResponseBuilder::new()
-                .description("A malformed Lifeguard-* header or request")
-                .content(
-                    "application/problem+json",
-                    ContentBuilder::new()
-                        .schema(Some(Ref::from_schema_name("ProblemBody")))
-                        .build(),
-                )
-                .build()
-                .into()
-        });
     for (status, description) in [
+        ("400", "A malformed Lifeguard-* header or request"),
         ("503", "No server can take the request now (e.g. `replica` with no eligible replica, the pool exhausted)"),
         ("504", "The request's Lifeguard-Timeout (or the service's) ran out"),
     ] {

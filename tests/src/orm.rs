@@ -96,20 +96,10 @@ CREATE TABLE IF NOT EXISTS orm_test.mismatch (
 );
 "#;
 
-/// Creates the `orm_test` schema and its tables once per process (after `pg::init`).
-pub fn setup() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let conn = pg::connect();
-        conn.batch_execute(SCHEMA_DDL)
-            .unwrap_or_else(|e| panic!("create the orm_test schema: {e}"));
-    });
-}
-
-/// A connection to the primary, with the schema in place.
+/// A connection to the primary, with the `orm_test` schema in place.
 pub fn connect() -> Connection {
-    setup();
-    pg::connect()
+    static ONCE: Once = Once::new();
+    pg::connect_with_schema(&ONCE, SCHEMA_DDL)
 }
 
 /// A value unique to this call, for emails, org names and `name` tags.

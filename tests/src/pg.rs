@@ -40,6 +40,21 @@ pub fn connect_url(url: &str) -> Connection {
     Connection::open(url).unwrap_or_else(|e| panic!("connect to {url}: {e}"))
 }
 
+/// A connection to the primary, after `ddl` (a test file's schema) has run once in this
+/// process; `once` is the file's own guard.
+///
+/// # Panics
+///
+/// Panics when the DDL fails.
+pub fn connect_with_schema(once: &'static std::sync::Once, ddl: &str) -> Connection {
+    let conn = connect();
+    once.call_once(|| {
+        conn.batch_execute(ddl)
+            .unwrap_or_else(|e| panic!("create the test schema: {e}"))
+    });
+    conn
+}
+
 /// Runs `f` in a `may` coroutine and waits for it, re-raising its panic on the caller.
 ///
 /// # Panics

@@ -32,12 +32,7 @@ CREATE OR REPLACE VIEW orm_depth.series AS
 
 fn connect() -> Connection {
     static ONCE: Once = Once::new();
-    let conn = pg::connect();
-    ONCE.call_once(|| {
-        conn.batch_execute(DDL)
-            .unwrap_or_else(|e| panic!("create the orm_depth schema: {e}"))
-    });
-    conn
+    pg::connect_with_schema(&ONCE, DDL)
 }
 
 /// `orm_depth.items`.

@@ -37,12 +37,7 @@ CREATE INDEX IF NOT EXISTS loads_tag_idx ON orm_depth.loads (tag);
 
 fn connect() -> Connection {
     static ONCE: Once = Once::new();
-    let conn = pg::connect();
-    ONCE.call_once(|| {
-        conn.batch_execute(DDL)
-            .unwrap_or_else(|e| panic!("create the orm_depth schema: {e}"))
-    });
-    conn
+    pg::connect_with_schema(&ONCE, DDL)
 }
 
 /// `orm_depth.accounts`.

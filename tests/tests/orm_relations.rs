@@ -62,12 +62,7 @@ CREATE TABLE IF NOT EXISTS orm_rel.book_tags (
 
 fn connect() -> Connection {
     static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        pg::connect()
-            .batch_execute(DDL)
-            .unwrap_or_else(|e| panic!("create the orm_rel schema: {e}"));
-    });
-    pg::connect()
+    pg::connect_with_schema(&ONCE, DDL)
 }
 
 // ------------------------------------------------------------------- models --

@@ -480,9 +480,7 @@ fn request_deadline_bounds_opening_a_connection() {
 fn p17_half_open_connection_is_discarded_after_a_deadline() {
     init();
     let server = ScratchServer::start_new();
-    let proxy = TcpProxy::start(server.port());
-    let pool = Pool::connect(config(&proxy.url_for(&server.url()), &[]).max_size(1)).unwrap();
-    wait_healthy(&pool, Duration::from_secs(5));
+    let (proxy, pool) = proxied_pool(&server, |c| c.max_size(1));
     pool.db(ReadOptions::default())
         .query("SELECT 1", &[])
         .unwrap();
@@ -520,9 +518,7 @@ fn p17_half_open_connection_is_discarded_after_a_deadline() {
 fn severed_idle_connections_never_surface() {
     init();
     let server = ScratchServer::start_new();
-    let proxy = TcpProxy::start(server.port());
-    let pool = Pool::connect(config(&proxy.url_for(&server.url()), &[]).max_size(4)).unwrap();
-    wait_healthy(&pool, Duration::from_secs(5));
+    let (proxy, pool) = proxied_pool(&server, |c| c.max_size(4));
     let handles: Vec<_> = (0..4)
         .map(|_| {
             let pool = pool.clone();
@@ -569,9 +565,7 @@ fn severed_idle_connections_never_surface() {
 fn severed_connections_right_before_reads_never_surface() {
     init();
     let server = ScratchServer::start_new();
-    let proxy = TcpProxy::start(server.port());
-    let pool = Pool::connect(config(&proxy.url_for(&server.url()), &[]).max_size(2)).unwrap();
-    wait_healthy(&pool, Duration::from_secs(5));
+    let (proxy, pool) = proxied_pool(&server, |c| c.max_size(2));
     let mut errors = Vec::new();
     for round in 0..20 {
         pool.db(ReadOptions::default())
@@ -591,23 +585,54 @@ fn severed_connections_right_before_reads_never_surface() {
     );
 }
 
+/// What both P23 tests start from: a healthy pool over a fresh pair, a writer on the
+/// primary, a connection to the replica, and the replica's flap count so far.
+struct Hysteresis {
+    pair: ScratchPair,
+    pool: Pool,
+    node: String,
+    before: f64,
+    writer: Writer,
+    replica: Connection,
+}
+
+impl Hysteresis {
+    fn start() -> Hysteresis {
+        init();
+        let pair = ScratchPair::start();
+        connect_url(&pair.primary_url())
+            .batch_execute("CREATE TABLE w (id bigserial PRIMARY KEY, v int)")
+            .unwrap();
+        wait_replayed(&pair);
+        let pool = Pool::connect(config(&pair.primary_url(), &[&pair.replica_url()])).unwrap();
+        wait_healthy(&pool, Duration::from_secs(5));
+        let node = pool.health().replicas[0].0.clone();
+        let before = flaps(&pool, &node);
+        let writer = Writer::start(&pair.primary_url(), "w", Duration::from_millis(50));
+        let replica = connect_url(&pair.replica_url());
+        Hysteresis {
+            pair,
+            pool,
+            node,
+            before,
+            writer,
+            replica,
+        }
+    }
+}
+
 /// P23: replay paused and resumed every ~120 ms while the primary writes: hysteresis keeps
 /// the replica from flapping between healthy and lagging.
 #[test]
 fn p23_hysteresis_under_toggled_replay() {
-    init();
-    let pair = ScratchPair::start();
-    connect_url(&pair.primary_url())
-        .batch_execute("CREATE TABLE w (id bigserial PRIMARY KEY, v int)")
-        .unwrap();
-    wait_replayed(&pair);
-    let pool = Pool::connect(config(&pair.primary_url(), &[&pair.replica_url()])).unwrap();
-    wait_healthy(&pool, Duration::from_secs(5));
-    let node = pool.health().replicas[0].0.clone();
-    let before = flaps(&pool, &node);
-
-    let writer = Writer::start(&pair.primary_url(), "w", Duration::from_millis(50));
-    let replica = connect_url(&pair.replica_url());
+    let Hysteresis {
+        pair: _pair,
+        pool,
+        node,
+        before,
+        writer,
+        replica,
+    } = Hysteresis::start();
     let until = Instant::now() + Duration::from_secs(3);
     let mut toggles = 0;
     let mut states = Vec::new();
@@ -645,19 +670,14 @@ fn p23_hysteresis_under_toggled_replay() {
 /// primary's WAL flush delay below the apply delay, hence the margins.)
 #[test]
 fn p23_hysteresis_under_an_oscillating_apply_delay() {
-    init();
-    let pair = ScratchPair::start();
-    connect_url(&pair.primary_url())
-        .batch_execute("CREATE TABLE w (id bigserial PRIMARY KEY, v int)")
-        .unwrap();
-    wait_replayed(&pair);
-    let pool = Pool::connect(config(&pair.primary_url(), &[&pair.replica_url()])).unwrap();
-    wait_healthy(&pool, Duration::from_secs(5));
-    let node = pool.health().replicas[0].0.clone();
-    let before = flaps(&pool, &node);
-
-    let writer = Writer::start(&pair.primary_url(), "w", Duration::from_millis(50));
-    let replica = connect_url(&pair.replica_url());
+    let Hysteresis {
+        pair: _pair,
+        pool,
+        node,
+        before,
+        writer,
+        replica,
+    } = Hysteresis::start();
     let set_delay = |ms: u32| {
         replica
             .batch_execute(&format!(

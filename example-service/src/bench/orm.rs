@@ -3,6 +3,7 @@
 
 use std::hint::black_box;
 
+use example_service::techempower::{Fortune, World, WorldRecord};
 use lifeguard_core::model::{
     load_many, ActiveValue::Set, ActiveValue::Unchanged, LifeModel, LifeRecord,
 };
@@ -14,22 +15,6 @@ use super::{
     author_ids, expect, insert_rows, random_number, world_id, BoxError, Workload, EAGER_AUTHORS,
     FORTUNE_ROWS, INSERT_BATCH_ROWS, POSTS_PER_AUTHOR,
 };
-
-#[derive(Debug, Clone, LifeModel, LifeRecord)]
-#[lifeguard(table_name = "world")]
-pub struct World {
-    #[lifeguard(primary_key)]
-    pub id: i32,
-    pub randomnumber: i32,
-}
-
-#[derive(Debug, Clone, LifeModel, LifeRecord)]
-#[lifeguard(table_name = "fortune")]
-pub struct Fortune {
-    #[lifeguard(primary_key)]
-    pub id: i32,
-    pub message: String,
-}
 
 #[derive(Debug, Clone, LifeModel, LifeRecord)]
 #[lifeguard(table_name = "bench_insert")]

@@ -4,6 +4,7 @@
 use std::marker::PhantomData;
 
 use super::active::Field;
+use super::crud::push_value;
 use super::{FromRow, LifeModel, LifeRecord, ModelColumn};
 use crate::error::{Error, Result};
 use crate::executor::Executor;
@@ -411,19 +412,6 @@ impl<C: ModelColumn> OnConflict<C> {
             ))),
             _ => Ok(()),
         }
-    }
-}
-
-/// Appends a set field's value: a placeholder, or the expression's SQL.
-fn push_value<'a>(sql: &mut String, params: &mut Vec<&'a (dyn ToSql + Sync)>, field: Field<'a>) {
-    match field {
-        Field::Set(v) => {
-            params.push(v);
-            sql.push('$');
-            sql.push_str(&params.len().to_string());
-        }
-        Field::Expr(e) => e.write_borrowed(sql, params),
-        Field::NotSet | Field::Unchanged(_) => sql.push_str("DEFAULT"),
     }
 }
 

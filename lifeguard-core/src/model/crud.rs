@@ -112,7 +112,11 @@ fn shape_key<R: LifeRecord>(
 }
 
 /// Appends the value of a set field as a placeholder (or the expression's SQL).
-fn push_value<'a>(sql: &mut String, params: &mut Vec<&'a (dyn ToSql + Sync)>, field: Field<'a>) {
+pub(super) fn push_value<'a>(
+    sql: &mut String,
+    params: &mut Vec<&'a (dyn ToSql + Sync)>,
+    field: Field<'a>,
+) {
     match field {
         Field::Set(v) => {
             params.push(v);
