@@ -35,6 +35,23 @@ fn record(email: &str, name: &str) -> UserRecord {
 
 // ------------------------------------------------------------------ errors --
 
+/// `e` is a decode error naming `column`, the Rust type and the PostgreSQL type.
+fn assert_decode(e: &Error, column_name: &str, rust: &str, pg: &str) {
+    match e {
+        Error::Decode {
+            column,
+            rust_type,
+            pg_type,
+            ..
+        } => {
+            assert_eq!(column, column_name);
+            assert!(rust_type.contains(rust), "{rust_type}");
+            assert_eq!(pg_type, pg);
+        }
+        other => panic!("expected Decode, got {other:?}"),
+    }
+}
+
 #[test]
 fn unique_violation_names_the_constraint() {
     let conn = connect();
@@ -137,19 +154,7 @@ fn decode_mismatch_names_column_and_types() {
         .get(0);
     // The model says i32; the column is text.
     let e = Mismatch::find_by_id(id).one(&conn).unwrap_err();
-    match &e {
-        Error::Decode {
-            column,
-            rust_type,
-            pg_type,
-            ..
-        } => {
-            assert_eq!(column, "n");
-            assert!(rust_type.contains("i32"), "{rust_type}");
-            assert_eq!(pg_type, "text");
-        }
-        other => panic!("expected Decode, got {other:?}"),
-    }
+    assert_decode(&e, "n", "i32", "text");
     let text = e.to_string();
     assert!(
         text.contains("`n`") && text.contains("i32") && text.contains("text"),
@@ -191,19 +196,7 @@ fn decode_mismatch_names_column_and_types() {
             &[&u.id],
         )
         .unwrap_err();
-    match &e {
-        Error::Decode {
-            column,
-            rust_type,
-            pg_type,
-            ..
-        } => {
-            assert_eq!(column, "email");
-            assert!(rust_type.contains("i32"), "{rust_type}");
-            assert_eq!(pg_type, "text");
-        }
-        other => panic!("expected Decode, got {other:?}"),
-    }
+    assert_decode(&e, "email", "i32", "text");
     // A tuple projection with the wrong type, by position.
     let e = User::find()
         .columns([UserColumn::Email.expr()])
