@@ -12,7 +12,7 @@
 use lifeguard_core::model::{load, load_many, many, one, ActiveValue::Set, LifeModel, LifeRecord};
 use lifeguard_core::query::{ColumnExpr, Condition};
 use lifeguard_core::Error;
-use lifeguard_router_ext::minihttp::HttpRequest;
+use lifeguard_router_ext::service::HttpRequest;
 use lifeguard_router_ext::{Reply, RequestExecutor};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};

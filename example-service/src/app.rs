@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use lifeguard_core::migrate::{startup_migrations, Migrator};
 use lifeguard_core::pool::{Pool, ReadOptions, ReadPreference};
 use lifeguard_core::Executor;
-use lifeguard_router_ext::minihttp::{HttpRequest, LifeguardService, Limits, ServiceBuilder};
+use lifeguard_router_ext::service::{HttpRequest, LifeguardService, Limits, ServiceBuilder};
 use lifeguard_router_ext::{Lifeguard, ReadyPolicy, Reply, RequestExecutor, Settings, JSON};
 use may::coroutine::JoinHandle;
 
-use crate::config::AppConfig;
+use crate::config::{AppConfig, HttpServer};
 use crate::error::ApiError;
 use crate::{api, openapi, seed, techempower};
 
@@ -175,7 +175,11 @@ pub fn start(config: &AppConfig) -> Result<Running, Box<dyn StdError>> {
     };
     let in_flight = InFlight::default();
     let lg = Lifeguard::new(pool.clone(), settings);
-    let server = service(lg, config, in_flight.clone()).start(config.listen.as_str())?;
+    let service = service(lg, config, in_flight.clone());
+    let server = match config.http_server {
+        HttpServer::Lifeguard => service.start(config.listen.as_str())?,
+        HttpServer::MiniHttp => service.start_minihttp(config.listen.as_str())?,
+    };
     Ok(Running {
         pool,
         in_flight,
@@ -219,7 +223,7 @@ impl Running {
     /// open keep-alive connections meanwhile are still served; once this returns the
     /// process should exit (open client connections are then simply closed).
     pub fn shutdown(self, grace: Duration) {
-        // SAFETY: cancelling the accept coroutine of may_minihttp unwinds it at its next
+        // SAFETY: cancelling the server's accept coroutine unwinds it at its next
         // blocking point (the accept), which drops the listener; nothing else shares its
         // stack.
         unsafe { self.server.coroutine().cancel() };

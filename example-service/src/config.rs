@@ -13,6 +13,7 @@
 //! | `LIFEGUARD_SHUTDOWN_GRACE_MS` | how long a SIGTERM/SIGINT waits for requests in flight | `5000` |
 //! | `LIFEGUARD_MAX_BODY` | the largest request body in bytes (larger: `413`) | `65536` |
 //! | `LIFEGUARD_WORKERS` | `may` scheduler threads. One keeps the tail short when the database shares the machine: on 2 cores with PostgreSQL beside it, `/db` under `wrk -c256` had a p99 of about 7 ms with one thread and 20–440 ms with two, at the same throughput; raise it on a host of its own | `1` |
+//! | `LIFEGUARD_HTTP_SERVER` | `lifeguard`: Lifeguard's own HTTP/1.1 server (up to 64 request headers, `431` past that); `minihttp`: may_minihttp 0.1.11 (16 request headers, a 17th closes the connection unanswered) | `lifeguard` |
 //! | `LIFEGUARD_REPLICA_WAIT_MS` | at start-up, how long to wait for the replicas to become eligible before serving (reads that prefer a replica would otherwise all fall back to the primary, whose fallback budget is small) | `5000` |
 //!
 //! With replicas, the service holds at most `(max_size + 1)` connections on each server,
@@ -50,6 +51,17 @@ pub struct AppConfig {
     pub replica_wait: Duration,
     /// `may` scheduler threads.
     pub workers: usize,
+    /// The HTTP server the service runs on.
+    pub http_server: HttpServer,
+}
+
+/// Which server runs the service (`LIFEGUARD_HTTP_SERVER`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpServer {
+    /// Lifeguard's own HTTP/1.1 server (`lifeguard`).
+    Lifeguard,
+    /// may_minihttp 0.1.11 (`minihttp`).
+    MiniHttp,
 }
 
 /// The default listen address.
@@ -59,7 +71,7 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const USAGE: &str = "usage: example-service [--listen ADDR]\n\
     environment: DATABASE_URL or LIFEGUARD_PRIMARY_URL (required), LIFEGUARD_REPLICA_URLS, \
     HTTP_POOL_SIZE, LIFEGUARD_SCHEMA, LIFEGUARD_LISTEN, LIFEGUARD_SEED, \
-    LIFEGUARD_DEBUG_ENDPOINTS, LIFEGUARD_SERVED_BY, LIFEGUARD_SHUTDOWN_GRACE_MS, LIFEGUARD_MAX_BODY, LIFEGUARD_REPLICA_WAIT_MS, LIFEGUARD_WORKERS";
+    LIFEGUARD_DEBUG_ENDPOINTS, LIFEGUARD_SERVED_BY, LIFEGUARD_SHUTDOWN_GRACE_MS, LIFEGUARD_MAX_BODY, LIFEGUARD_REPLICA_WAIT_MS, LIFEGUARD_WORKERS, LIFEGUARD_HTTP_SERVER";
 
 impl AppConfig {
     /// Reads the process environment and `args` (without the program name).
@@ -146,6 +158,15 @@ impl AppConfig {
                 None => 1,
                 Some(0) => return Err("LIFEGUARD_WORKERS must be at least 1".into()),
                 Some(n) => n as usize,
+            },
+            http_server: match var("LIFEGUARD_HTTP_SERVER").as_deref().map(str::trim) {
+                None | Some("lifeguard") => HttpServer::Lifeguard,
+                Some("minihttp") => HttpServer::MiniHttp,
+                Some(other) => {
+                    return Err(format!(
+                        "LIFEGUARD_HTTP_SERVER={other:?}: expected lifeguard or minihttp"
+                    ))
+                }
             },
         })
     }
@@ -256,6 +277,16 @@ mod tests {
         assert_eq!(cfg(&[("DATABASE_URL", "x")], &[]).unwrap().workers, 1);
         let c = cfg(&[("DATABASE_URL", "x"), ("LIFEGUARD_WORKERS", "4")], &[]).unwrap();
         assert_eq!(c.workers, 4);
+        let server = |v| cfg(&[("DATABASE_URL", "x"), ("LIFEGUARD_HTTP_SERVER", v)], &[]);
+        assert_eq!(
+            server("minihttp").unwrap().http_server,
+            HttpServer::MiniHttp
+        );
+        assert_eq!(
+            server("lifeguard").unwrap().http_server,
+            HttpServer::Lifeguard
+        );
+        assert!(server("hyper").is_err());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Small request helpers: query parameters, path ids, JSON bodies and JSON replies.
 
-use lifeguard_router_ext::minihttp::HttpRequest;
+use lifeguard_router_ext::service::HttpRequest;
 use lifeguard_router_ext::{Reply, JSON};
 use percent_encoding::percent_decode_str;
 use serde::de::DeserializeOwned;

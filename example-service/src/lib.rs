@@ -37,7 +37,7 @@
 //!
 //! On SIGTERM or SIGINT the binary stops accepting connections, waits (at most
 //! `LIFEGUARD_SHUTDOWN_GRACE_MS`) for the requests already in handlers, closes the pool
-//! and exits 0. may_minihttp has no shutdown of its own, so "graceful" means exactly that:
+//! and exits 0. Neither HTTP server has a drain of its own, so "graceful" means exactly that:
 //! no new connections, handlers that started finish, open keep-alive connections are then
 //! closed without a response to anything they send later.
 

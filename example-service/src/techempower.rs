@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 
 use lifeguard_core::model::LifeModel;
 use lifeguard_core::{Executor, LifeModel, LifeRecord};
-use lifeguard_router_ext::minihttp::HttpRequest;
+use lifeguard_router_ext::service::HttpRequest;
 use lifeguard_router_ext::{Reply, RequestExecutor};
 use rand::Rng;
 use serde::Serialize;

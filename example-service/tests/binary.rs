@@ -35,10 +35,11 @@ impl Drop for Service {
     }
 }
 
-fn spawn(pool_size: &str) -> Service {
+/// Starts the binary on `http_server` (`LIFEGUARD_HTTP_SERVER`).
+fn spawn(pool_size: &str, http_server: &str) -> Service {
     let conn = Connection::open(&primary_url()).unwrap();
     drop_stale_schemas(&conn, SCHEMA_PREFIX);
-    let schema = format!("{SCHEMA_PREFIX}{}", std::process::id());
+    let schema = format!("{SCHEMA_PREFIX}{}_{http_server}", std::process::id());
     let port = free_port();
     let mut cmd = Command::new(BIN);
     cmd.args(["--listen", &format!("127.0.0.1:{port}")])
@@ -48,6 +49,7 @@ fn spawn(pool_size: &str) -> Service {
         .env("HTTP_POOL_SIZE", pool_size)
         .env("LIFEGUARD_SCHEMA", &schema)
         .env("LIFEGUARD_SHUTDOWN_GRACE_MS", "5000")
+        .env("LIFEGUARD_HTTP_SERVER", http_server)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     // SAFETY: prctl is async-signal-safe; the child dies with this test's thread.
@@ -86,7 +88,16 @@ fn connections(url: &str, schema: &str) -> i64 {
 
 #[test]
 fn binary_stays_within_its_pool_and_shuts_down_gracefully() {
-    let svc = spawn("3");
+    stays_within_its_pool_and_shuts_down_gracefully("lifeguard");
+}
+
+#[test]
+fn binary_on_may_minihttp_stays_within_its_pool_and_shuts_down_gracefully() {
+    stays_within_its_pool_and_shuts_down_gracefully("minihttp");
+}
+
+fn stays_within_its_pool_and_shuts_down_gracefully(http_server: &str) {
+    let svc = spawn("3", http_server);
     let port = svc.port;
     let replica = replica_urls().split(',').next().unwrap().to_string();
 

@@ -92,10 +92,12 @@
 //! // /metrics: RunAppHooks::extra_prometheus can return the text of `lg.metrics().body`.
 //! ```
 //!
-//! # may_minihttp
+//! # Serving HTTP
 //!
-//! [`minihttp::ServiceBuilder`] builds a service that runs today on may_minihttp 0.1.11;
-//! its module docs list what that version imposes and how the adapter copes.
+//! [`service::ServiceBuilder`] builds a service (routes, health, metrics) that runs on
+//! Lifeguard's own HTTP/1.1 server over `may::net` ([`server`]: up to 64 request headers
+//! by default, a `431` past that, owned response headers) or on may_minihttp 0.1.11
+//! ([`minihttp`], whose docs list what that version imposes and how the adapter copes).
 //!
 //! # The coroutine-local convenience
 //!
@@ -112,6 +114,8 @@ mod headers;
 pub mod minihttp;
 mod problem;
 mod scope;
+pub mod server;
+pub mod service;
 
 pub use context::{RequestContext, Settings, MAX_REQUEST_ID_LEN};
 pub use endpoints::{live, metrics, ready, HttpMetrics, ReadyPolicy, Reply, JSON, PROMETHEUS_TEXT};
