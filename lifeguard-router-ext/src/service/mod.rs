@@ -4,7 +4,7 @@
 //! [`ServiceBuilder`] builds a [`LifeguardService`]; [`LifeguardService::start`] serves it on
 //! Lifeguard's own HTTP/1.1 connection loop ([`crate::server`]), and
 //! [`LifeguardService::start_minihttp`] on may_minihttp 0.1.11 ([`crate::minihttp`]). Both
-//! run the same [`App::serve`]: the route is matched, the framing is checked **before** the
+//! run the same request path: the route is matched, the framing is checked **before** the
 //! body is read, the `Lifeguard-*` headers are parsed (a `400` problem+json on any malformed
 //! value), the handler runs in the connection coroutine with its [`RequestExecutor`] (also
 //! the coroutine-local [`current`](crate::current)), and the response carries the request id
@@ -292,7 +292,7 @@ impl Head {
     }
 }
 
-/// Where a server gets a request's body from, once [`App::serve`] has validated its
+/// Where a server gets a request's body from, once the service has validated its
 /// length.
 pub(crate) trait BodySource {
     /// Reads exactly `len` bytes (at most [`Limits::max_body`]).
