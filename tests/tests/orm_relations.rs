@@ -492,6 +492,32 @@ fn many_to_many_join_and_loader() {
 // ------------------------------------------------------------------ loaders --
 
 #[test]
+fn loaders_group_interleaved_children_and_repeated_parents() {
+    let conn = connect();
+    let run = unique_name("rel_mix");
+    let (a, b) = (
+        author(&conn, &format!("{run}-a")),
+        author(&conn, &format!("{run}-b")),
+    );
+    // Children arrive in id order, so the two authors' posts alternate.
+    for i in 0..3 {
+        post(&conn, &a, &format!("{run}-a{i}"));
+        post(&conn, &b, &format!("{run}-b{i}"));
+    }
+    let loaded =
+        load_many::<Author, Post, _>(&conn, vec![b.clone(), a.clone(), b.clone()]).unwrap();
+    let got: Vec<(i64, Vec<&str>)> = loaded.iter().map(|(p, c)| (p.id, titles(c))).collect();
+    let of = |x: &str| (0..3).map(|i| format!("{run}-{x}{i}")).collect::<Vec<_>>();
+    assert_eq!(
+        got,
+        [(b.id, of("b")), (a.id, of("a")), (b.id, of("b"))]
+            .iter()
+            .map(|(id, t)| (*id, t.iter().map(String::as_str).collect()))
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
 fn loaders_send_one_query_each() {
     let conn = connect();
     let run = unique_name("rel_load");

@@ -271,6 +271,7 @@ where
     if unique.is_empty() {
         return Ok(parents.iter().map(|_| Vec::new()).collect());
     }
+    let distinct = unique.len();
     let def = P::def();
     let mut query = select
         .clone()
@@ -287,36 +288,56 @@ where
     let (sql, params) = order_by_key(query).build();
     let rows = db.query(&sql, &as_params(&params))?;
 
+    // Rows arrive ordered by the children's own key, so one parent's children usually come
+    // together (they were mostly written together): one hash look-up per run of equal
+    // parent keys, not per row. A key that comes back after another joins its group.
     let key_at = R::COLUMNS.len();
-    let mut by_key: HashMap<P::Key, Vec<R>> = HashMap::new();
+    let per_group = rows.len().div_ceil(distinct);
+    let mut groups: Vec<Vec<R>> = Vec::with_capacity(distinct);
+    let mut group_of: HashMap<P::Key, usize> = HashMap::with_capacity(distinct);
+    let mut run: Option<(P::Key, usize)> = None;
     for row in &rows {
-        let model = R::from_row(row)?;
-        if let Some(key) = row.try_get::<_, Option<P::Key>>(key_at)? {
-            by_key.entry(key).or_default().push(model);
-        }
-    }
-    // Hand each group over without a copy unless several parents share the key.
-    let mut uses: HashMap<&P::Key, usize> = HashMap::new();
-    for k in keys.iter().flatten() {
-        *uses.entry(k).or_default() += 1;
-    }
-    let mut uses: HashMap<P::Key, usize> = uses.into_iter().map(|(k, n)| (k.clone(), n)).collect();
-    let mut out = Vec::with_capacity(parents.len());
-    for key in &keys {
-        let Some(key) = key else {
-            out.push(Vec::new());
+        let Some(key) = row.try_get::<_, Option<P::Key>>(key_at)? else {
             continue;
         };
-        let left = uses.get_mut(key).expect("every key was counted");
-        *left -= 1;
-        let group = if *left == 0 {
-            by_key.remove(key)
-        } else {
-            by_key.get(key).cloned()
+        let model = R::from_row(row)?;
+        let index = match &run {
+            Some((k, i)) if *k == key => *i,
+            _ => {
+                let next = groups.len();
+                let i = *group_of.entry(key.clone()).or_insert(next);
+                if i == next {
+                    groups.push(Vec::with_capacity(per_group));
+                }
+                run = Some((key, i));
+                i
+            }
         };
-        out.push(group.unwrap_or_default());
+        groups[index].push(model);
     }
-    Ok(out)
+    // Hand each group over without a copy unless several parents share the key.
+    let wanted: Vec<Option<usize>> = keys
+        .iter()
+        .map(|k| k.as_ref().and_then(|k| group_of.get(k).copied()))
+        .collect();
+    let mut uses = vec![0usize; groups.len()];
+    for i in wanted.iter().flatten() {
+        uses[*i] += 1;
+    }
+    Ok(wanted
+        .into_iter()
+        .map(|i| match i {
+            None => Vec::new(),
+            Some(i) => {
+                uses[i] -= 1;
+                if uses[i] == 0 {
+                    std::mem::take(&mut groups[i])
+                } else {
+                    groups[i].clone()
+                }
+            }
+        })
+        .collect())
 }
 
 /// What to load for a list of parents `P`: [`Many`], [`One`], or a tuple of specs (each
@@ -336,8 +357,13 @@ pub trait Nest<R: LifeModel> {
     /// One loaded child, with whatever was loaded for it.
     type Item;
 
-    /// Loads what the children need (all children of the level at once).
-    fn attach<E: Executor + ?Sized>(&self, db: &E, children: Vec<R>) -> Result<Vec<Self::Item>>;
+    /// Loads what the children need, for all groups of the level at once (one group per
+    /// parent); returns the groups in the same shape.
+    fn attach<E: Executor + ?Sized>(
+        &self,
+        db: &E,
+        groups: Vec<Vec<R>>,
+    ) -> Result<Vec<Vec<Self::Item>>>;
 }
 
 /// Children loaded with nothing below them.
@@ -347,8 +373,8 @@ pub struct Leaf;
 impl<R: LifeModel> Nest<R> for Leaf {
     type Item = R;
 
-    fn attach<E: Executor + ?Sized>(&self, _db: &E, children: Vec<R>) -> Result<Vec<R>> {
-        Ok(children)
+    fn attach<E: Executor + ?Sized>(&self, _db: &E, groups: Vec<Vec<R>>) -> Result<Vec<Vec<R>>> {
+        Ok(groups)
     }
 }
 
@@ -359,9 +385,20 @@ pub struct With<S>(pub S);
 impl<R: LifeModel, S: LoadSpec<R>> Nest<R> for With<S> {
     type Item = (R, S::Out);
 
-    fn attach<E: Executor + ?Sized>(&self, db: &E, children: Vec<R>) -> Result<Vec<(R, S::Out)>> {
+    fn attach<E: Executor + ?Sized>(
+        &self,
+        db: &E,
+        groups: Vec<Vec<R>>,
+    ) -> Result<Vec<Vec<(R, S::Out)>>> {
+        // The next level loads for every child of this level at once.
+        let sizes: Vec<usize> = groups.iter().map(Vec::len).collect();
+        let children: Vec<R> = groups.into_iter().flatten().collect();
         let nested = self.0.load_for(db, &children)?;
-        Ok(children.into_iter().zip(nested).collect())
+        let mut items = children.into_iter().zip(nested);
+        Ok(sizes
+            .into_iter()
+            .map(|n| items.by_ref().take(n).collect())
+            .collect())
     }
 }
 
@@ -467,13 +504,7 @@ where
     E: Executor + ?Sized,
 {
     let groups = load_groups::<P, R, E>(db, select, parents)?;
-    let sizes: Vec<usize> = groups.iter().map(Vec::len).collect();
-    let flat: Vec<R> = groups.into_iter().flatten().collect();
-    let mut items = nest.attach(db, flat)?.into_iter();
-    Ok(sizes
-        .into_iter()
-        .map(|n| items.by_ref().take(n).collect())
-        .collect())
+    nest.attach(db, groups)
 }
 
 impl<P, R, N> LoadSpec<P> for Many<R, N>
