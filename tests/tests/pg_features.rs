@@ -559,6 +559,38 @@ fn deferrable_serializable_read_only() {
         .unwrap();
 }
 
+#[test]
+fn transaction_timeout_bounds_every_attempt_and_savepoint() {
+    let mut conn = connect();
+    let t = scratch_table(&conn, "id int4");
+    let mut attempts = 0;
+    let started = Instant::now();
+    let e = conn
+        .build_transaction()
+        .retry_conflicts(50)
+        .timeout(Duration::from_millis(300))
+        .run(|tx| {
+            attempts += 1;
+            tx.execute(&format!("INSERT INTO {t} VALUES ($1)"), &[&attempts])?;
+            // A savepoint inherits the deadline; each attempt eats into the same budget.
+            tx.transaction(|sp| sp.execute("SELECT pg_sleep(0.1)", &[]))?;
+            Err::<(), _>(fake_serialization_failure())
+        })
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::Timeout(d) if d == Duration::from_millis(300)),
+        "{e}"
+    );
+    assert!((2..=5).contains(&attempts), "{attempts} attempts");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    // Nothing committed, and the connection is usable.
+    let n: i64 = conn
+        .query_one(&format!("SELECT count(*) FROM {t}"), &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+}
+
 fn fake_serialization_failure() -> Error {
     Error::from_db(DbError {
         severity: "ERROR".into(),

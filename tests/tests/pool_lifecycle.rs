@@ -175,6 +175,48 @@ fn request_deadline_bounds_the_wait_for_a_connection() {
     pool.primary().query("SELECT 1", &[]).unwrap();
 }
 
+/// A request's deadline bounds the statements inside its transactions: the late one is
+/// cancelled, the transaction rolls back, and the connection serves the next caller.
+#[test]
+fn request_deadline_bounds_transactions() {
+    init();
+    let (config, _) = primary_config(&primary_url());
+    let pool = Pool::connect(config.max_size(1)).unwrap();
+    let budget = Duration::from_millis(300);
+    let timed = || {
+        pool.db(ReadOptions::new(ReadPreference::Primary))
+            .with_timeout(budget)
+    };
+    let started = Instant::now();
+    let err = timed()
+        .transaction(|tx| {
+            tx.execute("CREATE TEMP TABLE tx_deadline (a int)", &[])?;
+            tx.execute("SELECT pg_sleep(5)", &[])
+        })
+        .unwrap_err();
+    assert!(matches!(err, Error::Timeout(d) if d == budget), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let left: i64 = pool
+        .primary()
+        .query_one(
+            "SELECT count(*) FROM pg_class WHERE relname = 'tx_deadline'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0, "rolled back");
+
+    let err = timed()
+        .read_only_transaction(|tx| tx.execute("SELECT pg_sleep(5)", &[]))
+        .unwrap_err();
+    assert!(matches!(err, Error::Timeout(_)), "{err}");
+    // Within the budget a transaction commits as usual.
+    let n: i32 = timed()
+        .transaction(|tx| tx.query_one("SELECT 7", &[])?.try_get(0))
+        .unwrap();
+    assert_eq!(n, 7);
+}
+
 /// P16: 10 000 coroutines through a 4-connection pool on 2 worker threads complete, and a
 /// ticker coroutine keeps ticking meanwhile.
 #[test]

@@ -1,7 +1,7 @@
 //! Transactions and savepoints on an exclusively borrowed connection.
 
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::call::Call;
 use super::connection::{impl_executor, Connection, Timed, TransactionStatus};
@@ -55,6 +55,8 @@ pub struct TransactionBuilder<'a> {
     read_only: Option<bool>,
     deferrable: Option<bool>,
     attempts: u32,
+    /// When the statements inside must have finished, and the budget it came from.
+    deadline: Option<(Instant, Duration)>,
 }
 
 impl<'a> TransactionBuilder<'a> {
@@ -66,6 +68,7 @@ impl<'a> TransactionBuilder<'a> {
             read_only: None,
             deferrable: None,
             attempts: 1,
+            deadline: None,
         }
     }
 
@@ -94,6 +97,33 @@ impl<'a> TransactionBuilder<'a> {
         self
     }
 
+    /// Bounds the statements inside the transaction (every attempt of
+    /// [`TransactionBuilder::retry_conflicts`] included, savepoints too) to `timeout` from
+    /// now: a statement still running then is cancelled and fails with `Error::Timeout`, so
+    /// the closure's error rolls the transaction back. `BEGIN`, `COMMIT`, `ROLLBACK` and
+    /// savepoint commands are not cut short, so the deadline never leaves a commit's
+    /// outcome unknown.
+    ///
+    /// ```no_run
+    /// # fn demo(conn: &mut lifeguard_core::pg::Connection) -> lifeguard_core::Result<()> {
+    /// use std::time::Duration;
+    /// use lifeguard_core::Executor;
+    ///
+    /// conn.build_transaction()
+    ///     .timeout(Duration::from_millis(200))
+    ///     .run(|tx| tx.execute("UPDATE account SET balance = balance - 10 WHERE id = 1", &[]))?;
+    /// # Ok(()) }
+    /// ```
+    pub fn timeout(self, timeout: Duration) -> Self {
+        self.until(Instant::now() + timeout, timeout)
+    }
+
+    /// As [`TransactionBuilder::timeout`], ending at `at`; a timeout reports `budget`.
+    pub(crate) fn until(mut self, at: Instant, budget: Duration) -> Self {
+        self.deadline = Some((at, budget));
+        self
+    }
+
     fn begin_sql(&self) -> String {
         let mut sql = String::from("BEGIN");
         let mut modes = Vec::new();
@@ -116,7 +146,7 @@ impl<'a> TransactionBuilder<'a> {
     /// Starts the transaction; it rolls back when dropped without a commit.
     pub fn begin(self) -> Result<Transaction<'a>> {
         let sql = self.begin_sql();
-        Transaction::start(self.conn, &sql)
+        Transaction::start(self.conn, &sql, self.deadline)
     }
 
     /// Runs `f` in the transaction: commits when it returns `Ok`, rolls back when it returns
@@ -128,7 +158,7 @@ impl<'a> TransactionBuilder<'a> {
         let sql = self.begin_sql();
         let mut attempt = 1;
         loop {
-            let tx = Transaction::start(self.conn, &sql)?;
+            let tx = Transaction::start(self.conn, &sql, self.deadline)?;
             match tx.run(&mut f) {
                 Err(e) if e.is_retryable() && attempt < self.attempts => attempt += 1,
                 other => return other,
@@ -152,6 +182,8 @@ pub struct Transaction<'a> {
     savepoint: Option<String>,
     depth: u32,
     done: bool,
+    /// Bounds the statements inside (see [`TransactionBuilder::timeout`]).
+    deadline: Option<(Instant, Duration)>,
 }
 
 impl Connection {
@@ -162,7 +194,7 @@ impl Connection {
 
     /// Starts a transaction with the server's default options.
     pub fn begin(&mut self) -> Result<Transaction<'_>> {
-        Transaction::start(self, "BEGIN")
+        Transaction::start(self, "BEGIN", None)
     }
 
     /// Runs `f` in a transaction: commit on `Ok`, rollback on `Err` or panic.
@@ -185,7 +217,11 @@ impl Connection {
 }
 
 impl<'a> Transaction<'a> {
-    fn start(conn: &'a Connection, begin: &str) -> Result<Transaction<'a>> {
+    fn start(
+        conn: &'a Connection,
+        begin: &str,
+        deadline: Option<(Instant, Duration)>,
+    ) -> Result<Transaction<'a>> {
         Call {
             exclusive: true,
             ..Call::new(conn)
@@ -196,10 +232,20 @@ impl<'a> Transaction<'a> {
             savepoint: None,
             depth: 0,
             done: false,
+            deadline,
         })
     }
 
+    /// A statement inside the transaction: bounded by its deadline.
     fn call(&self) -> Call<'a> {
+        Call {
+            deadline: self.deadline,
+            ..self.control()
+        }
+    }
+
+    /// Transaction control (`BEGIN`, `COMMIT`, savepoints): never cut short.
+    fn control(&self) -> Call<'a> {
         Call {
             exclusive: true,
             ..Call::new(self.conn)
@@ -212,20 +258,26 @@ impl<'a> Transaction<'a> {
     }
 
     /// A handle whose calls must finish within `timeout`; a late statement is cancelled.
+    /// (The transaction's own deadline still applies when it is sooner.)
     pub fn timeout(&self, timeout: Duration) -> Timed<'a> {
-        Timed(self.call().with_timeout(timeout))
+        let call = self.control().with_timeout(timeout);
+        match (self.deadline, call.deadline) {
+            (Some(tx), Some(own)) if tx.0 < own.0 => Timed(self.call()),
+            _ => Timed(call),
+        }
     }
 
     /// Starts a nested transaction (a savepoint) that can roll back on its own.
     pub fn savepoint(&mut self) -> Result<Transaction<'_>> {
         let depth = self.depth + 1;
         let name = format!("lifeguard_sp_{depth}");
-        self.call().simple_query(&format!("SAVEPOINT {name}"))?;
+        self.control().simple_query(&format!("SAVEPOINT {name}"))?;
         Ok(Transaction {
             conn: self.conn,
             savepoint: Some(name),
             depth,
             done: false,
+            deadline: self.deadline,
         })
     }
 
@@ -266,7 +318,7 @@ impl<'a> Transaction<'a> {
         };
         let failed =
             self.savepoint.is_none() && self.conn.transaction_status() == TransactionStatus::Failed;
-        self.call().simple_query(&sql)?;
+        self.control().simple_query(&sql)?;
         // COMMIT of a failed transaction "succeeds" by rolling back; say so.
         if failed {
             return Err(Error::from_db(DbError {
@@ -283,7 +335,7 @@ impl<'a> Transaction<'a> {
     /// Rolls back (or rolls back to the savepoint and releases it).
     pub fn rollback(mut self) -> Result<()> {
         self.done = true;
-        self.call().simple_query(&self.rollback_sql()).map(drop)
+        self.control().simple_query(&self.rollback_sql()).map(drop)
     }
 
     fn rollback_sql(&self) -> String {
@@ -298,7 +350,7 @@ impl Drop for Transaction<'_> {
     fn drop(&mut self) {
         if !self.done {
             // Queued, not awaited: statements sent later on this connection line up behind it.
-            if let Err(e) = self.call().simple_query_detached(&self.rollback_sql()) {
+            if let Err(e) = self.control().simple_query_detached(&self.rollback_sql()) {
                 tracing::debug!(target: "lifeguard::pg", "rollback on drop not sent: {e}");
             }
         }

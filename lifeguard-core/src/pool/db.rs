@@ -8,7 +8,9 @@ use super::routing::classify;
 use super::{ConsistencyToken, Pool, ReadOptions};
 use crate::error::{Error, Result};
 use crate::executor::Executor;
-use crate::pg::{lock, Connection, Params, Row, SimpleQueryMessage, Transaction};
+use crate::pg::{
+    lock, Connection, Params, Row, SimpleQueryMessage, Transaction, TransactionBuilder,
+};
 
 /// A handle on the pool for one unit of work (typically one HTTP request).
 ///
@@ -55,8 +57,9 @@ impl Db {
     /// Gives every statement of this handle a share of one budget: each runs with the time
     /// left until `timeout` from now, after which it returns `Error::Timeout` and is
     /// cancelled on the server (e.g. an HTTP request's deadline). The budget also bounds
-    /// waiting for a connection, validating an idle one and opening a new one.
-    /// Transactions (`transaction`, `read_only_transaction`) are not bounded by it.
+    /// waiting for a connection, validating an idle one and opening a new one, and the
+    /// statements inside `transaction` and `read_only_transaction` (their `BEGIN`, `COMMIT`
+    /// and `ROLLBACK` are not cut short, so a commit's outcome is never left unknown by it).
     pub fn with_timeout(mut self, timeout: Duration) -> Db {
         self.deadline = Some((Instant::now() + timeout, timeout));
         self
@@ -158,7 +161,7 @@ impl Db {
     fn run<T>(&self, sql: &str, run: impl Fn(&dyn Executor) -> Result<T>) -> Result<T> {
         let inner = self.pool.inner();
         let on = |conn: &Connection| self.within_deadline(conn, &run);
-        let limit = self.deadline.map(|(at, _)| at);
+        let limit = self.limit();
         match self.read_options().filter(|_| classify(sql).read_only) {
             Some(opts) => {
                 let (value, role) = inner
@@ -200,7 +203,11 @@ impl Db {
     where
         F: FnMut(&mut Transaction<'_>) -> Result<T>,
     {
-        let result = self.pool.transaction(f);
+        let result = self
+            .pool
+            .lease_primary_until(self.limit())
+            .and_then(|lease| self.bounded(lease.build_transaction()).run(f))
+            .map_err(|e| self.past_deadline(e));
         self.note_write_if_sent(&result);
         result
     }
@@ -212,11 +219,28 @@ impl Db {
         F: FnMut(&mut Transaction<'_>) -> Result<T>,
     {
         let lease = match self.read_options() {
-            Some(opts) => self.pool.lease_read(&opts)?,
-            None => self.pool.lease_primary()?,
-        };
+            Some(opts) => self.pool.lease_read_until(&opts, self.limit()),
+            None => self.pool.lease_primary_until(self.limit()),
+        }
+        .map_err(|e| self.past_deadline(e))?;
         self.note_served(lease.role());
-        lease.build_transaction().read_only(true).run(f)
+        self.bounded(lease.build_transaction())
+            .read_only(true)
+            .run(f)
+            .map_err(|e| self.past_deadline(e))
+    }
+
+    /// When this handle's deadline ends, if it has one.
+    fn limit(&self) -> Option<Instant> {
+        self.deadline.map(|(at, _)| at)
+    }
+
+    /// A transaction whose statements end at this handle's deadline.
+    fn bounded<'c>(&self, builder: TransactionBuilder<'c>) -> TransactionBuilder<'c> {
+        match self.deadline {
+            Some((at, timeout)) => builder.until(at, timeout),
+            None => builder,
+        }
     }
 }
 

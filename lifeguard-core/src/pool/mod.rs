@@ -153,16 +153,32 @@ impl Pool {
 
     /// A connection on the primary held exclusively (transactions, `COPY`, session state).
     pub fn lease_primary(&self) -> Result<Lease> {
+        self.lease_primary_until(None)
+    }
+
+    /// As [`Pool::lease_primary`], waiting no later than `limit` either.
+    pub(crate) fn lease_primary_until(&self, limit: Option<Instant>) -> Result<Lease> {
         self.inner.check_open()?;
-        let deadline = Instant::now() + self.inner.config.acquire_timeout;
-        self.inner.primary.node.lease(deadline)
+        self.inner
+            .primary
+            .node
+            .lease(self.inner.acquire_deadline(limit))
     }
 
     /// A connection on the server `opts` selects, held exclusively (e.g. a read-only
     /// transaction on a replica: every statement stays on that connection).
     pub fn lease_read(&self, opts: &ReadOptions) -> Result<Lease> {
+        self.lease_read_until(opts, None)
+    }
+
+    /// As [`Pool::lease_read`], waiting no later than `limit` either.
+    pub(crate) fn lease_read_until(
+        &self,
+        opts: &ReadOptions,
+        limit: Option<Instant>,
+    ) -> Result<Lease> {
         self.inner.check_open()?;
-        let deadline = Instant::now() + self.inner.config.acquire_timeout;
+        let deadline = self.inner.acquire_deadline(limit);
         let routed = self.inner.route(opts, deadline)?;
         routed.member.node.lease(deadline)
     }
