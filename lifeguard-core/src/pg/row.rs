@@ -1,13 +1,12 @@
 //! Rows of a result: typed access by column index or name.
 
 use std::fmt;
-use std::ops::Range;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use fallible_iterator::FallibleIterator;
 use postgres_protocol::message::backend::DataRowBody;
 use postgres_types::{FromSql, Type};
+use smallvec::SmallVec;
 
 use super::statement::Column;
 use crate::error::{Error, Result};
@@ -24,8 +23,23 @@ use crate::error::{Error, Result};
 /// ```
 pub struct Row {
     columns: Arc<[Column]>,
-    body: Bytes,
-    ranges: Vec<Option<Range<usize>>>,
+    /// The DataRow message itself: the row shares the read buffer, with no copy and no
+    /// reference count of its own to bump.
+    body: DataRowBody,
+    /// Where each value lies in `body`; inline for rows of up to 8 columns, so a row costs
+    /// no allocation of its own.
+    slots: SmallVec<[Slot; 8]>,
+}
+
+/// One value's place in a row's message: `len == Slot::NULL` for SQL NULL.
+#[derive(Clone, Copy)]
+struct Slot {
+    start: u32,
+    len: u32,
+}
+
+impl Slot {
+    const NULL: u32 = u32::MAX;
 }
 
 impl fmt::Debug for Row {
@@ -38,21 +52,34 @@ impl fmt::Debug for Row {
 
 impl Row {
     pub(crate) fn new(columns: Arc<[Column]>, body: DataRowBody) -> Result<Row> {
-        let ranges: Vec<_> = body
-            .ranges()
-            .collect()
-            .map_err(|e| Error::protocol(format!("malformed data row: {e}")))?;
-        if ranges.len() != columns.len() {
+        let malformed = |e: String| Error::protocol(format!("malformed data row: {e}"));
+        let mut slots = SmallVec::with_capacity(columns.len());
+        let mut ranges = body.ranges();
+        while let Some(range) = ranges.next().map_err(|e| malformed(e.to_string()))? {
+            // Messages are capped far below 4 GiB (`frame::MAX_MESSAGE_LEN`).
+            let narrow = |n: usize| u32::try_from(n).map_err(|e| malformed(e.to_string()));
+            slots.push(match range {
+                Some(r) => Slot {
+                    start: narrow(r.start)?,
+                    len: narrow(r.len())?,
+                },
+                None => Slot {
+                    start: 0,
+                    len: Slot::NULL,
+                },
+            });
+        }
+        if slots.len() != columns.len() {
             return Err(Error::protocol(format!(
                 "data row has {} values for {} columns",
-                ranges.len(),
+                slots.len(),
                 columns.len()
             )));
         }
         Ok(Row {
             columns,
-            body: body.buffer_bytes().clone(),
-            ranges,
+            body,
+            slots,
         })
     }
 
@@ -102,13 +129,18 @@ impl Row {
         if !T::accepts(column.type_()) {
             return Err(decode_error("the types are not compatible".into()));
         }
-        let raw = self.ranges[i].clone().map(|r| &self.body[r]);
+        let raw = self.raw(i);
         T::from_sql_nullable(column.type_(), raw).map_err(|e| decode_error(e.to_string()))
     }
 
     /// The raw binary value of a column (`None` for NULL).
     pub fn raw(&self, idx: usize) -> Option<&[u8]> {
-        self.ranges.get(idx)?.clone().map(|r| &self.body[r])
+        let slot = self.slots.get(idx)?;
+        if slot.len == Slot::NULL {
+            return None;
+        }
+        let start = slot.start as usize;
+        self.body.buffer().get(start..start + slot.len as usize)
     }
 
     /// The PostgreSQL type of a column.
