@@ -1,5 +1,6 @@
-//! The query builder: filters, optional filters, conditions, order and limits, counting,
-//! projections into structs and tuples, and raw SQL mapped into a struct.
+//! The query builder: filters (typed columns and the untyped column enum), optional
+//! filters, conditions, order and limits, counting, projections into structs and tuples,
+//! and raw SQL mapped into a struct.
 //!
 //! ```sh
 //! scripts/services up && eval "$(scripts/services env)"
@@ -52,15 +53,16 @@ fn main() -> Result<()> {
     BookRecord::insert_many(records).exec(&db)?;
 
     // Filters join with AND; Condition nests OR; optional filters apply only when present.
+    // `Book::COL_*` are the typed columns: `Book::COL_YEAR.eq("1965")` would not compile.
     let search: Option<&str> = Some("%dune%");
     let sixties_or_herbert = Book::find()
         .filter(
             Condition::any()
-                .add(BookColumn::Year.between(1960, 1969))
-                .add(BookColumn::Author.eq("Herbert".to_string())),
+                .add(Book::COL_YEAR.between(1960, 1969))
+                .add(Book::COL_AUTHOR.eq("Herbert")),
         )
-        .filter_opt(search.map(|s| BookColumn::Title.ilike(s)))
-        .order_by_asc(BookColumn::Year)
+        .filter_opt(search.map(|s| Book::COL_TITLE.ilike(s)))
+        .order_by_asc(Book::COL_YEAR)
         .all(&db)?;
     println!("{sixties_or_herbert:#?}");
 

@@ -36,6 +36,10 @@
 //!     r#"SELECT "app"."users"."id", "app"."users"."email_address", "app"."users"."name" FROM "app"."users" WHERE ("app"."users"."email_address" = $1)"#
 //! );
 //! assert_eq!(params.len(), 1);
+//!
+//! // The same filter through the typed column: a non-string value would not compile.
+//! let (typed_sql, _) = User::find().filter(User::COL_EMAIL.eq("a@example.com")).build();
+//! assert_eq!(typed_sql, sql);
 //! ```
 //!
 //! The generated code names `::lifeguard_core` paths only, so a crate using the derives
@@ -98,7 +102,16 @@ mod value_enum;
 /// - `struct UserRecord`: the change set, one `ActiveValue<T>` per stored field (with the
 ///   field's visibility), implementing `LifeRecord`, `Default` (every field `NotSet`),
 ///   `Clone`, `Debug` (which fields are set, not their values) and `From<User>` (every
-///   field `Unchanged`).
+///   field `Unchanged`);
+/// - on `User`, one typed column constant per stored field (with the field's visibility):
+///   `pub const COL_EMAIL: TypedColumn<UserColumn, String>`, named `COL_` and the field
+///   name in upper case (`r#type` -> `COL_TYPE`), typed with the field's type as written
+///   (aliases and paths included). Its comparisons take values of that type, so
+///   `User::COL_EMAIL.eq(5)` is a compile error where `UserColumn::Email.eq(5)` is an
+///   `Error::Encode` at run time. The prefix is there because `User`'s namespace also holds
+///   `LifeModel`'s constants, and `created_at`/`updated_at` fields would otherwise meet
+///   `CREATED_AT`/`UPDATED_AT`; no `LifeModel` item starts with `COL_`. Two fields that
+///   give the same name (`aB`, `Ab`) are an error on the second.
 ///
 /// The record is generated here, not by `#[derive(LifeRecord)]`: derive both for
 /// readability, or `LifeModel` alone.

@@ -1,5 +1,7 @@
 //! `#[derive(LifeModel)]`: the column enum, the record, and every trait impl.
 
+mod typed;
+
 use std::collections::HashMap;
 
 use proc_macro2::{Span, TokenStream};
@@ -22,6 +24,8 @@ struct Column<'a> {
     /// Rust field name, unraw.
     field: String,
     variant: Ident,
+    /// The typed column constant on the model (`COL_EMAIL`).
+    typed: Ident,
     primary_key: bool,
     auto_increment: bool,
     nullable: bool,
@@ -71,6 +75,7 @@ pub fn expand(input: &DeriveInput) -> Result<TokenStream> {
     let mut updated_at: Option<(String, Span)> = None;
     let mut by_name: HashMap<String, Span> = HashMap::new();
     let mut by_variant: HashMap<String, Span> = HashMap::new();
+    let mut by_typed: HashMap<String, Span> = HashMap::new();
     for f in &fields.named {
         let ident = f.ident.as_ref().expect("named fields have names");
         let fattrs = attr::field_attrs(&f.attrs, Derive::LifeModel, &mut errors);
@@ -114,6 +119,9 @@ pub fn expand(input: &DeriveInput) -> Result<TokenStream> {
                 ),
             ));
         }
+        let Some(typed) = typed::const_name(ident, &field, &mut by_typed, &mut errors) else {
+            continue;
+        };
         for (key, span, slot) in [
             ("created_at", fattrs.created_at, &mut created_at),
             ("updated_at", fattrs.updated_at, &mut updated_at),
@@ -144,6 +152,7 @@ pub fn expand(input: &DeriveInput) -> Result<TokenStream> {
             name,
             field,
             variant,
+            typed,
             primary_key: fattrs.primary_key.is_some(),
             auto_increment: fattrs.auto_increment.is_some(),
             nullable: option_inner(&f.ty).is_some(),
@@ -476,6 +485,7 @@ fn generate(
         .relations
         .iter()
         .map(|rel| relation_impl(model, rel, columns));
+    let typed_columns = typed::typed_columns(model, &column_enum, columns);
 
     quote! {
         #[doc = #enum_doc]
@@ -634,6 +644,8 @@ fn generate(
                 <#model as #lg::model::LifeModel>::into_record(model)
             }
         }
+
+        #typed_columns
 
         #(#relations)*
     }

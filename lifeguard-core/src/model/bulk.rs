@@ -9,7 +9,7 @@ use super::{FromRow, LifeModel, LifeRecord, ModelColumn};
 use crate::error::{Error, Result};
 use crate::executor::Executor;
 use crate::pg::{BinaryCopyWriter, ToSql, Type};
-use crate::query::{as_params, quote, ExclusiveSession, Expr, Value};
+use crate::query::{as_params, quote, AssignValue, ExclusiveSession, Expr, IntoColumn, Value};
 
 /// Appends `WHERE (f1) AND (f2) ...` when there are filters.
 fn write_filters(sql: &mut String, params: &mut Vec<Value>, filters: &[Expr]) {
@@ -73,17 +73,20 @@ impl<M: LifeModel> UpdateMany<M> {
         }
     }
 
-    /// Sets `column` to an expression (`UserColumn::Visits.add(1)`, `Expr::cust("now()")`,
-    /// `Expr::val(..)`); unqualified column names in it refer to the row being updated.
+    /// Sets `column` (plain or typed) to an expression (`UserColumn::Visits.add(1)`,
+    /// `Expr::cust("now()")`, `Expr::val(..)`); unqualified column names in it refer to the
+    /// row being updated.
     #[doc(alias = "col_expr")]
-    pub fn set(mut self, column: M::Column, value: impl Into<Expr>) -> Self {
-        self.sets.push((column, value.into()));
+    pub fn set(mut self, column: impl IntoColumn<M::Column>, value: impl Into<Expr>) -> Self {
+        self.sets.push((column.into_column(), value.into()));
         self
     }
 
-    /// Sets `column` to a bound value.
-    pub fn set_value<V: ToSql + Sync + Send + 'static>(self, column: M::Column, value: V) -> Self {
-        self.set(column, Expr::val(value))
+    /// Sets `column` to a bound value: any `ToSql` value for a plain column, a value of the
+    /// field's type for a typed one (`User::COL_NAME`, see [`AssignValue`]).
+    pub fn set_value<V>(self, column: impl AssignValue<M::Column, V>, value: V) -> Self {
+        let (column, value) = column.assign(value);
+        self.set(column, value)
     }
 
     /// Adds a condition; several are joined by `AND`. With none, every row is updated.
@@ -347,12 +350,12 @@ impl<C: ModelColumn> OnConflict<C> {
 
     /// On conflict, set `column` to an expression; the stored row is the table's name
     /// (`ColumnExpr::expr`), the proposed one `EXCLUDED`.
-    pub fn update_expr(mut self, column: C, value: impl Into<Expr>) -> Self {
+    pub fn update_expr(mut self, column: impl IntoColumn<C>, value: impl Into<Expr>) -> Self {
         let mut sets = match self.action {
             Action::Update(sets) => sets,
             Action::Nothing => Vec::new(),
         };
-        sets.push((column, Some(value.into())));
+        sets.push((column.into_column(), Some(value.into())));
         self.action = Action::Update(sets);
         self
     }

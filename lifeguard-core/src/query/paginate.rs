@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::expr::{quote, Value};
 use super::select::{as_params, Select};
+use super::typed::TypedColumn;
 use crate::error::{Error, Result};
 use crate::executor::Executor;
 use crate::model::{Field, LifeModel, LifeRecord, ModelColumn};
@@ -218,7 +219,9 @@ impl<M: LifeModel, E: Executor + ?Sized> Iterator for Paginator<'_, M, E> {
     }
 }
 
-/// What [`Select::cursor_by`] accepts: one column, an array or a `Vec` of columns.
+/// What [`Select::cursor_by`] accepts: one column (plain or typed), an array or a `Vec` of
+/// plain columns (`User::COL_NAME.column()` for a typed one: lists of typed columns rarely
+/// share a type, and a list of either kind would leave `cursor_by([])` uninferable).
 pub trait CursorColumns<C> {
     /// The columns, in order.
     fn into_columns(self) -> Vec<C>;
@@ -227,6 +230,12 @@ pub trait CursorColumns<C> {
 impl<C: ModelColumn> CursorColumns<C> for C {
     fn into_columns(self) -> Vec<C> {
         vec![self]
+    }
+}
+
+impl<C: ModelColumn, T> CursorColumns<C> for TypedColumn<C, T> {
+    fn into_columns(self) -> Vec<C> {
+        vec![self.column()]
     }
 }
 

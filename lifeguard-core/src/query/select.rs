@@ -4,9 +4,10 @@
 use std::marker::PhantomData;
 
 use super::expr::{quote_path, ColumnExpr, Expr, Value};
+use super::typed::TypedColumn;
 use crate::error::{Error, Result};
 use crate::executor::Executor;
-use crate::model::{FromRow, LifeModel};
+use crate::model::{FromRow, LifeModel, ModelColumn};
 use crate::pg::{Row, ToSql};
 
 /// Sort direction.
@@ -499,6 +500,12 @@ impl IntoOrderExpr for Expr {
 }
 
 impl<C: ColumnExpr> IntoOrderExpr for C {
+    fn into_order_expr(self) -> Expr {
+        self.expr()
+    }
+}
+
+impl<C: ModelColumn, T> IntoOrderExpr for TypedColumn<C, T> {
     fn into_order_expr(self) -> Expr {
         self.expr()
     }
