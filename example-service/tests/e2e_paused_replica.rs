@@ -11,34 +11,15 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use lifeguard_core::pg::Connection;
-use lifeguard_core::Executor;
+use lifeguard_tests::replica::ReplayPaused;
 use serde_json::json;
-
-/// Resumes replay however the test ends, so the shared replica never stays paused.
-struct Paused(Connection);
-
-impl Paused {
-    fn start() -> Paused {
-        let url = replica_urls().split(',').next().unwrap().to_string();
-        let conn = Connection::open(&url).unwrap();
-        conn.batch_execute("SELECT pg_wal_replay_pause()").unwrap();
-        Paused(conn)
-    }
-}
-
-impl Drop for Paused {
-    fn drop(&mut self) {
-        let _ = self.0.batch_execute("SELECT pg_wal_replay_resume()");
-    }
-}
 
 #[test]
 fn tokens_read_writes_while_replay_is_paused() {
     let server = start_server("example_paused_");
     let port = server.port;
     let replica_port = port_of(replica_urls().split(',').next().unwrap());
-    let paused = Paused::start();
+    let paused = ReplayPaused::on(replica_urls().split(',').next().unwrap());
     for i in 0..10 {
         let email = format!("paused-{i}-{}@example.org", std::process::id());
         let r = send_json(

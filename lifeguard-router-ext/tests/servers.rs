@@ -11,11 +11,11 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::*;
-use lifeguard_core::pg::{Config, Connection};
 use lifeguard_core::pool::Pool;
 use lifeguard_core::{Error, Executor};
 use lifeguard_router_ext::service::{HttpRequest, Limits, ServiceBuilder};
 use lifeguard_router_ext::{current, Lifeguard, ReadyPolicy, Reply, RequestExecutor, Settings};
+use lifeguard_tests::replica::ReplayPaused;
 use serde_json::json;
 
 struct Server {
@@ -218,29 +218,11 @@ fn read_preferences_route_as_specified() {
     }
 }
 
-/// Pauses WAL replay on the replica for its lifetime.
-struct ReplayPaused(Connection);
-
-impl ReplayPaused {
-    fn new() -> ReplayPaused {
-        let url = std::env::var("LIFEGUARD_REPLICA_URLS").unwrap();
-        let url = url.split(',').next().unwrap().trim().to_string();
-        let conn = Connection::connect(&Config::parse(&url).unwrap()).unwrap();
-        conn.simple_query("SELECT pg_wal_replay_pause()").unwrap();
-        ReplayPaused(conn)
-    }
-}
-
-impl Drop for ReplayPaused {
-    fn drop(&mut self) {
-        let _ = self.0.simple_query("SELECT pg_wal_replay_resume()");
-    }
-}
-
 #[test]
 fn write_then_read_with_the_token_sees_the_write_while_replay_is_paused() {
     let s = server();
-    let paused = ReplayPaused::new();
+    let url = std::env::var("LIFEGUARD_REPLICA_URLS").unwrap();
+    let paused = ReplayPaused::on(url.split(',').next().unwrap().trim());
     for (n, port) in ports().into_iter().enumerate() {
         let id = 1_000 * (n as i64 + 1) + i64::from(std::process::id() % 1000);
         let w = roundtrip(

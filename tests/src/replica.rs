@@ -24,8 +24,32 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use lifeguard_core::pg::Connection;
+use lifeguard_core::Executor;
+
 use crate::scratch::{ScratchServer, StopMode};
 use crate::{try_psql, wait_for, DEFAULT_PG_BIN};
+
+/// Pauses WAL replay on a replica until dropped (read-your-writes tests: the replica then
+/// stays behind every later write). Resumes however the test ends, so a shared replica
+/// never stays paused.
+pub struct ReplayPaused(Connection);
+
+impl ReplayPaused {
+    /// Pauses replay on the replica at `url`.
+    pub fn on(url: &str) -> ReplayPaused {
+        let conn = Connection::open(url).expect("connect to the replica");
+        conn.batch_execute("SELECT pg_wal_replay_pause()")
+            .expect("pause replay");
+        ReplayPaused(conn)
+    }
+}
+
+impl Drop for ReplayPaused {
+    fn drop(&mut self) {
+        let _ = self.0.batch_execute("SELECT pg_wal_replay_resume()");
+    }
+}
 
 /// A scratch primary and one streaming hot-standby replica of it; both are stopped and
 /// deleted on drop.
