@@ -36,7 +36,8 @@ pub struct RequestExecutor {
 impl RequestExecutor {
     /// The executor of `ctx` on `pool`.
     pub fn new(pool: &Pool, ctx: RequestContext, settings: Arc<Settings>) -> RequestExecutor {
-        let mut db = pool.db(*ctx.read_options());
+        // The response carries the token after any write: read it in the write's flush.
+        let mut db = pool.db(*ctx.read_options()).prefetch_token();
         if let Some(deadline) = ctx.deadline() {
             db = db.with_timeout(deadline.saturating_duration_since(std::time::Instant::now()));
         }

@@ -175,6 +175,36 @@ fn request_deadline_bounds_the_wait_for_a_connection() {
     pool.primary().query("SELECT 1", &[]).unwrap();
 }
 
+/// With `prefetch_token` the token comes back with the write: reading it needs no
+/// connection, so it works while the pool's only connection is leased, where reading it
+/// on demand has to wait for one.
+#[test]
+fn prefetched_token_needs_no_connection_of_its_own() {
+    init();
+    let (config, _) = primary_config(&primary_url());
+    let pool = Pool::connect(
+        config
+            .max_size(1)
+            .acquire_timeout(Duration::from_millis(300)),
+    )
+    .unwrap();
+    let write = "CREATE TEMP TABLE IF NOT EXISTS prefetch_probe (a int)";
+    let on_demand = pool.db(ReadOptions::new(ReadPreference::Primary));
+    on_demand.execute(write, &[]).unwrap();
+    let prefetched = pool
+        .db(ReadOptions::new(ReadPreference::Primary))
+        .prefetch_token();
+    prefetched.execute(write, &[]).unwrap();
+    let lease = wait_for(Duration::from_secs(5), || pool.lease_primary().ok()).unwrap();
+    let token = prefetched.token().unwrap().expect("a token after a write");
+    assert!(matches!(on_demand.token(), Err(Error::PoolTimeout(_))));
+    drop(lease);
+    // Both read the same server's position; the later write's is not older.
+    let later = on_demand.token().unwrap().expect("token");
+    assert_eq!(later.system_id(), token.system_id());
+    assert!(later.lsn() >= token.lsn(), "{later} < {token}");
+}
+
 /// A request's deadline bounds the statements inside its transactions: the late one is
 /// cancelled, the transaction rolls back, and the connection serves the next caller.
 #[test]

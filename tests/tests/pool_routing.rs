@@ -453,7 +453,11 @@ fn p7_read_your_writes_token() {
             1 if replay.paused => replay.resume(),
             _ => {}
         }
-        let writer = pool.db(ReadOptions::default());
+        // Every other write has its token read in the write's own flush.
+        let writer = match i % 2 {
+            0 => pool.db(ReadOptions::default()),
+            _ => pool.db(ReadOptions::default()).prefetch_token(),
+        };
         writer.execute(&insert, &[&i]).unwrap();
         let token = writer.token().unwrap().expect("token");
         std::thread::sleep(Duration::from_millis(rng.below(12)));

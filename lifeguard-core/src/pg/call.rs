@@ -37,6 +37,56 @@ pub(crate) struct Call<'a> {
     pub(crate) deadline: Option<(Instant, Duration)>,
     /// A transaction or other exclusive use: nobody else's requests share the session.
     pub(crate) exclusive: bool,
+    /// A statement to queue right behind each request of this call.
+    pub(crate) follow: Option<&'a FollowUp>,
+}
+
+/// A statement queued right behind a call's request, on the same connection and in the
+/// same flush, whose rows are read later: it costs no round trip of its own. (The pool
+/// reads a write's consistency token this way; the token query runs after the write's
+/// implicit transaction has committed, since it is a request of its own.)
+pub(crate) struct FollowUp {
+    sql: &'static str,
+    sent: std::sync::Mutex<Option<(Statement, Arc<Reply>)>>,
+}
+
+impl FollowUp {
+    /// A follow-up of `sql` (no parameters), not yet sent.
+    pub(crate) fn new(sql: &'static str) -> FollowUp {
+        FollowUp {
+            sql,
+            sent: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Queues the statement on `call`'s connection; a failure only means it was not sent.
+    fn send(&self, call: &Call<'_>) {
+        let queued = (|| {
+            let stmt = call.prepare_cached(self.sql)?;
+            let mut buf = BytesMut::new();
+            encode_bind(&stmt, &[], &mut buf)?;
+            frontend::execute("", 0, &mut buf).map_err(encode_error)?;
+            frontend::sync(&mut buf);
+            let reply = call.conn.shared().request(Send::Extended(&buf))?;
+            Ok::<_, Error>((stmt, reply))
+        })();
+        match queued {
+            Ok(sent) => *lock(&self.sent) = Some(sent),
+            Err(e) => tracing::debug!(target: "lifeguard::pg", "follow-up not sent: {e}"),
+        }
+    }
+
+    /// The statement's rows (waiting for them), or `None` when it was never sent. `conn` is
+    /// the connection the call ran on.
+    pub(crate) fn rows(&self, conn: &Connection) -> Option<Result<Vec<Row>>> {
+        let (stmt, reply) = lock(&self.sent).take()?;
+        let mut rows = Vec::new();
+        Some(
+            Call::new(conn)
+                .collect(&stmt, &reply, 0, |o| rows = o.rows)
+                .map(|()| rows),
+        )
+    }
 }
 
 /// What a finished request reported.
@@ -51,6 +101,7 @@ impl<'a> Call<'a> {
             conn,
             deadline: None,
             exclusive: false,
+            follow: None,
         }
     }
 
@@ -194,12 +245,7 @@ impl<'a> Call<'a> {
 
     /// Sends one Bind/Execute per parameter set and a single Sync, then hands each
     /// statement's outcome to `each` in order. A server error fails the whole request.
-    fn run(
-        &self,
-        stmt: &Statement,
-        batch: &[Params<'_>],
-        mut each: impl FnMut(Outcome),
-    ) -> Result<()> {
+    fn run(&self, stmt: &Statement, batch: &[Params<'_>], each: impl FnMut(Outcome)) -> Result<()> {
         // Sized for the common case so encoding a wide Bind does not regrow the buffer.
         let per_bind = 64 + stmt.name().len() + batch.first().map_or(0, |p| p.len() * 24);
         let mut buf = BytesMut::with_capacity(per_bind * batch.len());
@@ -217,13 +263,28 @@ impl<'a> Call<'a> {
         }
         frontend::sync(&mut buf);
         let reply = self.conn.shared().request(Send::Extended(&buf))?;
+        if let Some(follow) = self.follow {
+            follow.send(self);
+        }
+        self.collect(stmt, &reply, skip, each)
+    }
+
+    /// Reads the reply of a request of `stmt` (after `skip` statements of its own), handing
+    /// each statement's outcome to `each` in order.
+    fn collect(
+        &self,
+        stmt: &Statement,
+        reply: &Arc<Reply>,
+        mut skip: usize,
+        mut each: impl FnMut(Outcome),
+    ) -> Result<()> {
         let mut out = Outcome {
             rows: Vec::new(),
             affected: 0,
         };
         let mut error = None;
         loop {
-            match self.next(&reply)? {
+            match self.next(reply)? {
                 Message::DataRow(body) if skip == 0 => {
                     out.rows.push(Row::new(stmt.columns_arc().clone(), body)?)
                 }

@@ -4,11 +4,11 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use postgres_types::Type;
 
-use super::call::{Call, Params};
+use super::call::{Call, FollowUp, Params};
 use super::cancel::CancelToken;
 use super::config::Config;
 use super::connect::handshake;
@@ -184,6 +184,20 @@ impl Connection {
     /// ```
     pub fn timeout(&self, timeout: Duration) -> Timed<'_> {
         Timed(Call::new(self).with_timeout(timeout))
+    }
+
+    /// A handle whose calls end at `deadline` (when set) and queue `follow` right behind
+    /// each request (when set).
+    pub(crate) fn call_with<'a>(
+        &'a self,
+        deadline: Option<(Instant, Duration)>,
+        follow: Option<&'a FollowUp>,
+    ) -> Timed<'a> {
+        Timed(Call {
+            deadline,
+            follow,
+            ..Call::new(self)
+        })
     }
 
     /// Subscribes this connection to a notification channel.

@@ -38,6 +38,7 @@ mod statement;
 mod transaction;
 pub mod types;
 
+pub(crate) use call::FollowUp;
 pub use call::Params;
 pub use cancel::CancelToken;
 pub use config::{Config, Host, SslMode, DEFAULT_STATEMENT_CACHE};

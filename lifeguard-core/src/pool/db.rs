@@ -3,13 +3,16 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use super::node::Role;
 use super::routing::classify;
+use super::token::{self, TOKEN_SQL};
 use super::{ConsistencyToken, Pool, ReadOptions};
 use crate::error::{Error, Result};
 use crate::executor::Executor;
 use crate::pg::{
-    lock, Connection, Params, Row, SimpleQueryMessage, Transaction, TransactionBuilder,
+    lock, Connection, FollowUp, Params, Row, SimpleQueryMessage, Transaction, TransactionBuilder,
 };
 
 /// A handle on the pool for one unit of work (typically one HTTP request).
@@ -33,6 +36,8 @@ pub struct Db {
     pool: Pool,
     opts: ReadOptions,
     deadline: Option<(Instant, Duration)>,
+    /// Queue the token query behind each write (see [`Db::prefetch_token`]).
+    prefetch_token: bool,
     session: Mutex<Session>,
 }
 
@@ -42,6 +47,8 @@ struct Session {
     token: Option<ConsistencyToken>,
     token_stale: bool,
     served_by: Option<Role>,
+    /// The token query queued behind the last write, and the connection it ran on.
+    prefetched: Option<(Arc<Connection>, FollowUp)>,
 }
 
 impl Db {
@@ -50,8 +57,20 @@ impl Db {
             pool,
             opts,
             deadline: None,
+            prefetch_token: false,
             session: Mutex::new(Session::default()),
         }
+    }
+
+    /// Queues the token query right behind each write of this handle, on the same
+    /// connection and in the same flush, so [`Db::token`] after a write costs no round
+    /// trip of its own (it reads the rows that came back with the write). For handles whose
+    /// token is always wanted after a write, such as an HTTP request that returns
+    /// `Lifeguard-Consistency-Token`; elsewhere it would cost the server a statement per
+    /// write for nothing. Writes in [`Db::transaction`] still read the token on demand.
+    pub fn prefetch_token(mut self) -> Db {
+        self.prefetch_token = true;
+        self
     }
 
     /// Gives every statement of this handle a share of one budget: each runs with the time
@@ -65,20 +84,24 @@ impl Db {
         self
     }
 
-    /// Runs one statement on `conn` within this handle's deadline.
+    /// Runs one statement on `conn` within this handle's deadline, queueing `follow`
+    /// behind it when given.
     fn within_deadline<T>(
         &self,
         conn: &Connection,
+        follow: Option<&FollowUp>,
         run: &impl Fn(&dyn Executor) -> Result<T>,
     ) -> Result<T> {
         match self.deadline {
-            None => run(conn),
+            None => run(&conn.call_with(None, follow)),
             Some((at, timeout)) => {
                 let left = at.saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     return Err(Error::Timeout(timeout));
                 }
-                run(&conn.timeout(left)).map_err(|e| match e {
+                // The server-side statement timeout gets what is left; the error names the
+                // whole budget.
+                run(&conn.call_with(Some((at, left)), follow)).map_err(|e| match e {
                     Error::Timeout(_) => Error::Timeout(timeout),
                     other => other,
                 })
@@ -118,10 +141,30 @@ impl Db {
             s.wrote && s.token_stale
         };
         if needs_read {
-            let (token, _) = self
-                .pool
-                .inner()
-                .write(None, |conn| self.pool.inner().token_after_write(conn))?;
+            let prefetched = lock(&self.session)
+                .prefetched
+                .take()
+                .and_then(|(conn, follow)| follow.rows(&conn))
+                .and_then(|rows| match rows.and_then(|rows| match rows.first() {
+                    Some(row) => token::from_row(row),
+                    None => Err(Error::protocol("the token query returned no row")),
+                }) {
+                    Ok(token) => Some(token),
+                    Err(e) => {
+                        // Read it again below: the connection of the write may be gone.
+                        tracing::debug!(target: "lifeguard::pool", "prefetched token lost: {e}");
+                        None
+                    }
+                });
+            let token = match prefetched {
+                Some(token) => token,
+                None => {
+                    self.pool
+                        .inner()
+                        .write(None, |conn| self.pool.inner().token_after_write(conn))?
+                        .0
+                }
+            };
             let mut s = lock(&self.session);
             s.token_stale = false;
             s.token = Some(s.token.map_or(token, |old| old.merge(&token)));
@@ -146,6 +189,8 @@ impl Db {
         s.wrote = true;
         s.token_stale = true;
         s.served_by = Some(Role::Primary);
+        // Whatever was prefetched predates this write.
+        s.prefetched = None;
     }
 
     fn note_served(&self, role: Role) {
@@ -160,10 +205,10 @@ impl Db {
 
     fn run<T>(&self, sql: &str, run: impl Fn(&dyn Executor) -> Result<T>) -> Result<T> {
         let inner = self.pool.inner();
-        let on = |conn: &Connection| self.within_deadline(conn, &run);
         let limit = self.limit();
         match self.read_options().filter(|_| classify(sql).read_only) {
             Some(opts) => {
+                let on = |conn: &Connection| self.within_deadline(conn, None, &run);
                 let (value, role) = inner
                     .read_with_role(&opts, limit, on)
                     .map_err(|e| self.past_deadline(e))?;
@@ -171,12 +216,16 @@ impl Db {
                 Ok(value)
             }
             None => {
-                let result = inner
-                    .write(limit, on)
-                    .map(|(value, _)| value)
-                    .map_err(|e| self.past_deadline(e));
+                let follow = self.prefetch_token.then(|| FollowUp::new(TOKEN_SQL));
+                let on = |conn: &Connection| self.within_deadline(conn, follow.as_ref(), &run);
+                let result = inner.write(limit, on).map_err(|e| self.past_deadline(e));
                 self.note_write_if_sent(&result);
-                result
+                result.map(|(value, conn)| {
+                    if let Some(follow) = follow {
+                        lock(&self.session).prefetched = Some((conn, follow));
+                    }
+                    value
+                })
             }
         }
     }

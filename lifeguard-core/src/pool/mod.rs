@@ -354,24 +354,9 @@ impl PoolInner {
     /// The token for everything committed on `conn` so far: its insert position, read on
     /// the same connection after the commit's `ReadyForQuery`.
     fn token_after_write(&self, conn: &Connection) -> Result<ConsistencyToken> {
-        // Identity and position from the same server in one row: no dependence on the
-        // monitor having sampled yet.
-        let row = conn.query_one(TOKEN_SQL, &[])?;
-        let text: String = row.try_get(0)?;
-        let lsn = token::parse_pg_lsn(&text)
-            .ok_or_else(|| Error::protocol(format!("unparseable LSN {text:?}")))?;
-        let timeline: i32 = row.try_get(1)?;
-        let system_id: i64 = row.try_get(2)?;
-        let timeline = u32::try_from(timeline).map_err(|_| Error::protocol("negative timeline"))?;
-        // system_identifier is unsigned in pg_control and only shown as bigint.
-        Ok(ConsistencyToken::new(system_id as u64, timeline, lsn))
+        token::from_row(&conn.query_one(token::TOKEN_SQL, &[])?)
     }
 }
-
-/// The primary's insert position with the identity a token needs.
-const TOKEN_SQL: &str = "SELECT pg_catalog.pg_current_wal_insert_lsn()::text, \
-     ('x' || substr(pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_insert_lsn()), 1, 8))::bit(32)::int, \
-     (SELECT system_identifier FROM pg_catalog.pg_control_system())";
 
 /// Runs a statement under a span with the OpenTelemetry database attributes.
 ///

@@ -4,6 +4,26 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::error::{Error, Result};
+use crate::pg::Row;
+
+/// The primary's insert position with the identity a token needs: identity and position
+/// from the same server in one row, with no dependence on the monitor having sampled yet.
+/// Run after a commit's `ReadyForQuery`, its position covers that commit.
+pub(crate) const TOKEN_SQL: &str = "SELECT pg_catalog.pg_current_wal_insert_lsn()::text, \
+     ('x' || substr(pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_insert_lsn()), 1, 8))::bit(32)::int, \
+     (SELECT system_identifier FROM pg_catalog.pg_control_system())";
+
+/// The token in a row of [`TOKEN_SQL`].
+pub(crate) fn from_row(row: &Row) -> Result<ConsistencyToken> {
+    let text: String = row.try_get(0)?;
+    let lsn =
+        parse_pg_lsn(&text).ok_or_else(|| Error::protocol(format!("unparseable LSN {text:?}")))?;
+    let timeline: i32 = row.try_get(1)?;
+    let system_id: i64 = row.try_get(2)?;
+    let timeline = u32::try_from(timeline).map_err(|_| Error::protocol("negative timeline"))?;
+    // system_identifier is unsigned in pg_control and only shown as bigint.
+    Ok(ConsistencyToken::new(system_id as u64, timeline, lsn))
+}
 
 /// A commit position on one primary history: system identifier, timeline and LSN.
 ///
