@@ -487,6 +487,22 @@ fn timestamps_without_hooks_and_in_insert_many() {
     .unwrap();
     assert_eq!(rows.len(), 3);
     assert!(rows.iter().all(|r| r.changed == Some(r.made)));
+    // The same batch with the timestamps given: a statement of its own, not the one above
+    // with now() in their place.
+    let fixed = chrono::NaiveDate::from_ymd_opt(2001, 2, 3)
+        .and_then(|d| d.and_hms_opt(4, 5, 6))
+        .unwrap();
+    let given = NoteRecord::insert_many((0..3).map(|i| NoteRecord {
+        body: Set(format!("{run}-given-{i}")),
+        made: Set(fixed),
+        changed: Set(Some(fixed)),
+        ..Default::default()
+    }))
+    .exec_with_returning(&conn)
+    .unwrap();
+    assert!(given
+        .iter()
+        .all(|r| r.made == fixed && r.changed == Some(fixed)));
     let accounts = AccountRecord::insert_many((0..2).map(|i| AccountRecord {
         email: Set(new_email(&format!("{run}-{i}"))),
         name: Set("bulk".into()),

@@ -491,3 +491,50 @@ fn copy_runs_on_a_lease_and_inside_a_transaction_and_aborts_cleanly() {
         .exec(&conn)
         .unwrap();
 }
+
+/// Two batches of the same columns and size whose unset values sit in different rows are
+/// two statements: the second must not reuse the first's text (its `DEFAULT`s would take
+/// the second's values out of order).
+#[test]
+fn insert_many_with_unset_values_in_different_rows_keeps_each_value_in_place() {
+    let conn = connect();
+    let tag = lifeguard_tests::unique_name("many_holes");
+    let row = |i: usize, named: bool, visits: bool| AccountRecord {
+        tag: Set(tag.clone()),
+        email: Set(email(&tag, i)),
+        name: if named {
+            Set(Some(format!("n{i}")))
+        } else {
+            NotSet
+        },
+        visits: if visits { Set(i as i32) } else { NotSet },
+        ..Default::default()
+    };
+    for batch in [
+        vec![row(0, true, true), row(1, false, false)],
+        vec![row(2, false, false), row(3, true, true)],
+        vec![row(4, true, false), row(5, false, true)],
+    ] {
+        AccountRecord::insert_many(batch).exec(&conn).unwrap();
+    }
+    let got: Vec<(String, Option<String>, i32)> = Account::find()
+        .filter(mine(&tag))
+        .order_by_asc(AccountColumn::Email)
+        .all(&conn)
+        .unwrap()
+        .into_iter()
+        .map(|a| (a.email, a.name, a.visits))
+        .collect();
+    let want: Vec<(String, Option<String>, i32)> = [
+        (0, Some("n0"), 0),
+        (1, None, 0),
+        (2, None, 0),
+        (3, Some("n3"), 3),
+        (4, Some("n4"), 0),
+        (5, None, 5),
+    ]
+    .into_iter()
+    .map(|(i, n, v)| (email(&tag, i), n.map(String::from), v))
+    .collect();
+    assert_eq!(got, want);
+}

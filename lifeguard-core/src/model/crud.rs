@@ -33,6 +33,11 @@ fn shapes() -> &'static Mutex<HashMap<ShapeKey, &'static str>> {
     SHAPES.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
+/// The SQL cached for `key`, if any.
+fn cached(key: ShapeKey) -> Option<&'static str> {
+    lock(shapes()).get(&key).copied()
+}
+
 /// The SQL for `key`, built by `build` the first time (and every time when the shape
 /// cannot be cached: more than 128 columns, or an expression among the values).
 fn statement(
@@ -42,8 +47,8 @@ fn statement(
     let Some(key) = key else {
         return build().into();
     };
-    if let Some(sql) = lock(shapes()).get(&key) {
-        return (*sql).into();
+    if let Some(sql) = cached(key) {
+        return sql.into();
     }
     let sql: &'static str = Box::leak(build().into_boxed_str());
     lock(shapes()).insert(key, sql);
@@ -313,20 +318,51 @@ impl<R: LifeRecord> InsertMany<R> {
                 M::<R>::TABLE
             )));
         }
-        let mask = columns
+        // A cached text must follow from its key alone: every used column holds a
+        // parameter in every row, or (an automatic timestamp nobody set) now() in every
+        // row. Then the columns set everywhere name the shape; a batch with DEFAULTs in
+        // some rows only is built afresh.
+        let set_everywhere = |i: usize| rows.iter().all(|row| matches!(row[i].1, Field::Set(_)));
+        let uniform = columns.iter().all(|&i| {
+            set_everywhere(i)
+                || (auto[i]
+                    && rows
+                        .iter()
+                        .all(|row| matches!(row[i].1, Field::NotSet | Field::Unchanged(_))))
+        });
+        let params_mask = columns
             .iter()
-            .filter(|&&i| i < 128)
+            .filter(|&&i| i < 128 && set_everywhere(i))
             .fold(0u128, |m, &i| m | 1 << i);
         // The conflict clause's own values come after each chunk's row values.
         let mut clause_params = Vec::new();
         if let Some(oc) = &self.on_conflict {
             oc.write(&mut String::new(), &mut clause_params);
         }
-        let cacheable = !has_expr && width <= 128 && self.on_conflict.is_none();
+        let cacheable = uniform && !has_expr && width <= 128 && self.on_conflict.is_none();
         let per_chunk = ((MAX_PARAMS - clause_params.len()) / columns.len()).max(1);
         for chunk in rows.chunks(per_chunk) {
             let mut params: Vec<&(dyn ToSql + Sync)> =
                 Vec::with_capacity(chunk.len() * columns.len());
+            let key = cacheable.then(|| {
+                (
+                    TypeId::of::<R>(),
+                    Kind::InsertMany(chunk.len(), returning),
+                    params_mask,
+                )
+            });
+            if let Some(sql) = key.and_then(cached) {
+                // Known shape: only the values, in the text's order.
+                for row in chunk {
+                    for &i in &columns {
+                        if let Field::Set(v) = row[i].1 {
+                            params.push(v);
+                        }
+                    }
+                }
+                run(sql, &params)?;
+                continue;
+            }
             let mut values = String::new();
             for (r, row) in chunk.iter().enumerate() {
                 values.push_str(if r == 0 { "(" } else { ", (" });
@@ -345,13 +381,6 @@ impl<R: LifeRecord> InsertMany<R> {
             if let Some(oc) = &self.on_conflict {
                 oc.write(&mut values, &mut params);
             }
-            let key = cacheable.then(|| {
-                (
-                    TypeId::of::<R>(),
-                    Kind::InsertMany(chunk.len(), returning),
-                    mask,
-                )
-            });
             let sql = statement(key, || {
                 let names: Vec<String> = columns
                     .iter()
