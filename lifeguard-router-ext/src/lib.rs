@@ -13,7 +13,7 @@
 //! | `Lifeguard-Read-Preference` | request | `primary`, `primary-preferred`, `replica`, `replica-preferred`, `nearest` (case-insensitive); absent: [`Settings::default_preference`] |
 //! | `Lifeguard-Max-Staleness` | request | whole milliseconds, `0..=86400000` |
 //! | `Lifeguard-Consistency-Token` | request | `v1.<system-id>.<timeline>.<lsn hex>`; several values or comma lists: the newest |
-//! | `Lifeguard-Timeout` | request | whole milliseconds `1..=86400000`, clamped to [`Settings::max_timeout`]: the budget of every database statement of the request ([`Db::with_timeout`](lifeguard_core::pool::Db::with_timeout)) |
+//! | `Lifeguard-Timeout` | request | whole milliseconds `1..=86400000`, clamped to [`Settings::max_timeout`]: the budget of every database statement and transaction of the request, and of waiting for a connection ([`Db::with_timeout`](lifeguard_core::pool::Db::with_timeout)) |
 //! | `Lifeguard-Request-Id` | both | 1–128 visible ASCII characters; echoed, or a UUID v4 is generated |
 //! | `Lifeguard-Consistency-Token` | response | only when the request wrote something that may have committed |
 //! | `Lifeguard-Served-By` | response | `primary` / `replica`; only with [`Settings::served_by`] |
