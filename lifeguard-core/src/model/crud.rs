@@ -116,6 +116,16 @@ fn shape_key<R: LifeRecord>(
     (!c.has_expr).then(|| (TypeId::of::<R>(), kind, c.mask))
 }
 
+/// The parameters of a cached statement's set fields, in the order its text numbers them:
+/// a cacheable shape has no expression with parameters of its own (only `now()`).
+fn set_values<'a, C>(c: &Changes<'a, C>, params: &mut Vec<&'a (dyn ToSql + Sync)>) {
+    for (_, field) in &c.set {
+        if let Field::Set(v) = field {
+            params.push(*v);
+        }
+    }
+}
+
 /// Appends the value of a set field as a placeholder (or the expression's SQL).
 pub(super) fn push_value<'a>(
     sql: &mut String,
@@ -137,7 +147,13 @@ pub(crate) fn insert<R: LifeRecord>(record: &R, db: &(impl Executor + ?Sized)) -
     type M<R> = <R as LifeRecord>::Model;
     let mut c = changes(record);
     add_auto_timestamps::<M<R>>(&mut c, true);
+    let key = shape_key::<R>(Kind::Insert, &c);
     let mut params = Vec::with_capacity(c.set.len());
+    if let Some(sql) = key.and_then(cached) {
+        set_values(&c, &mut params);
+        let row = db.query_one(sql, &params)?;
+        return M::<R>::from_row(&row);
+    }
     let mut values = String::new();
     for (i, (_, field)) in c.set.iter().enumerate() {
         if i > 0 {
@@ -145,7 +161,7 @@ pub(crate) fn insert<R: LifeRecord>(record: &R, db: &(impl Executor + ?Sized)) -
         }
         push_value(&mut values, &mut params, *field);
     }
-    let sql = statement(shape_key::<R>(Kind::Insert, &c), || {
+    let sql = statement(key, || {
         if c.set.is_empty() {
             return format!(
                 "INSERT INTO {} DEFAULT VALUES RETURNING {}",
@@ -179,7 +195,14 @@ pub(crate) fn update<R: LifeRecord>(record: &R, db: &(impl Executor + ?Sized)) -
         return require(M::<R>::find_by_id(key).one(db)?);
     }
     add_auto_timestamps::<M<R>>(&mut c, false);
+    let shape = shape_key::<R>(Kind::Update, &c);
     let mut params = Vec::with_capacity(c.set.len() + 1);
+    if let Some(sql) = shape.and_then(cached) {
+        set_values(&c, &mut params);
+        params.extend(M::<R>::key_params(&key));
+        let row = db.query_opt(sql, &params)?;
+        return require(row.as_ref().map(M::<R>::from_row).transpose()?);
+    }
     let mut assignments = String::new();
     for (i, (col, field)) in c.set.iter().enumerate() {
         if i > 0 {
@@ -192,7 +215,7 @@ pub(crate) fn update<R: LifeRecord>(record: &R, db: &(impl Executor + ?Sized)) -
     let key_params = M::<R>::key_params(&key);
     let first_key = params.len() + 1;
     params.extend(key_params);
-    let sql = statement(shape_key::<R>(Kind::Update, &c), || {
+    let sql = statement(shape, || {
         let keys: Vec<String> = M::<R>::COLUMNS
             .iter()
             .filter(|c| c.primary_key)
