@@ -67,16 +67,18 @@
 //! # Ok(()) }
 //! ```
 
+use std::any::TypeId;
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::hash::Hash;
 use std::marker::PhantomData;
+use std::sync::{Mutex, OnceLock};
 
 use super::{ColumnDef, LifeModel};
 use crate::error::Result;
 use crate::executor::Executor;
-use crate::pg::{FromSql, Row, ToSql};
+use crate::pg::{lock, FromSql, Row, ToSql};
 use crate::query::{as_params, quote, Expr, IntoOrderExpr, Select};
 
 /// The kind of a relation.
@@ -253,8 +255,22 @@ fn order_by_key<M: LifeModel>(mut select: Select<M>) -> Select<M> {
     select
 }
 
-/// Loads the `R`s of every parent with one query; one group per parent, in order.
-fn load_groups<P, R, E>(db: &E, select: &Select<R>, parents: &[P]) -> Result<Vec<Vec<R>>>
+/// The loader statements of relations loaded with an unrefined `many`/`one`, by
+/// (parent, child) type: their text depends on nothing else, and their one parameter is the
+/// key array. Bounded by the relations a program loads; each text is leaked once.
+fn plain_loader_sql() -> &'static Mutex<HashMap<(TypeId, TypeId), &'static str>> {
+    static SQL: OnceLock<Mutex<HashMap<(TypeId, TypeId), &'static str>>> = OnceLock::new();
+    SQL.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// Loads the `R`s of every parent with one query; one group per parent, in order. `plain`:
+/// `select` is `R::find()` as it comes, so the statement can be cached.
+fn load_groups<P, R, E>(
+    db: &E,
+    select: &Select<R>,
+    plain: bool,
+    parents: &[P],
+) -> Result<Vec<Vec<R>>>
 where
     P: Related<R>,
     R: LifeModel,
@@ -272,21 +288,38 @@ where
         return Ok(parents.iter().map(|_| Vec::new()).collect());
     }
     let distinct = unique.len();
-    let def = P::def();
-    let mut query = select
-        .clone()
-        .columns(model_columns::<R>().chain([def.key_expr()]))
-        .filter(
-            def.key_expr()
-                .append_sql(" = ANY(")
-                .append(P::keys_param(unique))
-                .append_sql(")"),
-        );
-    if let Some(via) = &def.via {
-        query = query.join_sql(def.via_join_from_target(via));
-    }
-    let (sql, params) = order_by_key(query).build();
-    let rows = db.query(&sql, &as_params(&params))?;
+    let cache_key = plain.then(|| (TypeId::of::<P>(), TypeId::of::<R>()));
+    let cached = cache_key.and_then(|k| lock(plain_loader_sql()).get(&k).copied());
+    let rows = match cached {
+        Some(sql) => {
+            let keys = P::keys_param(unique);
+            let mut params = Vec::with_capacity(1);
+            keys.write_borrowed(&mut String::new(), &mut params);
+            db.query(sql, &params)?
+        }
+        None => {
+            let def = P::def();
+            let mut query = select
+                .clone()
+                .columns(model_columns::<R>().chain([def.key_expr()]))
+                .filter(
+                    def.key_expr()
+                        .append_sql(" = ANY(")
+                        .append(P::keys_param(unique))
+                        .append_sql(")"),
+                );
+            if let Some(via) = &def.via {
+                query = query.join_sql(def.via_join_from_target(via));
+            }
+            let (sql, params) = order_by_key(query).build();
+            // Only the key array may be a parameter of a cached text.
+            if let (Some(k), 1) = (cache_key, params.len()) {
+                let text: &'static str = Box::leak(sql.clone().into_boxed_str());
+                lock(plain_loader_sql()).insert(k, text);
+            }
+            db.query(&sql, &as_params(&params))?
+        }
+    };
 
     // Rows arrive ordered by the children's own key, so one parent's children usually come
     // together (they were mostly written together): one hash look-up per run of equal
@@ -406,6 +439,8 @@ impl<R: LifeModel, S: LoadSpec<R>> Nest<R> for With<S> {
 /// relation as a list); build it with [`many`].
 pub struct Many<R: LifeModel, N = Leaf> {
     select: Select<R>,
+    /// `select` is still `R::find()`: the loader's statement can be cached.
+    plain: bool,
     nest: N,
 }
 
@@ -413,6 +448,8 @@ pub struct Many<R: LifeModel, N = Leaf> {
 /// [`one`].
 pub struct One<R: LifeModel, N = Leaf> {
     select: Select<R>,
+    /// `select` is still `R::find()`: the loader's statement can be cached.
+    plain: bool,
     nest: N,
 }
 
@@ -432,6 +469,7 @@ pub struct One<R: LifeModel, N = Leaf> {
 pub fn many<R: LifeModel>() -> Many<R> {
     Many {
         select: R::find(),
+        plain: true,
         nest: Leaf,
     }
 }
@@ -440,6 +478,7 @@ pub fn many<R: LifeModel>() -> Many<R> {
 pub fn one<R: LifeModel>() -> One<R> {
     One {
         select: R::find(),
+        plain: true,
         nest: Leaf,
     }
 }
@@ -451,6 +490,7 @@ macro_rules! spec_builders {
             pub fn with<S: LoadSpec<R>>(self, spec: S) -> $ty<R, With<S>> {
                 $ty {
                     select: self.select,
+                    plain: self.plain,
                     nest: With(spec),
                 }
             }
@@ -458,6 +498,7 @@ macro_rules! spec_builders {
             /// Loads only the related rows matching `condition`.
             pub fn filter(mut self, condition: impl Into<Expr>) -> Self {
                 self.select = self.select.filter(condition);
+                self.plain = false;
                 self
             }
 
@@ -466,12 +507,14 @@ macro_rules! spec_builders {
             /// the whole level, not per parent.
             pub fn query(mut self, f: impl FnOnce(Select<R>) -> Select<R>) -> Self {
                 self.select = f(self.select);
+                self.plain = false;
                 self
             }
 
             /// Includes soft-deleted related rows.
             pub fn with_deleted(mut self) -> Self {
                 self.select = self.select.with_deleted();
+                self.plain = false;
                 self
             }
         }
@@ -494,6 +537,7 @@ spec_builders!(One);
 fn load_level<P, R, N, E>(
     db: &E,
     select: &Select<R>,
+    plain: bool,
     nest: &N,
     parents: &[P],
 ) -> Result<Vec<Vec<N::Item>>>
@@ -503,7 +547,7 @@ where
     N: Nest<R>,
     E: Executor + ?Sized,
 {
-    let groups = load_groups::<P, R, E>(db, select, parents)?;
+    let groups = load_groups::<P, R, E>(db, select, plain, parents)?;
     nest.attach(db, groups)
 }
 
@@ -516,7 +560,7 @@ where
     type Out = Vec<N::Item>;
 
     fn load_for<E: Executor + ?Sized>(&self, db: &E, parents: &[P]) -> Result<Vec<Self::Out>> {
-        load_level(db, &self.select, &self.nest, parents)
+        load_level(db, &self.select, self.plain, &self.nest, parents)
     }
 }
 
@@ -529,10 +573,12 @@ where
     type Out = Option<N::Item>;
 
     fn load_for<E: Executor + ?Sized>(&self, db: &E, parents: &[P]) -> Result<Vec<Self::Out>> {
-        Ok(load_level(db, &self.select, &self.nest, parents)?
-            .into_iter()
-            .map(|group| group.into_iter().next())
-            .collect())
+        Ok(
+            load_level(db, &self.select, self.plain, &self.nest, parents)?
+                .into_iter()
+                .map(|group| group.into_iter().next())
+                .collect(),
+        )
     }
 }
 
