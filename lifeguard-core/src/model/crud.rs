@@ -5,55 +5,16 @@
 //! hot path formats no SQL, and the stable text always hits the statement cache.
 
 use std::any::TypeId;
-use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use super::active::Field;
 use super::bulk::OnConflict;
+use super::shapes::{cached, statement, Kind, ShapeKey};
 use super::{FromRow, LifeModel, LifeRecord, ModelColumn};
 use crate::error::{Error, Result};
 use crate::executor::Executor;
-use crate::pg::{lock, ToSql};
+use crate::pg::ToSql;
 use crate::query::{quote, require, Expr};
-
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-enum Kind {
-    Insert,
-    Update,
-    /// A multi-row insert of this many rows, with or without `RETURNING`.
-    InsertMany(usize, bool),
-}
-
-type ShapeKey = (TypeId, Kind, u128);
-
-/// Statements by model, kind and set-column mask. Bounded by the shapes a program uses;
-/// each text is leaked once so lookups hand out `&'static str` without copying.
-fn shapes() -> &'static Mutex<HashMap<ShapeKey, &'static str>> {
-    static SHAPES: OnceLock<Mutex<HashMap<ShapeKey, &'static str>>> = OnceLock::new();
-    SHAPES.get_or_init(|| Mutex::new(HashMap::new()))
-}
-
-/// The SQL cached for `key`, if any.
-fn cached(key: ShapeKey) -> Option<&'static str> {
-    lock(shapes()).get(&key).copied()
-}
-
-/// The SQL for `key`, built by `build` the first time (and every time when the shape
-/// cannot be cached: more than 128 columns, or an expression among the values).
-fn statement(
-    key: Option<ShapeKey>,
-    build: impl FnOnce() -> String,
-) -> std::borrow::Cow<'static, str> {
-    let Some(key) = key else {
-        return build().into();
-    };
-    if let Some(sql) = cached(key) {
-        return sql.into();
-    }
-    let sql: &'static str = Box::leak(build().into_boxed_str());
-    lock(shapes()).insert(key, sql);
-    sql.into()
-}
 
 /// The set fields of a record and what caching its statement needs.
 struct Changes<'a, C> {

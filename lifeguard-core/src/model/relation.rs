@@ -73,12 +73,12 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::hash::Hash;
 use std::marker::PhantomData;
-use std::sync::{Mutex, OnceLock};
 
+use super::shapes::{cached, remember, Kind};
 use super::{ColumnDef, LifeModel};
 use crate::error::Result;
 use crate::executor::Executor;
-use crate::pg::{lock, FromSql, Row, ToSql};
+use crate::pg::{FromSql, Row, ToSql};
 use crate::query::{as_params, quote, Expr, IntoOrderExpr, Select};
 
 /// The kind of a relation.
@@ -255,14 +255,6 @@ fn order_by_key<M: LifeModel>(mut select: Select<M>) -> Select<M> {
     select
 }
 
-/// The loader statements of relations loaded with an unrefined `many`/`one`, by
-/// (parent, child) type: their text depends on nothing else, and their one parameter is the
-/// key array. Bounded by the relations a program loads; each text is leaked once.
-fn plain_loader_sql() -> &'static Mutex<HashMap<(TypeId, TypeId), &'static str>> {
-    static SQL: OnceLock<Mutex<HashMap<(TypeId, TypeId), &'static str>>> = OnceLock::new();
-    SQL.get_or_init(|| Mutex::new(HashMap::new()))
-}
-
 /// Loads the `R`s of every parent with one query; one group per parent, in order. `plain`:
 /// `select` is `R::find()` as it comes, so the statement can be cached.
 fn load_groups<P, R, E>(
@@ -288,9 +280,10 @@ where
         return Ok(parents.iter().map(|_| Vec::new()).collect());
     }
     let distinct = unique.len();
-    let cache_key = plain.then(|| (TypeId::of::<P>(), TypeId::of::<R>()));
-    let cached = cache_key.and_then(|k| lock(plain_loader_sql()).get(&k).copied());
-    let rows = match cached {
+    // An unrefined level's text depends only on the two types; its one parameter is the
+    // key array.
+    let shape = plain.then(|| (TypeId::of::<R>(), Kind::Load(TypeId::of::<P>()), 0));
+    let rows = match shape.and_then(cached) {
         Some(sql) => {
             let keys = P::keys_param(unique);
             let mut params = Vec::with_capacity(1);
@@ -313,9 +306,8 @@ where
             }
             let (sql, params) = order_by_key(query).build();
             // Only the key array may be a parameter of a cached text.
-            if let (Some(k), 1) = (cache_key, params.len()) {
-                let text: &'static str = Box::leak(sql.clone().into_boxed_str());
-                lock(plain_loader_sql()).insert(k, text);
+            if let (Some(key), 1) = (shape, params.len()) {
+                remember(key, sql.clone());
             }
             db.query(&sql, &as_params(&params))?
         }

@@ -1,0 +1,57 @@
+//! SQL texts built once per shape and reused: the hot paths of records and loaders
+//! format no SQL, and the stable text always hits the connection's statement cache.
+
+use std::any::TypeId;
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
+use crate::pg::lock;
+
+/// What a statement does.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) enum Kind {
+    Insert,
+    Update,
+    /// A multi-row insert of this many rows, with or without `RETURNING`.
+    InsertMany(usize, bool),
+    /// The loader of the model's rows related to this parent type, unrefined.
+    Load(TypeId),
+}
+
+/// Model, kind and set-column mask (0 where no mask applies).
+pub(super) type ShapeKey = (TypeId, Kind, u128);
+
+/// Statements by shape. Bounded by the shapes a program uses; each text is leaked once so
+/// lookups hand out `&'static str` without copying.
+fn shapes() -> &'static Mutex<HashMap<ShapeKey, &'static str>> {
+    static SHAPES: OnceLock<Mutex<HashMap<ShapeKey, &'static str>>> = OnceLock::new();
+    SHAPES.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// The SQL cached for `key`, if any.
+pub(super) fn cached(key: ShapeKey) -> Option<&'static str> {
+    lock(shapes()).get(&key).copied()
+}
+
+/// Caches `sql` for `key`.
+pub(super) fn remember(key: ShapeKey, sql: String) -> &'static str {
+    let sql: &'static str = Box::leak(sql.into_boxed_str());
+    lock(shapes()).insert(key, sql);
+    sql
+}
+
+/// The SQL for `key`, built by `build` the first time (and every time when the shape
+/// cannot be cached: `key` is `None`).
+pub(super) fn statement(
+    key: Option<ShapeKey>,
+    build: impl FnOnce() -> String,
+) -> Cow<'static, str> {
+    let Some(key) = key else {
+        return build().into();
+    };
+    match cached(key) {
+        Some(sql) => sql.into(),
+        None => remember(key, build()).into(),
+    }
+}
