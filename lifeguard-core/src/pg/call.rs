@@ -61,19 +61,20 @@ impl FollowUp {
 
     /// Queues the statement on `call`'s connection; a failure only means it was not sent.
     fn send(&self, call: &Call<'_>) {
-        let queued = (|| {
-            let stmt = call.prepare_cached(self.sql)?;
-            let mut buf = BytesMut::new();
-            encode_bind(&stmt, &[], &mut buf)?;
-            frontend::execute("", 0, &mut buf).map_err(encode_error)?;
-            frontend::sync(&mut buf);
-            let reply = call.conn.shared().request(Send::Extended(&buf))?;
-            Ok::<_, Error>((stmt, reply))
-        })();
-        match queued {
+        match self.queue(call) {
             Ok(sent) => *lock(&self.sent) = Some(sent),
             Err(e) => tracing::debug!(target: "lifeguard::pg", "follow-up not sent: {e}"),
         }
+    }
+
+    fn queue(&self, call: &Call<'_>) -> Result<(Statement, Arc<Reply>)> {
+        let stmt = call.prepare_cached(self.sql)?;
+        let mut buf = BytesMut::new();
+        encode_bind(&stmt, &[], &mut buf)?;
+        frontend::execute("", 0, &mut buf).map_err(encode_error)?;
+        frontend::sync(&mut buf);
+        let reply = call.conn.shared().request(Send::Extended(&buf))?;
+        Ok((stmt, reply))
     }
 
     /// The statement's rows (waiting for them), or `None` when it was never sent. `conn` is

@@ -141,22 +141,7 @@ impl Db {
             s.wrote && s.token_stale
         };
         if needs_read {
-            let prefetched = lock(&self.session)
-                .prefetched
-                .take()
-                .and_then(|(conn, follow)| follow.rows(&conn))
-                .and_then(|rows| match rows.and_then(|rows| match rows.first() {
-                    Some(row) => token::from_row(row),
-                    None => Err(Error::protocol("the token query returned no row")),
-                }) {
-                    Ok(token) => Some(token),
-                    Err(e) => {
-                        // Read it again below: the connection of the write may be gone.
-                        tracing::debug!(target: "lifeguard::pool", "prefetched token lost: {e}");
-                        None
-                    }
-                });
-            let token = match prefetched {
+            let token = match self.prefetched_token() {
                 Some(token) => token,
                 None => {
                     self.pool
@@ -174,6 +159,20 @@ impl Db {
             (Some(a), Some(b)) => Some(a.merge(&b)),
             (a, b) => a.or(b),
         })
+    }
+
+    /// The token queued behind the last write ([`Db::prefetch_token`]), if it came back;
+    /// `None` sends the caller to read it again (the write's connection may be gone).
+    fn prefetched_token(&self) -> Option<ConsistencyToken> {
+        let (conn, follow) = lock(&self.session).prefetched.take()?;
+        let read = follow.rows(&conn)?.and_then(|rows| {
+            let row = rows
+                .first()
+                .ok_or_else(|| Error::protocol("the token query returned no row"))?;
+            token::from_row(row)
+        });
+        read.map_err(|e| tracing::debug!(target: "lifeguard::pool", "prefetched token lost: {e}"))
+            .ok()
     }
 
     /// Remembers a write that may have committed: it succeeded, or its outcome is unknown.
