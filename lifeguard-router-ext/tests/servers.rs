@@ -42,6 +42,15 @@ fn where_am_i(_req: &HttpRequest, db: &RequestExecutor) -> Reply {
     }
 }
 
+/// The `id=N` query of the notes routes.
+fn note_id(req: &HttpRequest) -> i64 {
+    req.query()
+        .and_then(|q| q.strip_prefix("id="))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 fn server() -> &'static Server {
     static SERVER: OnceLock<Server> = OnceLock::new();
     SERVER.get_or_init(|| {
@@ -62,12 +71,7 @@ fn server() -> &'static Server {
         let service = ServiceBuilder::new(lg)
             .route("GET", "/where", "where", where_am_i)
             .route("POST", "/notes", "notes_create", move |req, db| {
-                let id: i64 = req
-                    .query()
-                    .and_then(|q| q.strip_prefix("id="))
-                    .unwrap()
-                    .parse()
-                    .unwrap();
+                let id = note_id(req);
                 let body = String::from_utf8_lossy(req.body()).into_owned();
                 match db.execute(&t_insert, &[&id, &body]) {
                     Ok(n) => Reply::json(201, &json!({"inserted": n})),
@@ -75,12 +79,7 @@ fn server() -> &'static Server {
                 }
             })
             .route("GET", "/notes", "notes_get", move |req, db| {
-                let id: i64 = req
-                    .query()
-                    .and_then(|q| q.strip_prefix("id="))
-                    .unwrap()
-                    .parse()
-                    .unwrap();
+                let id = note_id(req);
                 match db.query_opt(&t_select, &[&id]) {
                     Ok(row) => Reply::json(
                         200,

@@ -118,8 +118,16 @@ impl Connection {
                 limits.max_head_bytes
             ))
         };
-        let mut fields = vec![httparse::EMPTY_HEADER; limits.max_headers];
-        let mut req = httparse::Request::new(&mut fields);
+        // On the coroutine's stack for the default limit: no allocation per request.
+        let mut inline = [httparse::EMPTY_HEADER; 64];
+        let mut spilled;
+        let fields: &mut [httparse::Header<'_>] = if limits.max_headers <= inline.len() {
+            &mut inline[..limits.max_headers]
+        } else {
+            spilled = vec![httparse::EMPTY_HEADER; limits.max_headers];
+            &mut spilled
+        };
+        let mut req = httparse::Request::new(fields);
         let len = match req.parse(buf) {
             Ok(httparse::Status::Complete(len)) if len > limits.max_head_bytes => {
                 return Err(head_bytes())
