@@ -247,7 +247,7 @@ fn model_columns<M: LifeModel>() -> impl Iterator<Item = Expr> {
     M::COLUMNS.iter().map(|c| column(M::QUALIFIED, c.name))
 }
 
-/// Orders by `M`'s primary key, so loaded children come in a stable order.
+/// Orders by `M`'s primary key, so the first loaded child of a parent is always the same one.
 fn order_by_key<M: LifeModel>(mut select: Select<M>) -> Select<M> {
     for c in M::COLUMNS.iter().filter(|c| c.primary_key) {
         select = select.order_by_asc(column(M::QUALIFIED, c.name).into_order_expr());
@@ -256,11 +256,16 @@ fn order_by_key<M: LifeModel>(mut select: Select<M>) -> Select<M> {
 }
 
 /// Loads the `R`s of every parent with one query; one group per parent, in order. `plain`:
-/// `select` is `R::find()` as it comes, so the statement can be cached.
+/// `select` is `R::find()` as it comes, so the statement can be cached. `first_by_key`:
+/// only a parent's first child is kept, so the rows are ordered by the children's primary
+/// key to make that pick stable; otherwise they come as the server sends them (as from
+/// SeaORM's and Diesel's loaders), and a caller wanting an order asks for it with
+/// [`Many::query`].
 fn load_groups<P, R, E>(
     db: &E,
     select: &Select<R>,
     plain: bool,
+    first_by_key: bool,
     parents: &[P],
 ) -> Result<Vec<Vec<R>>>
 where
@@ -280,9 +285,19 @@ where
         return Ok(parents.iter().map(|_| Vec::new()).collect());
     }
     let distinct = unique.len();
-    // An unrefined level's text depends only on the two types; its one parameter is the
-    // key array.
-    let shape = plain.then(|| (TypeId::of::<R>(), Kind::Load(TypeId::of::<P>()), 0));
+    let def = P::def();
+    // A direct relation's key is one of the child's own columns; only a junction's key
+    // has to be selected as well.
+    let own_key = match def.via {
+        None => R::COLUMNS.iter().position(|c| c.name == def.to_column),
+        Some(_) => None,
+    };
+    // An unrefined level's text depends only on the two types and the order; its one
+    // parameter is the key array.
+    let shape = plain.then(|| {
+        let kind = Kind::Load(TypeId::of::<P>(), first_by_key);
+        (TypeId::of::<R>(), kind, 0)
+    });
     let rows = match shape.and_then(cached) {
         Some(sql) => {
             let keys = P::keys_param(unique);
@@ -291,10 +306,10 @@ where
             db.query(sql, &params)?
         }
         None => {
-            let def = P::def();
+            let extra_key = own_key.is_none().then(|| def.key_expr());
             let mut query = select
                 .clone()
-                .columns(model_columns::<R>().chain([def.key_expr()]))
+                .columns(model_columns::<R>().chain(extra_key))
                 .filter(
                     def.key_expr()
                         .append_sql(" = ANY(")
@@ -304,7 +319,10 @@ where
             if let Some(via) = &def.via {
                 query = query.join_sql(def.via_join_from_target(via));
             }
-            let (sql, params) = order_by_key(query).build();
+            if first_by_key {
+                query = order_by_key(query);
+            }
+            let (sql, params) = query.build();
             // Only the key array may be a parameter of a cached text.
             if let (Some(key), 1) = (shape, params.len()) {
                 remember(key, sql.clone());
@@ -313,10 +331,10 @@ where
         }
     };
 
-    // Rows arrive ordered by the children's own key, so one parent's children usually come
-    // together (they were mostly written together): one hash look-up per run of equal
+    // One parent's children usually come together (an index scan on the key returns them
+    // so, and rows written together sort together): one hash look-up per run of equal
     // parent keys, not per row. A key that comes back after another joins its group.
-    let key_at = R::COLUMNS.len();
+    let key_at = own_key.unwrap_or(R::COLUMNS.len());
     let per_group = rows.len().div_ceil(distinct);
     let mut groups: Vec<Vec<R>> = Vec::with_capacity(distinct);
     let mut group_of: HashMap<P::Key, usize> = HashMap::with_capacity(distinct);
@@ -494,9 +512,10 @@ macro_rules! spec_builders {
                 self
             }
 
-            /// Refines the query the related rows come from (filters, order; the loader
-            /// orders by the primary key after any order given here). A limit applies to
-            /// the whole level, not per parent.
+            /// Refines the query the related rows come from: filters, and the order of
+            /// each parent's children (without one, [`Many`] keeps the server's order and
+            /// [`One`] takes the child with the lowest primary key). A limit applies to the
+            /// whole level, not per parent.
             pub fn query(mut self, f: impl FnOnce(Select<R>) -> Select<R>) -> Self {
                 self.select = f(self.select);
                 self.plain = false;
@@ -530,6 +549,7 @@ fn load_level<P, R, N, E>(
     db: &E,
     select: &Select<R>,
     plain: bool,
+    first_by_key: bool,
     nest: &N,
     parents: &[P],
 ) -> Result<Vec<Vec<N::Item>>>
@@ -539,7 +559,7 @@ where
     N: Nest<R>,
     E: Executor + ?Sized,
 {
-    let groups = load_groups::<P, R, E>(db, select, plain, parents)?;
+    let groups = load_groups::<P, R, E>(db, select, plain, first_by_key, parents)?;
     nest.attach(db, groups)
 }
 
@@ -552,7 +572,7 @@ where
     type Out = Vec<N::Item>;
 
     fn load_for<E: Executor + ?Sized>(&self, db: &E, parents: &[P]) -> Result<Vec<Self::Out>> {
-        load_level(db, &self.select, self.plain, &self.nest, parents)
+        load_level(db, &self.select, self.plain, false, &self.nest, parents)
     }
 }
 
@@ -566,7 +586,7 @@ where
 
     fn load_for<E: Executor + ?Sized>(&self, db: &E, parents: &[P]) -> Result<Vec<Self::Out>> {
         Ok(
-            load_level(db, &self.select, self.plain, &self.nest, parents)?
+            load_level(db, &self.select, self.plain, true, &self.nest, parents)?
                 .into_iter()
                 .map(|group| group.into_iter().next())
                 .collect(),

@@ -15,8 +15,9 @@ pub(super) enum Kind {
     Update,
     /// A multi-row insert of this many rows, with or without `RETURNING`.
     InsertMany(usize, bool),
-    /// The loader of the model's rows related to this parent type, unrefined.
-    Load(TypeId),
+    /// The loader of the model's rows related to this parent type, unrefined; ordered by
+    /// the children's primary key or not.
+    Load(TypeId, bool),
 }
 
 /// Model, kind and set-column mask (0 where no mask applies).
