@@ -449,6 +449,7 @@ fn generate(
          [`ActiveValue`](::lifeguard_core::model::ActiveValue). Insert, update, save or \
          delete it with [`LifeRecord`](::lifeguard_core::model::LifeRecord)."
     );
+    let field_count = columns.len();
     let record_fields = columns.iter().map(|c| {
         let ident = c.ident;
         let ty = c.ty;
@@ -621,10 +622,10 @@ fn generate(
         impl #lg::model::LifeRecord for #record {
             type Model = #model;
 
-            fn fields(
-                &self,
-            ) -> ::std::vec::Vec<(#column_enum, #lg::model::Field<'_>)> {
-                ::std::vec![#(#record_fields),*]
+            type Fields<'a> = [(#column_enum, #lg::model::Field<'a>); #field_count];
+
+            fn fields(&self) -> Self::Fields<'_> {
+                [#(#record_fields),*]
             }
 
             fn primary_key(&self) -> ::core::option::Option<#pk_type> {

@@ -203,7 +203,6 @@ fn record_fields_and_keys() {
     assert!(matches!(fields[0].1, Field::NotSet));
     assert!(matches!(fields[1].1, Field::Set(_)));
     assert!(matches!(fields[3].1, Field::Expr(_)));
-    drop(fields);
     assert!(LifeRecord::primary_key(&r).is_none());
 
     r.id = Set(9);

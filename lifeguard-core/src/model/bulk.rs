@@ -432,6 +432,7 @@ pub(crate) fn insert_on_conflict<R: LifeRecord>(
     type M<R> = <R as LifeRecord>::Model;
     on_conflict.check(M::<R>::TABLE)?;
     let fields = record.fields();
+    let fields = fields.as_ref();
     let set: Vec<_> = fields.iter().filter(|(_, f)| is_written(f)).collect();
     let mut params = Vec::with_capacity(set.len());
     let mut sql = format!("INSERT INTO {}", M::<R>::QUALIFIED);
@@ -483,29 +484,32 @@ pub(crate) fn insert_many_copy<'a, R: LifeRecord>(
     let Some(first) = records.peek() else {
         return Ok(0);
     };
-    let fields = first.fields();
-    let mut columns = Vec::new();
-    for (i, (col, field)) in fields.iter().enumerate() {
-        match field {
-            Field::Set(_) => columns.push((i, *col)),
-            Field::Expr(_) => {
-                return Err(Error::config(format!(
-                    "insert_many_copy into {} takes plain values; {} is an expression",
-                    M::<R>::TABLE,
-                    col.name()
-                )))
+    // The first record's fields borrow the iterator; they go before it is consumed.
+    let (columns, width) = {
+        let fields = first.fields();
+        let fields = fields.as_ref();
+        let mut columns = Vec::new();
+        for (i, (col, field)) in fields.iter().enumerate() {
+            match field {
+                Field::Set(_) => columns.push((i, *col)),
+                Field::Expr(_) => {
+                    return Err(Error::config(format!(
+                        "insert_many_copy into {} takes plain values; {} is an expression",
+                        M::<R>::TABLE,
+                        col.name()
+                    )))
+                }
+                Field::NotSet | Field::Unchanged(_) => {}
             }
-            Field::NotSet | Field::Unchanged(_) => {}
         }
-    }
-    if columns.is_empty() {
-        return Err(Error::config(format!(
-            "insert_many_copy into {} needs at least one set column",
-            M::<R>::TABLE
-        )));
-    }
-    let width = fields.len();
-    drop(fields);
+        if columns.is_empty() {
+            return Err(Error::config(format!(
+                "insert_many_copy into {} needs at least one set column",
+                M::<R>::TABLE
+            )));
+        }
+        (columns, fields.len())
+    };
     let names = columns
         .iter()
         .map(|(_, c)| quote(c.name()))
@@ -529,6 +533,7 @@ pub(crate) fn insert_many_copy<'a, R: LifeRecord>(
     let mut writer = BinaryCopyWriter::new(copy, &types)?;
     for (n, record) in records.enumerate() {
         let fields = record.fields();
+        let fields = fields.as_ref();
         let mut values: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(columns.len());
         let mut next = 0;
         for (i, (col, field)) in fields.iter().enumerate().take(width) {

@@ -29,7 +29,7 @@ fn changes<R: LifeRecord>(record: &R) -> Changes<'_, <R::Model as LifeModel>::Co
         mask: 0,
         has_expr: false,
     };
-    for (i, (col, field)) in record.fields().into_iter().enumerate() {
+    for (i, &(col, field)) in record.fields().as_ref().iter().enumerate() {
         match field {
             Field::Set(_) => {}
             Field::Expr(_) => out.has_expr = true,
@@ -271,8 +271,8 @@ impl<R: LifeRecord> InsertMany<R> {
             return Ok(());
         }
         // The union of set columns decides the shape; unset ones become DEFAULT.
-        let rows: Vec<Vec<(<M<R> as LifeModel>::Column, Field<'_>)>> =
-            self.records.iter().map(|r| r.fields()).collect();
+        let fields: Vec<R::Fields<'_>> = self.records.iter().map(|r| r.fields()).collect();
+        let rows: Vec<&[_]> = fields.iter().map(AsRef::as_ref).collect();
         let width = rows[0].len();
         let mut used = vec![false; width];
         let mut has_expr = false;

@@ -269,8 +269,14 @@ pub trait LifeRecord: Default + Send + Sync + Sized + 'static {
     /// The model this record changes.
     type Model: LifeModel<Record = Self>;
 
+    /// What [`fields`](LifeRecord::fields) returns: an array of one entry per column, so
+    /// reading a record allocates nothing (batches read a hundred records per statement).
+    type Fields<'a>: AsRef<[(<Self::Model as LifeModel>::Column, Field<'a>)]>
+    where
+        Self: 'a;
+
     /// For each column, what the record says about it, in column order.
-    fn fields(&self) -> Vec<(<Self::Model as LifeModel>::Column, Field<'_>)>;
+    fn fields(&self) -> Self::Fields<'_>;
 
     /// The primary key, when every key field is set or unchanged.
     fn primary_key(&self) -> Option<<Self::Model as LifeModel>::PrimaryKey>;

@@ -476,6 +476,7 @@ impl<M: LifeModel> Cursor<M> {
                 }
                 (Bound::Row(_), Some(record)) => {
                     let fields = record.fields();
+                    let fields = fields.as_ref();
                     for (i, col) in self.columns.iter().enumerate() {
                         if i > 0 {
                             sql.push_str(", ");
