@@ -747,6 +747,35 @@ fn sequential_calls_share_one_connection() {
     assert_eq!(pool_backends(&primary_url(), &name), 1);
 }
 
+/// With a pipeline depth of 1 a request never queues behind a slow one: it waits for the
+/// first connection with room. Without the limit it would pipeline behind the long sleep.
+#[test]
+fn pipeline_depth_keeps_requests_off_a_busy_connection() {
+    init();
+    let (config, _) = primary_config(&primary_url());
+    let pool = Arc::new(Pool::connect(config.max_size(2).pipeline_depth(1)).unwrap());
+    let finished = Arc::new(Mutex::new(Vec::new()));
+    let run = |label: &'static str, sql: &'static str| {
+        let (pool, finished) = (pool.clone(), finished.clone());
+        std::thread::spawn(move || {
+            pool.primary().execute(sql, &[]).unwrap();
+            finished.lock().unwrap().push(label);
+        })
+    };
+    // The long sleep takes one connection, the short one opens the second; the quick
+    // query finds both at their depth and waits for the short sleep to end.
+    let long = run("long", "SELECT pg_sleep(2)");
+    std::thread::sleep(Duration::from_millis(200));
+    let short = run("short", "SELECT pg_sleep(0.3)");
+    std::thread::sleep(Duration::from_millis(100));
+    let quick = run("quick", "SELECT 1");
+    for t in [quick, short, long] {
+        t.join().unwrap();
+    }
+    let order = finished.lock().unwrap().clone();
+    assert_eq!(order.last(), Some(&"long"), "{order:?}");
+}
+
 /// A pipelined batch through the pool and through a per-request handle (with a deadline)
 /// comes back whole and in order, and a batch of writes goes to the primary.
 #[test]

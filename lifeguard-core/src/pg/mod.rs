@@ -45,7 +45,7 @@ pub use config::{Config, Host, SslMode, DEFAULT_STATEMENT_CACHE};
 pub use connection::{Connection, Timed, TransactionStatus};
 pub use copy::{BinaryCopyWriter, CopyIn, CopyOut};
 pub use notify::Notification;
-pub(crate) use pipeline::lock;
+pub(crate) use pipeline::{lock, park};
 pub use row::{Row, RowIndex, RowIndexText, SimpleQueryMessage, SimpleRow};
 pub use statement::{Column, Statement};
 pub use transaction::{IsolationLevel, Transaction, TransactionBuilder};

@@ -37,6 +37,7 @@ pub struct PoolConfig {
     pub(crate) fallback_max_inflight: Option<usize>,
     pub(crate) lsn_wait: Duration,
     pub(crate) statement_timeout: Option<Duration>,
+    pub(crate) pipeline_depth: Option<usize>,
     pub(crate) idle_in_transaction_timeout: Option<Duration>,
     pub(crate) name: String,
 }
@@ -60,6 +61,7 @@ impl PoolConfig {
             fallback_max_inflight: None,
             lsn_wait: Duration::ZERO,
             statement_timeout: Some(Duration::from_secs(30)),
+            pipeline_depth: None,
             idle_in_transaction_timeout: Some(Duration::from_secs(60)),
             name: "default".into(),
         }
@@ -166,6 +168,21 @@ impl PoolConfig {
     /// (default a quarter of `max_size`, at least 1).
     pub fn fallback_max_inflight(mut self, n: usize) -> Self {
         self.fallback_max_inflight = Some(n);
+        self
+    }
+
+    /// At most `n` requests in flight on one shared connection (default: no limit). Past
+    /// it, callers wait in arrival order for the first connection to answer one, instead
+    /// of queueing behind a connection that may be stalled: under saturation this trades
+    /// a little throughput for a shorter tail.
+    ///
+    /// ```
+    /// # use lifeguard_core::pg::Config;
+    /// # use lifeguard_core::pool::PoolConfig;
+    /// let config = PoolConfig::new(Config::new()).max_size(4).pipeline_depth(8);
+    /// ```
+    pub fn pipeline_depth(mut self, n: usize) -> Self {
+        self.pipeline_depth = Some(n.max(1));
         self
     }
 

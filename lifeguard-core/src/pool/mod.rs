@@ -324,7 +324,7 @@ impl PoolInner {
             conn = node.shared(deadline)?;
             result = observe(node, "write", || run(&conn));
         }
-        node.retire_if_dirty(&conn);
+        node.retire_if_dirty(conn.connection());
         let result = result.map_err(|e| match e {
             Error::Connection(c) if c.unsent => Error::Connection(c),
             // The request was on the wire: it may have committed. Never retried.
@@ -333,7 +333,7 @@ impl PoolInner {
         });
         self.metrics
             .statement(Role::Primary, started.elapsed(), &result);
-        result.map(|value| (value, conn))
+        result.map(|value| (value, conn.connection().clone()))
     }
 
     fn on_member<T>(
@@ -345,7 +345,7 @@ impl PoolInner {
         let conn = member.node.shared(deadline)?;
         let started = Instant::now();
         let result = observe(&member.node, "read", || run(&conn));
-        member.node.retire_if_dirty(&conn);
+        member.node.retire_if_dirty(conn.connection());
         self.metrics
             .statement(member.node.role, started.elapsed(), &result);
         result

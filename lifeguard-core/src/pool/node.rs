@@ -8,7 +8,7 @@
 //! transaction.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,6 +26,11 @@ const VALIDATION_TIMEOUT: Duration = Duration::from_secs(1);
 /// The least time given to a connect or a ping whose caller's deadline has (nearly)
 /// passed, so it fails as a timeout rather than as a configuration error.
 const MIN_WAIT: Duration = Duration::from_millis(1);
+
+/// How long a caller waiting for pipeline room sleeps before looking again. Room is handed
+/// on when a shared call ends, but requests nobody waits for (follow-ups, rollbacks from
+/// destructors) end silently; this bounds what such a request can keep a waiter waiting.
+const ROOM_RECHECK: Duration = Duration::from_millis(2);
 
 /// Which side of replication a server is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +63,11 @@ pub(crate) struct Node {
     validate_after_idle: Duration,
     /// Also the connect timeout of servers whose configuration sets none.
     acquire_timeout: Duration,
+    /// The most requests in flight on one shared connection (`usize::MAX`: no limit).
+    pipeline_depth: usize,
+    /// How many callers wait in `Slots::waiters`: read without the lock by every shared
+    /// call as it ends, which wakes one of them.
+    waiting: AtomicUsize,
     slots: Mutex<Slots>,
     next_id: AtomicU64,
     closed: AtomicBool,
@@ -158,6 +168,8 @@ impl Node {
             idle_timeout: pool.idle_timeout,
             validate_after_idle: pool.validate_after_idle,
             acquire_timeout: pool.acquire_timeout,
+            pipeline_depth: pool.pipeline_depth.unwrap_or(usize::MAX),
+            waiting: AtomicUsize::new(0),
             slots: Mutex::new(Slots::default()),
             next_id: AtomicU64::new(0),
             closed: AtomicBool::new(false),
@@ -166,8 +178,12 @@ impl Node {
     }
 
     /// A connection to pipeline one autocommit statement on: the least loaded shared slot.
-    pub(crate) fn shared(self: &Arc<Self>, deadline: Instant) -> Result<Arc<Connection>> {
-        self.acquire(deadline, false).map(|(_, conn)| conn)
+    pub(crate) fn shared(self: &Arc<Self>, deadline: Instant) -> Result<SharedUse> {
+        let (_, conn) = self.acquire(deadline, false)?;
+        Ok(SharedUse {
+            node: self.clone(),
+            conn,
+        })
     }
 
     /// A connection held exclusively until the lease drops.
@@ -187,8 +203,9 @@ impl Node {
     ) -> Result<(u64, Arc<Connection>)> {
         let started = Instant::now();
         let mut now = started;
+        let mut woken = false;
         loop {
-            let pick = self.pick(exclusive, now)?;
+            let pick = self.pick(exclusive, now, woken)?;
             match pick {
                 Pick::Use(id, conn, validate) => {
                     if !validate || self.ping(&conn, deadline) {
@@ -213,10 +230,15 @@ impl Node {
                         self.metrics.acquire_timeout(self.role);
                         return Err(Error::PoolTimeout(started.elapsed()));
                     }
+                    let wait = match exclusive || self.pipeline_depth == usize::MAX {
+                        true => left,
+                        false => left.min(ROOM_RECHECK),
+                    };
                     self.metrics.waiters(&self.label, 1);
-                    let _ = blocker.park(Some(left));
+                    crate::pg::park(&blocker, Some(wait));
                     self.metrics.waiters(&self.label, -1);
                     self.forget_waiter(&blocker);
+                    woken = true;
                 }
             }
             // Whatever loops again took time: a ping, a connect, a wait.
@@ -224,7 +246,8 @@ impl Node {
         }
     }
 
-    fn pick(self: &Arc<Self>, exclusive: bool, now: Instant) -> Result<Pick> {
+    /// `woken`: the caller waited already, so it goes before callers that did not.
+    fn pick(self: &Arc<Self>, exclusive: bool, now: Instant, woken: bool) -> Result<Pick> {
         let mut s = crate::pg::lock(&self.slots);
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::config("the pool is closed"));
@@ -255,11 +278,16 @@ impl Node {
                 best = Some((i, load));
             }
         }
+        // With a depth limit, callers that wait keep their order: a newcomer does not
+        // take the place a waiter was woken for.
+        let barging = !woken && !s.waiters.is_empty() && self.pipeline_depth != usize::MAX;
         let chosen = match best {
+            _ if barging => None,
             Some((i, 0)) => Some(i),
             // Everything is busy: pipeline on the least loaded unless a new one may open.
             Some(_) if room => None,
-            Some((i, _)) if !exclusive || free >= 2 => Some(i),
+            Some((i, _)) if exclusive && free >= 2 => Some(i),
+            Some((i, load)) if !exclusive && load < self.pipeline_depth => Some(i),
             _ => None,
         };
         if let Some(i) = chosen {
@@ -276,13 +304,18 @@ impl Node {
             }
             return Ok(pick);
         }
-        if room {
+        if room && !barging {
             s.circuit.check(&self.label)?;
             s.opening += 1;
             return Ok(Pick::Open);
         }
         let blocker = Arc::new(Blocker::new(false));
-        s.waiters.push_back(blocker.clone());
+        if woken {
+            s.waiters.push_front(blocker.clone());
+        } else {
+            s.waiters.push_back(blocker.clone());
+        }
+        self.waiting.store(s.waiters.len(), Ordering::Relaxed);
         Ok(Pick::Wait(blocker))
     }
 
@@ -388,16 +421,29 @@ impl Node {
     }
 
     fn wake_one(&self) {
-        let waiter = crate::pg::lock(&self.slots).waiters.pop_front();
+        let waiter = {
+            let mut s = crate::pg::lock(&self.slots);
+            let w = s.waiters.pop_front();
+            self.waiting.store(s.waiters.len(), Ordering::Relaxed);
+            w
+        };
         if let Some(w) = waiter {
             w.unpark();
         }
     }
 
+    /// A shared request has been answered: its place in the pipeline goes to the first
+    /// waiter, if any.
+    fn shared_done(&self) {
+        if self.waiting.load(Ordering::Relaxed) > 0 {
+            self.wake_one();
+        }
+    }
+
     fn forget_waiter(&self, blocker: &Arc<Blocker>) {
-        crate::pg::lock(&self.slots)
-            .waiters
-            .retain(|w| !Arc::ptr_eq(w, blocker));
+        let mut s = crate::pg::lock(&self.slots);
+        s.waiters.retain(|w| !Arc::ptr_eq(w, blocker));
+        self.waiting.store(s.waiters.len(), Ordering::Relaxed);
     }
 
     /// Drops broken, expired and long-idle connections and refills `min_idle`; run by the
@@ -464,6 +510,7 @@ impl Node {
                 self.metrics.closed(&self.label, "shutdown");
             }
             self.publish(&s);
+            self.waiting.store(0, Ordering::Relaxed);
             std::mem::take(&mut s.waiters)
         };
         // Waiters wake to find the node closed.
@@ -513,6 +560,34 @@ impl Node {
         let idle = s.list.len() - leased - busy;
         self.metrics
             .connections(&self.label, idle, leased + busy, s.opening);
+    }
+}
+
+/// A shared connection in use for one call; when it drops, the call's place in the
+/// pipeline goes to the first caller waiting for room.
+pub(crate) struct SharedUse {
+    node: Arc<Node>,
+    conn: Arc<Connection>,
+}
+
+impl SharedUse {
+    /// The connection, to keep past this use (e.g. for a follow-up read on it).
+    pub(crate) fn connection(&self) -> &Arc<Connection> {
+        &self.conn
+    }
+}
+
+impl std::ops::Deref for SharedUse {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+impl Drop for SharedUse {
+    fn drop(&mut self) {
+        self.node.shared_done();
     }
 }
 
