@@ -137,7 +137,8 @@ fn rand_unit() -> f64 {
 enum Pick {
     Use(u64, Arc<Connection>, bool),
     Open,
-    Wait(Arc<Blocker>),
+    /// Wait on this blocker; `true` when first in line.
+    Wait(Arc<Blocker>, bool),
 }
 
 impl Node {
@@ -223,16 +224,18 @@ impl Node {
                     }
                     opened?;
                 }
-                Pick::Wait(blocker) => {
+                Pick::Wait(blocker, first) => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
                         self.forget_waiter(&blocker);
                         self.metrics.acquire_timeout(self.role);
                         return Err(Error::PoolTimeout(started.elapsed()));
                     }
-                    let wait = match exclusive || self.pipeline_depth == usize::MAX {
-                        true => left,
-                        false => left.min(ROOM_RECHECK),
+                    // Only the first in line looks again on its own; the others are woken
+                    // in turn as room is handed on.
+                    let wait = match first && !exclusive && self.pipeline_depth != usize::MAX {
+                        true => left.min(ROOM_RECHECK),
+                        false => left,
                     };
                     self.metrics.waiters(&self.label, 1);
                     crate::pg::park(&blocker, Some(wait));
@@ -310,13 +313,14 @@ impl Node {
             return Ok(Pick::Open);
         }
         let blocker = Arc::new(Blocker::new(false));
+        // A caller that waited already was first in line, and stays so.
         if woken {
             s.waiters.push_front(blocker.clone());
         } else {
             s.waiters.push_back(blocker.clone());
         }
         self.waiting.store(s.waiters.len(), Ordering::Relaxed);
-        Ok(Pick::Wait(blocker))
+        Ok(Pick::Wait(blocker, woken || s.waiters.len() == 1))
     }
 
     /// Opens a connection into a new slot (already counted in `opening`), within the
@@ -442,7 +446,10 @@ impl Node {
 
     fn forget_waiter(&self, blocker: &Arc<Blocker>) {
         let mut s = crate::pg::lock(&self.slots);
-        s.waiters.retain(|w| !Arc::ptr_eq(w, blocker));
+        // Usually at the front: it was woken, or is the first in line looking again.
+        if let Some(at) = s.waiters.iter().position(|w| Arc::ptr_eq(w, blocker)) {
+            s.waiters.remove(at);
+        }
         self.waiting.store(s.waiters.len(), Ordering::Relaxed);
     }
 
