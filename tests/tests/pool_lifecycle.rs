@@ -776,6 +776,35 @@ fn pipeline_depth_keeps_requests_off_a_busy_connection() {
     assert_eq!(order.last(), Some(&"long"), "{order:?}");
 }
 
+/// A caller waiting for a lease does not hold up shared callers waiting for pipeline room:
+/// room handed on by a finished call goes to the shared caller, which could not use a
+/// lease's wake-up.
+#[test]
+fn a_waiting_lease_does_not_hold_up_callers_waiting_for_room() {
+    init();
+    let (config, _) = primary_config(&primary_url());
+    let pool = Arc::new(Pool::connect(config.max_size(2).pipeline_depth(1)).unwrap());
+    let held = pool.lease_primary().unwrap();
+    let spawn = |f: fn(&Pool) -> lifeguard_core::Result<()>| {
+        let pool = pool.clone();
+        std::thread::spawn(move || f(&pool))
+    };
+    // The other connection is busy for a while; a lease waits (one connection is leased,
+    // and a lease must leave one for shared use); a shared call waits for room.
+    let busy = spawn(|p| p.primary().execute("SELECT pg_sleep(0.3)", &[]).map(drop));
+    std::thread::sleep(Duration::from_millis(100));
+    let lease = spawn(|p| p.lease_primary().map(drop));
+    std::thread::sleep(Duration::from_millis(50));
+    let shared = spawn(|p| p.primary().execute("SELECT 1", &[]).map(drop));
+    busy.join().unwrap().unwrap();
+    shared
+        .join()
+        .unwrap()
+        .expect("the shared call gets the room, not a timeout behind the lease");
+    drop(held);
+    lease.join().unwrap().unwrap();
+}
+
 /// A pipelined batch through the pool and through a per-request handle (with a deadline)
 /// comes back whole and in order, and a batch of writes goes to the primary.
 #[test]

@@ -65,8 +65,8 @@ pub(crate) struct Node {
     acquire_timeout: Duration,
     /// The most requests in flight on one shared connection (`usize::MAX`: no limit).
     pipeline_depth: usize,
-    /// How many callers wait in `Slots::waiters`: read without the lock by every shared
-    /// call as it ends, which wakes one of them.
+    /// How many callers wait in `Slots::room_waiters`: read without the lock by every
+    /// shared call as it ends, which wakes one of them.
     waiting: AtomicUsize,
     slots: Mutex<Slots>,
     next_id: AtomicU64,
@@ -78,7 +78,10 @@ pub(crate) struct Node {
 struct Slots {
     list: Vec<Slot>,
     opening: usize,
+    /// Callers waiting for a connection: to lease, or to share when every slot is leased.
     waiters: VecDeque<Arc<Blocker>>,
+    /// Shared callers waiting for room under the pipeline depth, in arrival order.
+    room_waiters: VecDeque<Arc<Blocker>>,
     circuit: Circuit,
 }
 
@@ -281,9 +284,9 @@ impl Node {
                 best = Some((i, load));
             }
         }
-        // With a depth limit, callers that wait keep their order: a newcomer does not
-        // take the place a waiter was woken for.
-        let barging = !woken && !s.waiters.is_empty() && self.pipeline_depth != usize::MAX;
+        // Shared callers waiting for room keep their order: a newcomer does not take the
+        // place a waiter was woken for.
+        let barging = !exclusive && !woken && !s.room_waiters.is_empty();
         let chosen = match best {
             _ if barging => None,
             Some((i, 0)) => Some(i),
@@ -313,14 +316,19 @@ impl Node {
             return Ok(Pick::Open);
         }
         let blocker = Arc::new(Blocker::new(false));
-        // A caller that waited already was first in line, and stays so.
-        if woken {
-            s.waiters.push_front(blocker.clone());
-        } else {
+        if exclusive || best.is_none() {
             s.waiters.push_back(blocker.clone());
+            return Ok(Pick::Wait(blocker, false));
         }
-        self.waiting.store(s.waiters.len(), Ordering::Relaxed);
-        Ok(Pick::Wait(blocker, woken || s.waiters.len() == 1))
+        // Every shared slot is at the depth limit. A caller that waited already was first
+        // in line, and stays so.
+        if woken {
+            s.room_waiters.push_front(blocker.clone());
+        } else {
+            s.room_waiters.push_back(blocker.clone());
+        }
+        self.waiting.store(s.room_waiters.len(), Ordering::Relaxed);
+        Ok(Pick::Wait(blocker, woken || s.room_waiters.len() == 1))
     }
 
     /// Opens a connection into a new slot (already counted in `opening`), within the
@@ -424,11 +432,16 @@ impl Node {
         self.wake_one();
     }
 
+    /// A slot came free (a lease ended, a connection opened): wakes the first caller
+    /// waiting for a connection, else the first waiting for room.
     fn wake_one(&self) {
         let waiter = {
             let mut s = crate::pg::lock(&self.slots);
-            let w = s.waiters.pop_front();
-            self.waiting.store(s.waiters.len(), Ordering::Relaxed);
+            let w = match s.waiters.pop_front() {
+                Some(w) => Some(w),
+                None => s.room_waiters.pop_front(),
+            };
+            self.waiting.store(s.room_waiters.len(), Ordering::Relaxed);
             w
         };
         if let Some(w) = waiter {
@@ -437,20 +450,32 @@ impl Node {
     }
 
     /// A shared request has been answered: its place in the pipeline goes to the first
-    /// waiter, if any.
+    /// caller waiting for room, if any.
     fn shared_done(&self) {
-        if self.waiting.load(Ordering::Relaxed) > 0 {
-            self.wake_one();
+        if self.waiting.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let waiter = {
+            let mut s = crate::pg::lock(&self.slots);
+            let w = s.room_waiters.pop_front();
+            self.waiting.store(s.room_waiters.len(), Ordering::Relaxed);
+            w
+        };
+        if let Some(w) = waiter {
+            w.unpark();
         }
     }
 
     fn forget_waiter(&self, blocker: &Arc<Blocker>) {
-        let mut s = crate::pg::lock(&self.slots);
+        let mut guard = crate::pg::lock(&self.slots);
+        let s = &mut *guard;
         // Usually at the front: it was woken, or is the first in line looking again.
-        if let Some(at) = s.waiters.iter().position(|w| Arc::ptr_eq(w, blocker)) {
-            s.waiters.remove(at);
+        for queue in [&mut s.waiters, &mut s.room_waiters] {
+            if let Some(at) = queue.iter().position(|w| Arc::ptr_eq(w, blocker)) {
+                queue.remove(at);
+            }
         }
-        self.waiting.store(s.waiters.len(), Ordering::Relaxed);
+        self.waiting.store(s.room_waiters.len(), Ordering::Relaxed);
     }
 
     /// Drops broken, expired and long-idle connections and refills `min_idle`; run by the
@@ -518,7 +543,9 @@ impl Node {
             }
             self.publish(&s);
             self.waiting.store(0, Ordering::Relaxed);
-            std::mem::take(&mut s.waiters)
+            let mut all = std::mem::take(&mut s.waiters);
+            all.append(&mut s.room_waiters);
+            all
         };
         // Waiters wake to find the node closed.
         for w in waiters {
