@@ -10,8 +10,8 @@ use lifeguard_core::model::{LifeModel, LifeRecord};
 use lifeguard_core::query::{ColumnExpr, Condition, Expr, JoinType, Order};
 use lifeguard_core::{Error, Executor, ExecutorExt};
 use lifeguard_tests::orm::{
-    connect, email, like_prefix, new_users, run_id, Mood, Post, PostColumn, PostRecord, User,
-    UserColumn, UserRecord, UserSummary,
+    connect, email, like_prefix, new_users, run_id, Counting, Mood, Post, PostColumn, PostRecord,
+    User, UserColumn, UserRecord, UserSummary,
 };
 
 fn ids(users: &[User]) -> Vec<i64> {
@@ -910,6 +910,22 @@ fn built_sql_text() {
         sql.contains(r#""orm_test"."posts"."post_title" LIKE $1"#),
         "{sql}"
     );
+}
+
+/// An unrefined `find()` sends one constant text (formatted once per model), the same as
+/// `build()` gives; anything added builds afresh.
+#[test]
+fn unrefined_find_sends_a_constant_statement() {
+    let conn = connect();
+    let counting = Counting::new(&conn);
+    let first = User::find().all(&counting).unwrap();
+    let again = User::find().all(&counting).unwrap();
+    assert_eq!(first.len(), again.len());
+    User::find().limit(1).all(&counting).unwrap();
+    let sent = counting.sent();
+    let (plain, _) = User::find().build();
+    assert_eq!(sent[..2], [plain.clone(), plain.clone()]);
+    assert_eq!(sent[2], format!("{plain} LIMIT 1"));
 }
 
 #[test]

@@ -33,7 +33,7 @@ mod behaviour;
 mod bulk;
 mod crud;
 mod relation;
-mod shapes;
+pub(crate) mod shapes;
 
 pub use active::{ActiveValue, Field, NotSet, Set, Unchanged};
 #[doc(hidden)]

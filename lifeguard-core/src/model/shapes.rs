@@ -10,7 +10,7 @@ use crate::pg::lock;
 
 /// What a statement does.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub(super) enum Kind {
+pub(crate) enum Kind {
     Insert,
     Update,
     /// A multi-row insert of this many rows, with or without `RETURNING`.
@@ -18,10 +18,12 @@ pub(super) enum Kind {
     /// The loader of the model's rows related to this parent type, unrefined; ordered by
     /// the children's primary key or not.
     Load(TypeId, bool),
+    /// `find()` as it comes: every row (that is not soft-deleted).
+    FindAll,
 }
 
 /// Model, kind and set-column mask (0 where no mask applies).
-pub(super) type ShapeKey = (TypeId, Kind, u128);
+pub(crate) type ShapeKey = (TypeId, Kind, u128);
 
 /// Statements by shape. Bounded by the shapes a program uses; each text is leaked once so
 /// lookups hand out `&'static str` without copying.
@@ -31,12 +33,12 @@ fn shapes() -> &'static Mutex<HashMap<ShapeKey, &'static str>> {
 }
 
 /// The SQL cached for `key`, if any.
-pub(super) fn cached(key: ShapeKey) -> Option<&'static str> {
+pub(crate) fn cached(key: ShapeKey) -> Option<&'static str> {
     lock(shapes()).get(&key).copied()
 }
 
 /// Caches `sql` for `key`.
-pub(super) fn remember(key: ShapeKey, sql: String) -> &'static str {
+pub(crate) fn remember(key: ShapeKey, sql: String) -> &'static str {
     let sql: &'static str = Box::leak(sql.into_boxed_str());
     lock(shapes()).insert(key, sql);
     sql
@@ -44,7 +46,7 @@ pub(super) fn remember(key: ShapeKey, sql: String) -> &'static str {
 
 /// The SQL for `key`, built by `build` the first time (and every time when the shape
 /// cannot be cached: `key` is `None`).
-pub(super) fn statement(
+pub(crate) fn statement(
     key: Option<ShapeKey>,
     build: impl FnOnce() -> String,
 ) -> Cow<'static, str> {

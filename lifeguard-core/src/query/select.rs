@@ -1,12 +1,14 @@
 //! `SELECT` queries over a model: filters, order, limits, grouping, joins, locks,
 //! projections.
 
+use std::any::TypeId;
 use std::marker::PhantomData;
 
 use super::expr::{quote_path, ColumnExpr, Expr, Value};
 use super::typed::TypedColumn;
 use crate::error::{Error, Result};
 use crate::executor::Executor;
+use crate::model::shapes::{statement, Kind};
 use crate::model::{FromRow, LifeModel, ModelColumn};
 use crate::pg::{Row, ToSql};
 
@@ -327,8 +329,12 @@ impl<M: LifeModel> Select<M> {
 
     /// Whether the constant find-by-key statement still describes this query.
     fn is_plain_key_lookup(&self) -> bool {
-        self.key.is_some()
-            && self.deleted == Deleted::Exclude
+        self.key.is_some() && self.is_unrefined()
+    }
+
+    /// Nothing added beyond `find()` or `find_by_id` (a limit aside).
+    fn is_unrefined(&self) -> bool {
+        self.deleted == Deleted::Exclude
             && self.filters.is_empty()
             && self.order.is_empty()
             && self.group_by.is_empty()
@@ -406,9 +412,19 @@ impl<M: LifeModel> Select<M> {
     }
 
     fn rows(&self, db: &(impl Executor + ?Sized)) -> Result<Vec<Row>> {
-        if self.is_plain_key_lookup() && self.limit.is_none_or(|n| n > 0) {
-            if let Some(key) = &self.key {
-                return db.query(M::FIND_BY_PK_SQL, &M::key_params(key));
+        if self.is_unrefined() {
+            match (&self.key, self.limit) {
+                (Some(key), limit) if limit.is_none_or(|n| n > 0) => {
+                    return db.query(M::FIND_BY_PK_SQL, &M::key_params(key));
+                }
+                // `find()` as it comes: the same text every time, formatted once.
+                (None, None) => {
+                    let sql = statement(Some((TypeId::of::<M>(), Kind::FindAll, 0)), || {
+                        self.build().0
+                    });
+                    return db.query(&sql, &[]);
+                }
+                _ => {}
             }
         }
         let (sql, params) = self.build();
