@@ -255,8 +255,8 @@ fn order_by_key<M: LifeModel>(mut select: Select<M>) -> Select<M> {
     select
 }
 
-/// Loads the `R`s of every parent with one query; one group per parent, in order. `plain`:
-/// `select` is `R::find()` as it comes, so the statement can be cached. `first_by_key`:
+/// Loads the `R`s of every parent with one query; one group per parent, in order. When
+/// `select` is `R::find()` as it comes, the statement is cached. `first_by_key`:
 /// only a parent's first child is kept, so the rows are ordered by the children's primary
 /// key to make that pick stable; otherwise they come as the server sends them (as from
 /// SeaORM's and Diesel's loaders), and a caller wanting an order asks for it with
@@ -264,7 +264,6 @@ fn order_by_key<M: LifeModel>(mut select: Select<M>) -> Select<M> {
 fn load_groups<P, R, E>(
     db: &E,
     select: &Select<R>,
-    plain: bool,
     first_by_key: bool,
     parents: &[P],
 ) -> Result<Vec<Vec<R>>>
@@ -294,7 +293,7 @@ where
     };
     // An unrefined level's text depends only on the two types and the order; its one
     // parameter is the key array.
-    let shape = plain.then(|| {
+    let shape = select.is_plain().then(|| {
         let kind = Kind::Load(TypeId::of::<P>(), first_by_key);
         (TypeId::of::<R>(), kind, 0)
     });
@@ -449,8 +448,6 @@ impl<R: LifeModel, S: LoadSpec<R>> Nest<R> for With<S> {
 /// relation as a list); build it with [`many`].
 pub struct Many<R: LifeModel, N = Leaf> {
     select: Select<R>,
-    /// `select` is still `R::find()`: the loader's statement can be cached.
-    plain: bool,
     nest: N,
 }
 
@@ -458,8 +455,6 @@ pub struct Many<R: LifeModel, N = Leaf> {
 /// [`one`].
 pub struct One<R: LifeModel, N = Leaf> {
     select: Select<R>,
-    /// `select` is still `R::find()`: the loader's statement can be cached.
-    plain: bool,
     nest: N,
 }
 
@@ -479,7 +474,6 @@ pub struct One<R: LifeModel, N = Leaf> {
 pub fn many<R: LifeModel>() -> Many<R> {
     Many {
         select: R::find(),
-        plain: true,
         nest: Leaf,
     }
 }
@@ -488,7 +482,6 @@ pub fn many<R: LifeModel>() -> Many<R> {
 pub fn one<R: LifeModel>() -> One<R> {
     One {
         select: R::find(),
-        plain: true,
         nest: Leaf,
     }
 }
@@ -500,7 +493,6 @@ macro_rules! spec_builders {
             pub fn with<S: LoadSpec<R>>(self, spec: S) -> $ty<R, With<S>> {
                 $ty {
                     select: self.select,
-                    plain: self.plain,
                     nest: With(spec),
                 }
             }
@@ -508,7 +500,6 @@ macro_rules! spec_builders {
             /// Loads only the related rows matching `condition`.
             pub fn filter(mut self, condition: impl Into<Expr>) -> Self {
                 self.select = self.select.filter(condition);
-                self.plain = false;
                 self
             }
 
@@ -518,14 +509,12 @@ macro_rules! spec_builders {
             /// whole level, not per parent.
             pub fn query(mut self, f: impl FnOnce(Select<R>) -> Select<R>) -> Self {
                 self.select = f(self.select);
-                self.plain = false;
                 self
             }
 
             /// Includes soft-deleted related rows.
             pub fn with_deleted(mut self) -> Self {
                 self.select = self.select.with_deleted();
-                self.plain = false;
                 self
             }
         }
@@ -548,7 +537,6 @@ spec_builders!(One);
 fn load_level<P, R, N, E>(
     db: &E,
     select: &Select<R>,
-    plain: bool,
     first_by_key: bool,
     nest: &N,
     parents: &[P],
@@ -559,7 +547,7 @@ where
     N: Nest<R>,
     E: Executor + ?Sized,
 {
-    let groups = load_groups::<P, R, E>(db, select, plain, first_by_key, parents)?;
+    let groups = load_groups::<P, R, E>(db, select, first_by_key, parents)?;
     nest.attach(db, groups)
 }
 
@@ -572,7 +560,7 @@ where
     type Out = Vec<N::Item>;
 
     fn load_for<E: Executor + ?Sized>(&self, db: &E, parents: &[P]) -> Result<Vec<Self::Out>> {
-        load_level(db, &self.select, self.plain, false, &self.nest, parents)
+        load_level(db, &self.select, false, &self.nest, parents)
     }
 }
 
@@ -585,12 +573,10 @@ where
     type Out = Option<N::Item>;
 
     fn load_for<E: Executor + ?Sized>(&self, db: &E, parents: &[P]) -> Result<Vec<Self::Out>> {
-        Ok(
-            load_level(db, &self.select, self.plain, true, &self.nest, parents)?
-                .into_iter()
-                .map(|group| group.into_iter().next())
-                .collect(),
-        )
+        Ok(load_level(db, &self.select, true, &self.nest, parents)?
+            .into_iter()
+            .map(|group| group.into_iter().next())
+            .collect())
     }
 }
 

@@ -332,6 +332,12 @@ impl<M: LifeModel> Select<M> {
         self.key.is_some() && self.is_unrefined()
     }
 
+    /// Whether this is `find()` as it comes (nothing added, not even a limit), so its text
+    /// depends on the model alone and may be cached.
+    pub(crate) fn is_plain(&self) -> bool {
+        self.key.is_none() && self.limit.is_none() && self.is_unrefined()
+    }
+
     /// Nothing added beyond `find()` or `find_by_id` (a limit aside).
     fn is_unrefined(&self) -> bool {
         self.deleted == Deleted::Exclude
@@ -412,19 +418,16 @@ impl<M: LifeModel> Select<M> {
     }
 
     fn rows(&self, db: &(impl Executor + ?Sized)) -> Result<Vec<Row>> {
-        if self.is_unrefined() {
-            match (&self.key, self.limit) {
-                (Some(key), limit) if limit.is_none_or(|n| n > 0) => {
-                    return db.query(M::FIND_BY_PK_SQL, &M::key_params(key));
-                }
-                // `find()` as it comes: the same text every time, formatted once.
-                (None, None) => {
-                    let sql = statement(Some((TypeId::of::<M>(), Kind::FindAll, 0)), || {
-                        self.build().0
-                    });
-                    return db.query(&sql, &[]);
-                }
-                _ => {}
+        if self.is_plain() {
+            // The same text every time, formatted once.
+            let sql = statement(Some((TypeId::of::<M>(), Kind::FindAll, 0)), || {
+                self.build().0
+            });
+            return db.query(&sql, &[]);
+        }
+        if self.is_plain_key_lookup() && self.limit.is_none_or(|n| n > 0) {
+            if let Some(key) = &self.key {
+                return db.query(M::FIND_BY_PK_SQL, &M::key_params(key));
             }
         }
         let (sql, params) = self.build();
