@@ -805,6 +805,94 @@ fn a_waiting_lease_does_not_hold_up_callers_waiting_for_room() {
     lease.join().unwrap().unwrap();
 }
 
+/// A caller waiting for a whole connection takes the only one as soon as the shared call on
+/// it ends, instead of waiting out its acquire timeout beside an idle connection.
+#[test]
+fn a_waiting_lease_takes_the_connection_a_shared_call_leaves() {
+    init();
+    let (config, _) = primary_config(&primary_url());
+    // Maintenance also wakes waiters, once per monitor interval: keep it out of the way.
+    let config = config
+        .max_size(1)
+        .acquire_timeout(Duration::from_secs(3))
+        .monitor_interval(Duration::from_secs(10))
+        .default_max_staleness(Duration::from_secs(20));
+    let pool = Arc::new(Pool::connect(config).unwrap());
+    let busy = {
+        let pool = pool.clone();
+        std::thread::spawn(move || pool.primary().execute("SELECT pg_sleep(0.3)", &[]))
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    let started = Instant::now();
+    let lease = pool
+        .lease_primary()
+        .expect("the lease once the shared call ends");
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(2), "waited {waited:?}");
+    drop(lease);
+    busy.join().unwrap().unwrap();
+}
+
+/// A shared call picks its connection before it writes; a lease that takes the connection
+/// in between waits for that call to end. Otherwise the call's autocommit write would run
+/// inside the lease's transaction, and its caller would hear "INSERT 0 1" while nothing had
+/// committed. Every write here is read back at once on a connection of its own while
+/// leases keep opening transactions on the same two connections.
+#[test]
+fn a_shared_write_never_runs_inside_a_leases_transaction() {
+    init();
+    let (config, _) = primary_config(&primary_url());
+    let pool = Arc::new(Pool::connect(config.max_size(2)).unwrap());
+    let admin = connect_url(&primary_url());
+    let table = lifeguard_tests::pg::scratch_table(&admin, "id int8 PRIMARY KEY");
+    let stop = Arc::new(AtomicBool::new(false));
+    let leasers: Vec<_> = (0..2)
+        .map(|_| {
+            let (pool, stop) = (pool.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok(lease) = pool.lease_primary() else {
+                        continue;
+                    };
+                    lease
+                        .transaction(|tx| tx.execute("SELECT pg_sleep(0.002)", &[]))
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    let next = Arc::new(AtomicU64::new(0));
+    let writers: Vec<_> = (0..4)
+        .map(|_| {
+            let (pool, next, name) = (pool.clone(), next.clone(), table.to_string());
+            std::thread::spawn(move || {
+                let check = connect_url(&primary_url());
+                let insert = format!("INSERT INTO {name} (id) VALUES ($1)");
+                let count = format!("SELECT count(*) FROM {name} WHERE id = $1");
+                let deadline = Instant::now() + Duration::from_secs(2);
+                while Instant::now() < deadline {
+                    let id = next.fetch_add(1, Ordering::Relaxed) as i64;
+                    assert_eq!(pool.primary().execute(&insert, &[&id]).unwrap(), 1);
+                    let seen: i64 = check.query_one(&count, &[&id]).unwrap().get(0);
+                    assert_eq!(seen, 1, "write {id} answered before it committed");
+                }
+            })
+        })
+        .collect();
+    let results: Vec<_> = writers.into_iter().map(|w| w.join()).collect();
+    stop.store(true, Ordering::Relaxed);
+    for l in leasers {
+        l.join().unwrap();
+    }
+    for r in results {
+        r.unwrap();
+    }
+    assert!(
+        next.load(Ordering::Relaxed) > 100,
+        "too few writes to mean anything"
+    );
+}
+
 /// A pipelined batch through the pool and through a per-request handle (with a deadline)
 /// comes back whole and in order, and a batch of writes goes to the primary.
 #[test]

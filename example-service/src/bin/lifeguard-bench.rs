@@ -10,7 +10,8 @@
 //!
 //! `--mode pool` runs the same statements through a `Pool` of `--connections - 1` connections
 //! (its monitor holds the last one; `--pool-size N` overrides) with the default read
-//! preference, optionally with `--replica URL` in the pool; peer name `lifeguard-pool`.
+//! preference, optionally with `--replica URL` in the pool and `--pipeline-depth N`
+//! (`PoolConfig::pipeline_depth`); peer name `lifeguard-pool`.
 //!
 //! `--mode raw` opens `--connections` [`Connection`]s at start and shares them between all
 //! workers: every operation goes to the connection with the fewest requests in flight (ties
@@ -43,7 +44,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 const USAGE: &str = "usage: lifeguard-bench --mode raw|pool|orm --url URL \
 --workload point|fortunes|update|insert_batch|eager [--concurrency N] [--connections N] [--seconds S] \
-[--workers N] [--replica URL] [--pool-size N]";
+[--workers N] [--replica URL] [--pool-size N] [--pipeline-depth N]";
 
 /// Not measured; connections are opened and statements prepared before or during it.
 const WARMUP: Duration = Duration::from_secs(1);
@@ -166,6 +167,8 @@ struct Args {
     /// `--mode pool`: connections per server (default `--connections` - 1, as the monitor
     /// holds one).
     pool_size: Option<usize>,
+    /// `--mode pool`: requests in flight per shared connection (`PoolConfig::pipeline_depth`).
+    pipeline_depth: Option<usize>,
     /// `may` scheduler threads (default 2, one per core of the benchmark machine).
     workers: usize,
 }
@@ -176,7 +179,7 @@ impl Args {
     fn parse(argv: impl IntoIterator<Item = String>) -> Result<Args, String> {
         let (mut mode, mut url, mut workload) = (None, None, None);
         let (mut concurrency, mut connections, mut seconds) = (1, 4, 5.0);
-        let (mut replica, mut pool_size, mut workers) = (None, None, 2);
+        let (mut replica, mut pool_size, mut pipeline_depth, mut workers) = (None, None, None, 2);
         let mut argv = argv.into_iter();
         while let Some(arg) = argv.next() {
             let (flag, inline) = match arg.split_once('=') {
@@ -195,6 +198,7 @@ impl Args {
                 "--connections" => connections = positive(&flag, &value)?,
                 "--replica" => replica = Some(value),
                 "--pool-size" => pool_size = Some(positive(&flag, &value)?),
+                "--pipeline-depth" => pipeline_depth = Some(positive(&flag, &value)?),
                 "--workers" => workers = positive(&flag, &value)?,
                 "--seconds" => {
                     seconds = value
@@ -217,6 +221,7 @@ impl Args {
             seconds,
             replica,
             pool_size,
+            pipeline_depth,
             workers,
         })
     }
@@ -325,6 +330,9 @@ impl Peer {
                     .pool_size
                     .unwrap_or_else(|| args.connections.saturating_sub(1).max(1));
                 let mut config = PoolConfig::new(Config::parse(&args.url)?).max_size(size);
+                if let Some(depth) = args.pipeline_depth {
+                    config = config.pipeline_depth(depth);
+                }
                 if let Some(replica) = &args.replica {
                     config = config.replica(Config::parse(replica)?);
                 }

@@ -418,7 +418,7 @@ impl<'a> Call<'a> {
 
     /// Cancels the running statement of an exclusive session and waits for its reply to end,
     /// so the caller's next statement cannot be hit by the cancel.
-    fn cancel_and_drain(&self, reply: &Reply) {
+    fn cancel_and_drain(&self, reply: &Arc<Reply>) {
         if let Err(e) = self.conn.cancel_token().cancel() {
             tracing::warn!(target: "lifeguard::pg", "cancel request failed: {e}");
         }

@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 use may::sync::Blocker;
 use postgres_protocol::message::backend::NotificationResponseBody;
 
+use super::alarm::park;
 use super::connection::Connection;
-use super::pipeline::{lock, park};
+use super::pipeline::lock;
 use crate::error::{Error, Result};
 
 /// One `NOTIFY` delivered to this connection.
@@ -61,14 +62,13 @@ impl Connection {
                 }
                 q.waiters.push(blocker.clone());
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            if Instant::now() >= deadline {
                 lock(self.shared().notifications())
                     .waiters
                     .retain(|w| !Arc::ptr_eq(w, &blocker));
                 return Ok(None);
             }
-            park(&blocker, Some(left));
+            park(&blocker, Some(deadline));
         }
     }
 

@@ -21,6 +21,7 @@ use bytes::BytesMut;
 use may::sync::Blocker;
 use postgres_protocol::message::backend::Message;
 
+use super::alarm::{park, Parked};
 use super::frame::next_message;
 use super::notify::Notification;
 use super::socket::Socket;
@@ -30,17 +31,6 @@ use crate::error::{DbError, Error, Result};
 /// poisoned lock is still usable.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Parks on `blocker` for at most `timeout` (`None`: until woken).
-///
-/// `may` keeps park timeouts in whole milliseconds, rounding down, and takes zero as "no
-/// timeout": a sub-millisecond remainder would park forever. Rounding up keeps every
-/// deadline a deadline, at worst a millisecond late.
-pub(crate) fn park(blocker: &Blocker, timeout: Option<Duration>) {
-    let timeout =
-        timeout.map(|t| Duration::from_millis(t.as_nanos().div_ceil(1_000_000).max(1) as u64));
-    let _ = blocker.park(timeout);
 }
 
 /// Where the reader puts the messages of one request.
@@ -75,7 +65,10 @@ impl Reply {
 
     /// The next message of this reply, parking until one arrives or the deadline passes.
     /// After the final `ReadyForQuery` has been returned, there are no more messages.
-    pub(crate) fn next(&self, deadline: Option<Instant>) -> std::result::Result<Message, Wait> {
+    pub(crate) fn next(
+        self: &Arc<Self>,
+        deadline: Option<Instant>,
+    ) -> std::result::Result<Message, Wait> {
         loop {
             {
                 let mut st = lock(&self.state);
@@ -91,16 +84,12 @@ impl Reply {
                     )));
                 }
             }
-            let timeout = match deadline {
-                Some(d) => match d.checked_duration_since(Instant::now()) {
-                    Some(left) if !left.is_zero() => Some(left),
-                    _ => return Err(Wait::TimedOut),
-                },
-                None => None,
-            };
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(Wait::TimedOut);
+            }
             // A wake-up that raced ahead of this park is kept by the parker, so none is lost;
             // spurious wake-ups just loop.
-            park(&self.blocker, timeout);
+            park(self, deadline);
         }
     }
 
@@ -122,6 +111,12 @@ impl Reply {
     fn fail(&self, e: Error) {
         lock(&self.state).failed = Some(e);
         self.blocker.unpark();
+    }
+}
+
+impl Parked for Reply {
+    fn blocker(&self) -> &Blocker {
+        &self.blocker
     }
 }
 

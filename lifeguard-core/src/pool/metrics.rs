@@ -343,8 +343,9 @@ impl PoolMetrics {
             .set(n as i64);
     }
 
-    pub(crate) fn waiters(&self, node: &str, delta: i64) {
-        self.waiters.with_label_values(&[node]).add(delta);
+    /// The waiters gauge of one server, resolved once: it moves on every wait.
+    pub(crate) fn waiters(&self, node: &str) -> prometheus::IntGauge {
+        self.waiters.with_label_values(&[node])
     }
 
     pub(crate) fn acquired(&self, role: Role, took: Duration) {

@@ -9,7 +9,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use may::sync::Blocker;
@@ -18,7 +18,7 @@ use super::config::PoolConfig;
 use super::metrics::PoolMetrics;
 use crate::error::{Error, Result};
 use crate::executor::Executor;
-use crate::pg::{Config, Connection, TransactionStatus};
+use crate::pg::{Config, Connection, Parked, TransactionStatus};
 
 /// The longest an idle connection's validation ping may take.
 const VALIDATION_TIMEOUT: Duration = Duration::from_secs(1);
@@ -68,6 +68,10 @@ pub(crate) struct Node {
     /// How many callers wait in `Slots::room_waiters`: read without the lock by every
     /// shared call as it ends, which wakes one of them.
     waiting: AtomicUsize,
+    /// How many wait in `Slots::waiters`: read without the lock by a shared call that
+    /// leaves its slot without sharers, which a waiting lease may then take.
+    waiting_for_slot: AtomicUsize,
+    waiters_gauge: prometheus::IntGauge,
     slots: Mutex<Slots>,
     next_id: AtomicU64,
     closed: AtomicBool,
@@ -79,15 +83,16 @@ struct Slots {
     list: Vec<Slot>,
     opening: usize,
     /// Callers waiting for a connection: to lease, or to share when every slot is leased.
-    waiters: VecDeque<Arc<Blocker>>,
+    waiters: VecDeque<Arc<Waiter>>,
     /// Shared callers waiting for room under the pipeline depth, in arrival order.
-    room_waiters: VecDeque<Arc<Blocker>>,
+    room_waiters: VecDeque<Arc<Waiter>>,
     circuit: Circuit,
 }
 
 struct Slot {
     id: u64,
     conn: Arc<Connection>,
+    sharers: Arc<Sharers>,
     leased: bool,
     expires_at: Option<Instant>,
     last_used: Instant,
@@ -138,10 +143,109 @@ fn rand_unit() -> f64 {
 }
 
 enum Pick {
-    Use(u64, Arc<Connection>, bool),
+    /// Use this slot; `true` when it must be validated first.
+    Use(Picked, bool),
     Open,
-    /// Wait on this blocker; `true` when first in line.
-    Wait(Arc<Blocker>, bool),
+    /// Wait in line; `true` when first in line.
+    Wait(Arc<Waiter>, bool),
+}
+
+/// A caller waiting in one of a node's queues.
+struct Waiter {
+    blocker: Blocker,
+    /// Set, under the slots lock, when a finished shared call hands its place in a pipeline
+    /// straight to this caller (already taken out of the queue), which then uses that
+    /// connection without picking again.
+    handed: OnceLock<Picked>,
+}
+
+/// Who a new connection is opened for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Opener {
+    /// A caller that leases it.
+    Lease,
+    /// A caller that shares it (counted among its sharers from the start).
+    Share,
+    /// The pool itself, to keep `min_idle`.
+    Pool,
+}
+
+/// A slot picked for a caller.
+#[derive(Clone)]
+struct Picked {
+    id: u64,
+    conn: Arc<Connection>,
+    sharers: Arc<Sharers>,
+}
+
+/// The shared calls in progress on one slot, counted from the pick (under the slots lock)
+/// to the end of the call. A shared call picks its connection before it writes its
+/// request, so a lease may take the slot in between; the lease then waits for the count to
+/// drain, or that request would run inside the lease's transaction (and its caller would
+/// answer before anything committed).
+#[derive(Default)]
+struct Sharers {
+    count: AtomicUsize,
+    /// A lease that took the slot while shared calls were in progress.
+    drainer: Mutex<Option<Arc<Waiter>>>,
+}
+
+impl Sharers {
+    /// Counts a shared call in; only under the slots lock, with the slot not leased.
+    fn join(&self) {
+        self.count.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Counts a shared call out; `true` when it was the last.
+    fn leave(&self) -> bool {
+        let last = self.count.fetch_sub(1, Ordering::AcqRel) == 1;
+        if last {
+            if let Some(w) = crate::pg::lock(&self.drainer).take() {
+                w.blocker.unpark();
+            }
+        }
+        last
+    }
+
+    fn busy(&self) -> bool {
+        self.count.load(Ordering::Acquire) > 0
+    }
+
+    /// Waits until no shared call is in progress (the slot is leased, so none starts).
+    fn drain(&self, deadline: Instant, started: Instant) -> Result<()> {
+        if !self.busy() {
+            return Ok(());
+        }
+        let waiter = Waiter::new();
+        loop {
+            *crate::pg::lock(&self.drainer) = Some(waiter.clone());
+            // Checked after registering, so a last `leave` in between is not missed.
+            if !self.busy() {
+                crate::pg::lock(&self.drainer).take();
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                crate::pg::lock(&self.drainer).take();
+                return Err(Error::PoolTimeout(started.elapsed()));
+            }
+            crate::pg::park(&waiter, Some(deadline));
+        }
+    }
+}
+
+impl Waiter {
+    fn new() -> Arc<Waiter> {
+        Arc::new(Waiter {
+            blocker: Blocker::new(false),
+            handed: OnceLock::new(),
+        })
+    }
+}
+
+impl Parked for Waiter {
+    fn blocker(&self) -> &Blocker {
+        &self.blocker
+    }
 }
 
 impl Node {
@@ -161,6 +265,7 @@ impl Node {
         }
         metrics.max_connections(&label, pool.max_size);
         metrics.init_node(&label);
+        let waiters_gauge = metrics.waiters(&label);
         Arc::new(Node {
             config,
             role,
@@ -174,6 +279,8 @@ impl Node {
             acquire_timeout: pool.acquire_timeout,
             pipeline_depth: pool.pipeline_depth.unwrap_or(usize::MAX),
             waiting: AtomicUsize::new(0),
+            waiting_for_slot: AtomicUsize::new(0),
+            waiters_gauge,
             slots: Mutex::new(Slots::default()),
             next_id: AtomicU64::new(0),
             closed: AtomicBool::new(false),
@@ -183,67 +290,82 @@ impl Node {
 
     /// A connection to pipeline one autocommit statement on: the least loaded shared slot.
     pub(crate) fn shared(self: &Arc<Self>, deadline: Instant) -> Result<SharedUse> {
-        let (_, conn) = self.acquire(deadline, false)?;
+        let picked = self.acquire(deadline, false)?;
         Ok(SharedUse {
             node: self.clone(),
-            conn,
+            conn: picked.conn,
+            sharers: picked.sharers,
         })
     }
 
     /// A connection held exclusively until the lease drops.
     pub(crate) fn lease(self: &Arc<Self>, deadline: Instant) -> Result<Lease> {
-        let (id, conn) = self.acquire(deadline, true)?;
-        Ok(Lease {
+        let started = Instant::now();
+        let picked = self.acquire(deadline, true)?;
+        let lease = Lease {
             node: self.clone(),
-            conn,
-            id,
-        })
+            conn: picked.conn,
+            id: picked.id,
+        };
+        // On a timeout the lease drops, handing the slot back.
+        picked.sharers.drain(deadline, started)?;
+        Ok(lease)
     }
 
-    fn acquire(
-        self: &Arc<Self>,
-        deadline: Instant,
-        exclusive: bool,
-    ) -> Result<(u64, Arc<Connection>)> {
+    fn acquire(self: &Arc<Self>, deadline: Instant, exclusive: bool) -> Result<Picked> {
         let started = Instant::now();
         let mut now = started;
         let mut woken = false;
         loop {
             let pick = self.pick(exclusive, now, woken)?;
             match pick {
-                Pick::Use(id, conn, validate) => {
-                    if !validate || self.ping(&conn, deadline) {
+                Pick::Use(picked, validate) => {
+                    if !validate || self.ping(&picked.conn, deadline) {
                         self.metrics.acquired(self.role, started.elapsed());
-                        return Ok((id, conn));
+                        return Ok(picked);
                     }
-                    self.remove(id, "validation_failed");
+                    if !exclusive {
+                        let _ = picked.sharers.leave();
+                    }
+                    self.remove(picked.id, "validation_failed");
                 }
                 Pick::Open => {
-                    let opened = self.open(exclusive, Some(deadline));
+                    let user = match exclusive {
+                        true => Opener::Lease,
+                        false => Opener::Share,
+                    };
+                    let opened = self.open(user, Some(deadline));
                     self.wake_one();
-                    if let Ok(pair) = opened {
+                    if let Ok(picked) = opened {
                         self.metrics.acquired(self.role, started.elapsed());
-                        return Ok(pair);
+                        return Ok(picked);
                     }
                     opened?;
                 }
-                Pick::Wait(blocker, first) => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        self.forget_waiter(&blocker);
+                Pick::Wait(waiter, first) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        self.forget_waiter(&waiter);
                         self.metrics.acquire_timeout(self.role);
                         return Err(Error::PoolTimeout(started.elapsed()));
                     }
                     // Only the first in line looks again on its own; the others are woken
                     // in turn as room is handed on.
-                    let wait = match first && !exclusive && self.pipeline_depth != usize::MAX {
-                        true => left.min(ROOM_RECHECK),
-                        false => left,
+                    let until = match first && !exclusive && self.pipeline_depth != usize::MAX {
+                        true => deadline.min(now + ROOM_RECHECK),
+                        false => deadline,
                     };
-                    self.metrics.waiters(&self.label, 1);
-                    crate::pg::park(&blocker, Some(wait));
-                    self.metrics.waiters(&self.label, -1);
-                    self.forget_waiter(&blocker);
+                    self.waiters_gauge.inc();
+                    crate::pg::park(&waiter, Some(until));
+                    self.waiters_gauge.dec();
+                    let handed = match waiter.handed.get() {
+                        Some(picked) => Some(picked.clone()),
+                        None => self.forget_waiter(&waiter),
+                    };
+                    if let Some(picked) = handed {
+                        self.metrics.acquired(self.role, started.elapsed());
+                        return Ok(picked);
+                    }
                     woken = true;
                 }
             }
@@ -302,7 +424,15 @@ impl Node {
                 && now.duration_since(slot.last_used) > self.validate_after_idle;
             slot.last_used = now;
             slot.leased = exclusive;
-            let pick = Pick::Use(slot.id, slot.conn.clone(), validate);
+            if !exclusive {
+                slot.sharers.join();
+            }
+            let picked = Picked {
+                id: slot.id,
+                conn: slot.conn.clone(),
+                sharers: slot.sharers.clone(),
+            };
+            let pick = Pick::Use(picked, validate);
             // Gauges change with leases; shared picks are too frequent to publish each, and
             // maintenance refreshes the gauges every second.
             if exclusive {
@@ -315,29 +445,26 @@ impl Node {
             s.opening += 1;
             return Ok(Pick::Open);
         }
-        let blocker = Arc::new(Blocker::new(false));
+        let waiter = Waiter::new();
         if exclusive || best.is_none() {
-            s.waiters.push_back(blocker.clone());
-            return Ok(Pick::Wait(blocker, false));
+            s.waiters.push_back(waiter.clone());
+            self.count_waiters(&s);
+            return Ok(Pick::Wait(waiter, false));
         }
         // Every shared slot is at the depth limit. A caller that waited already was first
         // in line, and stays so.
         if woken {
-            s.room_waiters.push_front(blocker.clone());
+            s.room_waiters.push_front(waiter.clone());
         } else {
-            s.room_waiters.push_back(blocker.clone());
+            s.room_waiters.push_back(waiter.clone());
         }
-        self.waiting.store(s.room_waiters.len(), Ordering::Relaxed);
-        Ok(Pick::Wait(blocker, woken || s.room_waiters.len() == 1))
+        self.count_waiters(&s);
+        Ok(Pick::Wait(waiter, woken || s.room_waiters.len() == 1))
     }
 
-    /// Opens a connection into a new slot (already counted in `opening`), within the
-    /// caller's `deadline` when there is one.
-    fn open(
-        self: &Arc<Self>,
-        leased: bool,
-        deadline: Option<Instant>,
-    ) -> Result<(u64, Arc<Connection>)> {
+    /// Opens a connection into a new slot (already counted in `opening`) for `user`, within
+    /// the caller's `deadline` when there is one.
+    fn open(self: &Arc<Self>, user: Opener, deadline: Option<Instant>) -> Result<Picked> {
         // A server that accepts the socket and then says nothing must not hold a caller (or
         // the monitor filling `min_idle`) longer than a caller would wait for a connection.
         let own = self
@@ -363,16 +490,21 @@ impl Node {
                     let spread = (rand_unit() * 2.0 - 1.0) * self.jitter;
                     now + life.mul_f64((1.0 + spread).max(0.05))
                 });
+                let sharers = Arc::new(Sharers::default());
+                if user == Opener::Share {
+                    sharers.join();
+                }
                 s.list.push(Slot {
                     id,
                     conn: conn.clone(),
-                    leased,
+                    sharers: sharers.clone(),
+                    leased: user == Opener::Lease,
                     expires_at,
                     last_used: now,
                 });
                 self.metrics.opened(&self.label);
                 self.publish(&s);
-                Ok((id, conn))
+                Ok(Picked { id, conn, sharers })
             }
             Err(e) => {
                 // A connect the caller's deadline cut short says nothing about the server.
@@ -441,41 +573,72 @@ impl Node {
                 Some(w) => Some(w),
                 None => s.room_waiters.pop_front(),
             };
-            self.waiting.store(s.room_waiters.len(), Ordering::Relaxed);
+            self.count_waiters(&s);
             w
         };
         if let Some(w) = waiter {
-            w.unpark();
+            w.blocker.unpark();
         }
     }
 
-    /// A shared request has been answered: its place in the pipeline goes to the first
-    /// caller waiting for room, if any.
-    fn shared_done(&self) {
+    /// Publishes the queue lengths that shared calls read without the lock.
+    fn count_waiters(&self, s: &Slots) {
+        self.waiting.store(s.room_waiters.len(), Ordering::Relaxed);
+        self.waiting_for_slot
+            .store(s.waiters.len(), Ordering::Relaxed);
+    }
+
+    /// A shared request on `conn` has been answered: its place in the pipeline goes to the
+    /// first caller waiting for room, handed over with the connection when that still has
+    /// room (the caller then skips picking again; otherwise it picks as usual). When it was
+    /// the slot's last shared call, a caller waiting for a whole connection may take it.
+    fn shared_done(&self, conn: &Arc<Connection>, slot_drained: bool) {
+        if slot_drained && self.waiting_for_slot.load(Ordering::Relaxed) > 0 {
+            self.wake_one();
+        }
         if self.waiting.load(Ordering::Relaxed) == 0 {
             return;
         }
         let waiter = {
             let mut s = crate::pg::lock(&self.slots);
             let w = s.room_waiters.pop_front();
-            self.waiting.store(s.room_waiters.len(), Ordering::Relaxed);
+            self.count_waiters(&s);
+            if let Some(w) = &w {
+                let shared_slot = s
+                    .list
+                    .iter()
+                    .find(|slot| !slot.leased && Arc::ptr_eq(&slot.conn, conn));
+                if let Some(slot) = shared_slot {
+                    if conn.in_flight() < self.pipeline_depth && !conn.is_broken() {
+                        slot.sharers.join();
+                        let _ = w.handed.set(Picked {
+                            id: slot.id,
+                            conn: conn.clone(),
+                            sharers: slot.sharers.clone(),
+                        });
+                    }
+                }
+            }
             w
         };
         if let Some(w) = waiter {
-            w.unpark();
+            w.blocker.unpark();
         }
     }
 
-    fn forget_waiter(&self, blocker: &Arc<Blocker>) {
+    /// Takes a waiter out of its queue; returns the connection handed to it, if one was
+    /// (handing happens under the same lock, so after this nothing more can be).
+    fn forget_waiter(&self, waiter: &Arc<Waiter>) -> Option<Picked> {
         let mut guard = crate::pg::lock(&self.slots);
         let s = &mut *guard;
         // Usually at the front: it was woken, or is the first in line looking again.
         for queue in [&mut s.waiters, &mut s.room_waiters] {
-            if let Some(at) = queue.iter().position(|w| Arc::ptr_eq(w, blocker)) {
+            if let Some(at) = queue.iter().position(|w| Arc::ptr_eq(w, waiter)) {
                 queue.remove(at);
             }
         }
-        self.waiting.store(s.room_waiters.len(), Ordering::Relaxed);
+        self.count_waiters(s);
+        waiter.handed.get().cloned()
     }
 
     /// Drops broken, expired and long-idle connections and refills `min_idle`; run by the
@@ -488,7 +651,7 @@ impl Node {
             let mut keep = Vec::with_capacity(s.list.len());
             let mut idle_kept = 0;
             for slot in std::mem::take(&mut s.list) {
-                let quiet = !slot.leased && slot.conn.in_flight() == 0;
+                let quiet = !slot.leased && !slot.sharers.busy() && slot.conn.in_flight() == 0;
                 let reason = if slot.conn.is_broken() && !slot.leased {
                     Some("broken")
                 } else if quiet && slot.expires_at.is_some_and(|at| now >= at) {
@@ -528,7 +691,7 @@ impl Node {
             self.metrics.closed(&self.label, reason);
         }
         for _ in 0..need {
-            let _ = self.open(false, None);
+            let _ = self.open(Opener::Pool, None);
         }
         self.wake_one();
     }
@@ -542,14 +705,14 @@ impl Node {
                 self.metrics.closed(&self.label, "shutdown");
             }
             self.publish(&s);
-            self.waiting.store(0, Ordering::Relaxed);
             let mut all = std::mem::take(&mut s.waiters);
             all.append(&mut s.room_waiters);
+            self.count_waiters(&s);
             all
         };
         // Waiters wake to find the node closed.
         for w in waiters {
-            w.unpark();
+            w.blocker.unpark();
         }
     }
 
@@ -602,6 +765,7 @@ impl Node {
 pub(crate) struct SharedUse {
     node: Arc<Node>,
     conn: Arc<Connection>,
+    sharers: Arc<Sharers>,
 }
 
 impl SharedUse {
@@ -621,7 +785,8 @@ impl std::ops::Deref for SharedUse {
 
 impl Drop for SharedUse {
     fn drop(&mut self) {
-        self.node.shared_done();
+        let drained = self.sharers.leave();
+        self.node.shared_done(&self.conn, drained);
     }
 }
 
