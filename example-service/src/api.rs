@@ -31,16 +31,23 @@ pub const MAX_PER_PAGE: i64 = 100;
 
 // ---------------------------------------------------------------- request bodies --
 
+// The `schema` attributes mirror the records' validators (`models.rs`), so generated
+// clients and fuzzers know the rules before they send a request: trimmed text must keep a
+// non-space character, and no text may hold NUL. utoipa takes only literals here.
+
 /// `POST /authors`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewAuthor {
     /// 1 to 200 characters.
+    #[schema(min_length = 1, max_length = 200, pattern = r"^[^\x00]*\S[^\x00]*$")]
     pub name: String,
     /// Unique; `user@host`.
+    #[schema(max_length = 254, pattern = r"^[^@\x00]+@[^@\x00]+$")]
     pub email: String,
     /// At most 2,000 characters.
     #[serde(default)]
+    #[schema(max_length = 2000, pattern = r"^[^\x00]*$")]
     pub bio: Option<String>,
 }
 
@@ -50,13 +57,15 @@ pub struct NewAuthor {
 pub struct AuthorPatch {
     /// 1 to 200 characters.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 200, pattern = r"^[^\x00]*\S[^\x00]*$")]
     pub name: Option<String>,
     /// Unique; `user@host`.
     #[serde(default)]
+    #[schema(max_length = 254, pattern = r"^[^@\x00]+@[^@\x00]+$")]
     pub email: Option<String>,
     /// At most 2,000 characters; `null` clears it.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(max_length = 2000, pattern = r"^[^\x00]*$", value_type = Option<String>)]
     pub bio: Option<Option<String>>,
 }
 
@@ -65,14 +74,18 @@ pub struct AuthorPatch {
 #[serde(deny_unknown_fields)]
 pub struct NewBook {
     /// An existing author's id.
+    #[schema(minimum = 1)]
     pub author_id: i64,
     /// 1 to 300 characters.
+    #[schema(min_length = 1, max_length = 300, pattern = r"^[^\x00]*\S[^\x00]*$")]
     pub title: String,
     /// ISBN-10 or ISBN-13; unique among live books.
     #[serde(default)]
+    #[schema(pattern = r"^-*(?:(?:[0-9]-*){9}[0-9X]|(?:[0-9]-*){13})-*$")]
     pub isbn: Option<String>,
     /// 1450 to 2100.
     #[serde(default)]
+    #[schema(minimum = 1450, maximum = 2100)]
     pub published_year: Option<i32>,
 }
 
@@ -83,17 +96,19 @@ pub struct NewBook {
 pub struct BookPatch {
     /// Moves the book to another existing author.
     #[serde(default)]
+    #[schema(minimum = 1)]
     pub author_id: Option<i64>,
     /// 1 to 300 characters.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 300, pattern = r"^[^\x00]*\S[^\x00]*$")]
     pub title: Option<String>,
     /// ISBN-10 or ISBN-13; `null` clears it.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(pattern = r"^-*(?:(?:[0-9]-*){9}[0-9X]|(?:[0-9]-*){13})-*$", value_type = Option<String>)]
     pub isbn: Option<Option<String>>,
     /// 1450 to 2100; `null` clears it.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<i32>)]
+    #[schema(minimum = 1450, maximum = 2100, value_type = Option<i32>)]
     pub published_year: Option<Option<i32>>,
 }
 
@@ -102,11 +117,14 @@ pub struct BookPatch {
 #[serde(deny_unknown_fields)]
 pub struct NewReview {
     /// 1 to 100 characters.
+    #[schema(min_length = 1, max_length = 100, pattern = r"^[^\x00]*\S[^\x00]*$")]
     pub reviewer: String,
     /// 1 to 5.
+    #[schema(minimum = 1, maximum = 5)]
     pub rating: i32,
     /// At most 5,000 characters.
     #[serde(default)]
+    #[schema(max_length = 5000, pattern = r"^[^\x00]*$")]
     pub body: Option<String>,
 }
 
