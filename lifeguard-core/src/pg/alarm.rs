@@ -5,8 +5,9 @@
 //! room came first), disarms it; `may` wakes its timer thread for both. On a busy pool or a
 //! service that gives every call a deadline that is two thread wake-ups per call, which
 //! measured as half the client CPU of a waiting caller. Here a deadline costs an insert into
-//! and a removal from one ordered set; the watcher looks at the set once per [`TICK`] while
-//! anything is armed and sleeps otherwise, so arming never has to wake it.
+//! and a removal from one ordered set. The watcher sleeps until the earliest deadline, and
+//! arming wakes it only when the new deadline is earlier still: with deadlines of one
+//! length armed in time order (a request timeout, an acquire timeout) that never happens.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
@@ -15,10 +16,6 @@ use std::time::{Duration, Instant};
 use may::sync::Blocker;
 
 use super::pipeline::lock;
-
-/// How late a deadline may fire at worst (plus the OS's scheduling delay). `may`'s own timed
-/// parks round to whole milliseconds as well.
-const TICK: Duration = Duration::from_millis(1);
 
 /// Something a coroutine (or thread) parks on, which the watcher can wake.
 pub(crate) trait Parked: Send + Sync + 'static {
@@ -67,7 +64,8 @@ struct Armed {
     /// Keyed by deadline, then by a sequence number that keeps equal deadlines apart.
     by_deadline: BTreeMap<(Instant, u64), Arc<dyn Parked>>,
     next_seq: u64,
-    watcher_idle: bool,
+    /// When the watcher means to look next (`None`: not until something is armed).
+    wake_at: Option<Instant>,
 }
 
 /// The process's alarms; `None` only if the watcher thread could not be spawned.
@@ -100,8 +98,8 @@ impl Alarms {
         let key = (at, armed.next_seq);
         armed.next_seq += 1;
         armed.by_deadline.insert(key, who);
-        if armed.watcher_idle {
-            armed.watcher_idle = false;
+        if armed.wake_at.is_none_or(|planned| at < planned) {
+            armed.wake_at = Some(at);
             self.idle.notify_one();
         }
         key
@@ -123,20 +121,19 @@ impl Alarms {
                 }
                 entry.remove().blocker().unpark();
             }
-            armed = match armed.by_deadline.first_key_value() {
-                Some(((next, _), _)) => {
-                    let nap = next.saturating_duration_since(now).min(TICK);
-                    self.idle
-                        .wait_timeout(armed, nap)
-                        .map(|(guard, _)| guard)
-                        .unwrap_or_else(|poisoned| poisoned.into_inner().0)
-                }
-                None => {
-                    armed.watcher_idle = true;
-                    self.idle
-                        .wait(armed)
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                }
+            // Deadlines disarmed since are not looked for: waking for one finds nothing due
+            // and sleeps again.
+            armed.wake_at = armed.by_deadline.first_key_value().map(|((at, _), _)| *at);
+            armed = match armed.wake_at {
+                Some(at) => self
+                    .idle
+                    .wait_timeout(armed, at.saturating_duration_since(now))
+                    .map(|(guard, _)| guard)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner().0),
+                None => self
+                    .idle
+                    .wait(armed)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
             };
         }
     }
@@ -175,6 +172,21 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(10));
         t.join().expect("waker thread");
         assert_eq!(armed(alarms), 0, "the 30 s deadline is still armed");
+    }
+
+    #[test]
+    fn an_earlier_deadline_wakes_the_sleeping_watcher() {
+        let alarms = Alarms::start().expect("watcher thread");
+        let late = Arc::new(Blocker::new(false));
+        let late_key = alarms.arm(Instant::now() + Duration::from_secs(60), late.clone());
+        // Let the watcher settle into its 60 s sleep first.
+        std::thread::sleep(Duration::from_millis(20));
+        let blocker = Arc::new(Blocker::new(false));
+        let started = Instant::now();
+        park_with(Some(alarms), &blocker, started + Duration::from_millis(10));
+        let waited = started.elapsed();
+        assert!(waited < Duration::from_secs(5), "woke after {waited:?}");
+        alarms.disarm(late_key);
     }
 
     #[test]
