@@ -55,7 +55,7 @@ fn park_with<P: Parked>(alarms: Option<&Alarms>, who: &Arc<P>, at: Instant) {
 
 struct Alarms {
     armed: Mutex<Armed>,
-    /// The watcher sleeps on it while nothing is armed.
+    /// The watcher sleeps on it until the next deadline (or, with none armed, until one is).
     idle: Condvar,
 }
 
