@@ -195,6 +195,52 @@ fn slow_query_does_not_corrupt_or_reorder_fast_ones() {
     assert_eq!(conn.in_flight(), 0);
 }
 
+/// Behind four unanswered requests, new bytes wait for an answer before they go out. They
+/// must still go out as answers arrive, in order, and a deadline must end a request that is
+/// still waiting in the client as promptly as one the server is running.
+#[test]
+fn requests_held_back_behind_a_full_pipeline_go_out_as_answers_arrive() {
+    let conn = Arc::new(connect());
+    conn.query_one("SELECT pg_sleep(0), $1::int4", &[&0i32])
+        .unwrap();
+    // Six sleeps, so the fifth and sixth are queued while the server holds four.
+    let sleepers: Vec<_> = (1..=6)
+        .map(|i: i32| {
+            let conn = conn.clone();
+            may::go!(move || {
+                let v: i32 = conn
+                    .query_one("SELECT pg_sleep(0.15), $1::int4", &[&i])
+                    .unwrap()
+                    .get(1);
+                v
+            })
+        })
+        .collect();
+    let c = conn.clone();
+    let (timed, took) = in_coroutine_within(Duration::from_secs(10), move || {
+        // Let the sleepers queue first, so this request waits behind them.
+        may::coroutine::sleep(Duration::from_millis(20));
+        let t0 = Instant::now();
+        let r = c
+            .timeout(Duration::from_millis(100))
+            .query_one("SELECT $1::int4", &[&99i32]);
+        (r, t0.elapsed())
+    });
+    assert!(matches!(timed, Err(Error::Timeout(_))), "got {timed:?}");
+    assert!(took < Duration::from_millis(600), "timeout took {took:?}");
+    for (k, h) in sleepers.into_iter().enumerate() {
+        assert_eq!(h.join().expect("a sleeper failed"), k as i32 + 1);
+    }
+    // The abandoned request's answer is discarded when it comes; the connection carries on.
+    let c = conn.clone();
+    let v: i32 = in_coroutine_within(Duration::from_secs(10), move || {
+        c.query_one("SELECT 7", &[]).unwrap().get(0)
+    });
+    assert_eq!(v, 7);
+    assert!(!conn.is_broken());
+    assert_eq!(conn.in_flight(), 0);
+}
+
 /// Whether backend `pid` is running a statement containing `pg_sleep`.
 fn sleeping(admin: &Connection, pid: i32) -> bool {
     let n: i64 = admin

@@ -6,7 +6,8 @@
 //! at once (the lowest latency); when requests are already in flight, a writer coroutine per
 //! connection is woken instead and flushes everything queued by the time it runs, in as few
 //! syscalls as the traffic allows. No caller ever keeps writing other callers' bytes, so none
-//! waits behind the traffic it did not send.
+//! waits behind the traffic it did not send. Once the server holds [`HOLD_BACK_AT`]
+//! unanswered requests, new bytes wait for the next answer instead, and go out together.
 //! One reader coroutine per connection splits the replies at each `ReadyForQuery` and hands
 //! every caller its own messages. Every request ends in exactly one `Sync` or simple `Query`,
 //! which is what makes that split sound.
@@ -163,7 +164,33 @@ struct State {
     closes: Vec<String>,
     /// A second buffer for callers writing their own request, kept so writes do not allocate.
     spare: BytesMut,
+    /// Requests in `pending` whose bytes still wait in `out`.
+    unsent: usize,
 }
+
+impl State {
+    /// Whether bytes in `out` should wait for an answer: the server already holds
+    /// [`HOLD_BACK_AT`] requests of this connection, enough to stay busy until the answer to
+    /// one of them brings the writer back.
+    fn hold_back(&self) -> bool {
+        self.pending.len().saturating_sub(self.unsent) >= HOLD_BACK_AT
+    }
+}
+
+/// How many unanswered requests the server may hold before new bytes wait for an answer.
+///
+/// Writing each request as soon as it is queued costs a `send` per one or two requests on a
+/// deep pipeline, and a `send` that finds the backend asleep wakes it. On a machine whose
+/// cores the server shares, that traffic kept the backends queueing for a CPU with the
+/// requests of their pipeline behind them: the p99 tail. Held back until the server is down
+/// to three, requests go out in batches while the backend never runs dry. On the benchmark
+/// (`fortunes`, 8 requests per connection) sends per request fell from 0.39 to 0.23 and the
+/// backends' waits for a CPU longer than 0.3 ms from 292 to 22 in two seconds; at 64 per
+/// connection sends fell from 0.09 to 0.02 per request.
+/// Shallow pipelines, under the mark, are written at once as before. It must be at least 2:
+/// a COPY keeps its request unanswered while its data follows, and that data must never wait
+/// for an answer only its own end brings.
+const HOLD_BACK_AT: usize = 4;
 
 #[derive(Default)]
 pub(crate) struct NotificationQueue {
@@ -312,9 +339,14 @@ impl Shared {
                 }
                 Send::Raw(bytes) => st.out.extend_from_slice(bytes),
             }
+            let counted = pending.is_some();
             if let Some(p) = pending {
                 st.pending.push_back(p);
+                st.unsent += 1;
                 self.in_flight.fetch_add(1, Ordering::Relaxed);
+            }
+            if st.writing || (counted && st.hold_back()) {
+                return Ok(());
             }
             let first = !std::mem::replace(&mut st.writing, true);
             // An idle pipeline: write at once. Requests already in flight: the server is
@@ -343,6 +375,7 @@ impl Shared {
             let mut st = lock(&self.state);
             let mut chunk = std::mem::take(&mut st.spare);
             std::mem::swap(&mut st.out, &mut chunk);
+            st.unsent = 0;
             chunk
         };
         let written = {
@@ -353,7 +386,7 @@ impl Shared {
         let more = {
             let mut st = lock(&self.state);
             st.spare = chunk;
-            if written.is_ok() && !st.out.is_empty() && st.broken.is_none() {
+            if written.is_ok() && !st.out.is_empty() && st.broken.is_none() && !st.hold_back() {
                 true
             } else {
                 st.writing = false;
@@ -380,12 +413,13 @@ impl Shared {
                         st.writing = false;
                         return;
                     }
-                    if st.out.is_empty() {
+                    if st.out.is_empty() || st.hold_back() {
                         st.writing = false;
                         break;
                     }
                     // Swap buffers so callers keep appending while this one is on the wire.
                     std::mem::swap(&mut st.out, &mut chunk);
+                    st.unsent = 0;
                 }
                 let written = {
                     let mut socket = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
@@ -408,6 +442,7 @@ impl Shared {
                 st.broken = Some(e.clone());
             }
             self.is_broken.store(true, Ordering::Release);
+            st.unsent = 0;
             st.pending.drain(..).collect()
         };
         self.in_flight.store(0, Ordering::Relaxed);
@@ -504,8 +539,17 @@ impl Shared {
                             // Counted as done before its caller wakes: a caller that returns
                             // and asks the pool again must find this connection idle, or the
                             // pool opens a needless second one.
-                            if lock(&self.state).pending.pop_front().is_some() {
-                                self.in_flight.fetch_sub(1, Ordering::Relaxed);
+                            let flush = {
+                                let mut st = lock(&self.state);
+                                if st.pending.pop_front().is_some() {
+                                    self.in_flight.fetch_sub(1, Ordering::Relaxed);
+                                }
+                                let flush = !st.writing && !st.out.is_empty() && !st.hold_back();
+                                st.writing |= flush;
+                                flush
+                            };
+                            if flush {
+                                self.wake_writer();
                             }
                             if let Some(Pending::Reply(r)) = current.take() {
                                 r.push(&mut batch, true);
