@@ -270,25 +270,31 @@ impl<R: LifeRecord> InsertMany<R> {
         if self.records.is_empty() {
             return Ok(());
         }
-        // The union of set columns decides the shape; unset ones become DEFAULT.
-        let fields: Vec<R::Fields<'_>> = self.records.iter().map(|r| r.fields()).collect();
-        let rows: Vec<&[_]> = fields.iter().map(AsRef::as_ref).collect();
-        let width = rows[0].len();
+        // The union of set columns decides the shape; unset ones become DEFAULT. One pass
+        // also learns, per column, whether every record sets it or none does. (Records are
+        // viewed through `fields()` as they are read, not collected: that would allocate a
+        // copy of every record's fields on each call.)
+        let records = &self.records[..];
+        let first = records[0].fields();
+        let first = first.as_ref();
+        let width = first.len();
         let mut used = vec![false; width];
+        let mut set_everywhere = vec![true; width];
+        let mut unset_everywhere = vec![true; width];
         let mut has_expr = false;
-        for row in &rows {
-            for (i, (_, f)) in row.iter().enumerate() {
-                match f {
-                    Field::Set(_) => used[i] = true,
-                    Field::Expr(_) => {
-                        used[i] = true;
-                        has_expr = true;
-                    }
-                    Field::NotSet | Field::Unchanged(_) => {}
+        for record in records {
+            for (i, (_, f)) in record.fields().as_ref().iter().enumerate() {
+                let set = matches!(f, Field::Set(_));
+                set_everywhere[i] &= set;
+                unset_everywhere[i] &= matches!(f, Field::NotSet | Field::Unchanged(_));
+                used[i] |= set;
+                if let Field::Expr(_) = f {
+                    used[i] = true;
+                    has_expr = true;
                 }
             }
         }
-        let auto: Vec<bool> = rows[0]
+        let auto: Vec<bool> = first
             .iter()
             .map(|(col, _)| is_auto_timestamp::<M<R>>(col.name(), true))
             .collect();
@@ -306,17 +312,12 @@ impl<R: LifeRecord> InsertMany<R> {
         // parameter in every row, or (an automatic timestamp nobody set) now() in every
         // row. Then the columns set everywhere name the shape; a batch with DEFAULTs in
         // some rows only is built afresh.
-        let set_everywhere = |i: usize| rows.iter().all(|row| matches!(row[i].1, Field::Set(_)));
-        let uniform = columns.iter().all(|&i| {
-            set_everywhere(i)
-                || (auto[i]
-                    && rows
-                        .iter()
-                        .all(|row| matches!(row[i].1, Field::NotSet | Field::Unchanged(_))))
-        });
+        let uniform = columns
+            .iter()
+            .all(|&i| set_everywhere[i] || (auto[i] && unset_everywhere[i]));
         let params_mask = columns
             .iter()
-            .filter(|&&i| i < 128 && set_everywhere(i))
+            .filter(|&&i| i < 128 && set_everywhere[i])
             .fold(0u128, |m, &i| m | 1 << i);
         // The conflict clause's own values come after each chunk's row values.
         let mut clause_params = Vec::new();
@@ -325,7 +326,7 @@ impl<R: LifeRecord> InsertMany<R> {
         }
         let cacheable = uniform && !has_expr && width <= 128 && self.on_conflict.is_none();
         let per_chunk = ((MAX_PARAMS - clause_params.len()) / columns.len()).max(1);
-        for chunk in rows.chunks(per_chunk) {
+        for chunk in records.chunks(per_chunk) {
             let mut params: Vec<&(dyn ToSql + Sync)> =
                 Vec::with_capacity(chunk.len() * columns.len());
             let key = cacheable.then(|| {
@@ -337,7 +338,9 @@ impl<R: LifeRecord> InsertMany<R> {
             });
             if let Some(sql) = key.and_then(cached) {
                 // Known shape: only the values, in the text's order.
-                for row in chunk {
+                for record in chunk {
+                    let fields = record.fields();
+                    let row = fields.as_ref();
                     for &i in &columns {
                         if let Field::Set(v) = row[i].1 {
                             params.push(v);
@@ -348,7 +351,9 @@ impl<R: LifeRecord> InsertMany<R> {
                 continue;
             }
             let mut values = String::new();
-            for (r, row) in chunk.iter().enumerate() {
+            for (r, record) in chunk.iter().enumerate() {
+                let fields = record.fields();
+                let row = fields.as_ref();
                 values.push_str(if r == 0 { "(" } else { ", (" });
                 for (k, &i) in columns.iter().enumerate() {
                     if k > 0 {
@@ -366,10 +371,8 @@ impl<R: LifeRecord> InsertMany<R> {
                 oc.write(&mut values, &mut params);
             }
             let sql = statement(key, || {
-                let names: Vec<String> = columns
-                    .iter()
-                    .map(|&i| quote(rows[0][i].0.name()))
-                    .collect();
+                let names: Vec<String> =
+                    columns.iter().map(|&i| quote(first[i].0.name())).collect();
                 let mut sql = format!(
                     "INSERT INTO {} ({}) VALUES {values}",
                     M::<R>::QUALIFIED,

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Weak};
 
 use postgres_types::Type;
@@ -114,7 +115,49 @@ impl Statement {
 pub(crate) struct StatementCache {
     capacity: usize,
     tick: u64,
-    entries: HashMap<String, (Statement, u64)>,
+    entries: HashMap<String, (Statement, u64), BuildHasherDefault<SqlHasher>>,
+}
+
+/// The statement cache's hash, eight bytes per multiply. Every call hashes its SQL text,
+/// and SipHash over the 2 KB text of a 100-row insert cost about a microsecond. The texts
+/// come from the application's code rather than its users, and the map holds a few hundred
+/// at most, so a keyed hash would defend against nothing here.
+#[derive(Default)]
+pub(crate) struct SqlHasher(u64);
+
+impl SqlHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+impl Hasher for SqlHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut words = bytes.chunks_exact(8);
+        for word in &mut words {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(word);
+            self.add(u64::from_le_bytes(w));
+        }
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(w));
+        }
+    }
+
+    fn write_u8(&mut self, n: u8) {
+        self.add(u64::from(n));
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 impl StatementCache {
@@ -122,7 +165,7 @@ impl StatementCache {
         StatementCache {
             capacity,
             tick: 0,
-            entries: HashMap::new(),
+            entries: HashMap::default(),
         }
     }
 
