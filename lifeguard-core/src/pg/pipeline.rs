@@ -322,7 +322,7 @@ impl Shared {
 
     fn enqueue(&self, send: Send<'_>, pending: Option<Pending>) -> Result<()> {
         self.check_abandoned();
-        let (become_writer, batch) = {
+        let batch = {
             let mut st = lock(&self.state);
             if let Some(e) = &st.broken {
                 return Err(Error::unsent(e));
@@ -345,19 +345,20 @@ impl Shared {
                 st.unsent += 1;
                 self.in_flight.fetch_add(1, Ordering::Relaxed);
             }
+            // A write in progress takes these bytes along; held-back ones go with an answer.
             if st.writing || (counted && st.hold_back()) {
                 return Ok(());
             }
-            let first = !std::mem::replace(&mut st.writing, true);
+            st.writing = true;
             // An idle pipeline: write at once. Requests already in flight: the server is
             // busy anyway, so the writer coroutine sends this with whatever else arrives
             // before it runs.
-            (first, first && st.pending.len() > 1)
+            st.pending.len() > 1
         };
-        match (become_writer, batch) {
-            (true, false) => self.write_own(),
-            (true, true) => self.wake_writer(),
-            _ => {}
+        if batch {
+            self.wake_writer();
+        } else {
+            self.write_own();
         }
         Ok(())
     }

@@ -123,7 +123,7 @@ pub(crate) struct StatementCache {
 /// come from the application's code rather than its users, and the map holds a few hundred
 /// at most, so a keyed hash would defend against nothing here.
 #[derive(Default)]
-pub(crate) struct SqlHasher(u64);
+struct SqlHasher(u64);
 
 impl SqlHasher {
     fn add(&mut self, word: u64) {
