@@ -271,9 +271,10 @@ impl<R: LifeRecord> InsertMany<R> {
             return Ok(());
         }
         // The union of set columns decides the shape; unset ones become DEFAULT. One pass
-        // also learns, per column, whether every record sets it or none does. (Records are
-        // viewed through `fields()` as they are read, not collected: that would allocate a
-        // copy of every record's fields on each call.)
+        // also learns, per column, whether every record sets it or none does, and gathers
+        // the set values row by row: for a uniform batch those are the parameters, in the
+        // text's order. (Records are viewed through `fields()` as they are read, not
+        // collected: that would allocate a copy of every record's fields on each call.)
         let records = &self.records[..];
         let first = records[0].fields();
         let first = first.as_ref();
@@ -282,15 +283,27 @@ impl<R: LifeRecord> InsertMany<R> {
         let mut set_everywhere = vec![true; width];
         let mut unset_everywhere = vec![true; width];
         let mut has_expr = false;
+        let set_in_first = first
+            .iter()
+            .filter(|(_, f)| matches!(f, Field::Set(_)))
+            .count();
+        let mut values_in_order: Vec<&(dyn ToSql + Sync)> =
+            Vec::with_capacity(records.len() * set_in_first);
         for record in records {
             for (i, (_, f)) in record.fields().as_ref().iter().enumerate() {
-                let set = matches!(f, Field::Set(_));
-                set_everywhere[i] &= set;
-                unset_everywhere[i] &= matches!(f, Field::NotSet | Field::Unchanged(_));
-                used[i] |= set;
-                if let Field::Expr(_) = f {
-                    used[i] = true;
-                    has_expr = true;
+                match *f {
+                    Field::Set(v) => {
+                        values_in_order.push(v);
+                        used[i] = true;
+                        unset_everywhere[i] = false;
+                    }
+                    Field::Expr(_) => {
+                        used[i] = true;
+                        has_expr = true;
+                        set_everywhere[i] = false;
+                        unset_everywhere[i] = false;
+                    }
+                    Field::NotSet | Field::Unchanged(_) => set_everywhere[i] = false,
                 }
             }
         }
@@ -326,9 +339,9 @@ impl<R: LifeRecord> InsertMany<R> {
         }
         let cacheable = uniform && !has_expr && width <= 128 && self.on_conflict.is_none();
         let per_chunk = ((MAX_PARAMS - clause_params.len()) / columns.len()).max(1);
-        for chunk in records.chunks(per_chunk) {
-            let mut params: Vec<&(dyn ToSql + Sync)> =
-                Vec::with_capacity(chunk.len() * columns.len());
+        // In a uniform batch every row holds the same number of values.
+        let per_row = params_mask.count_ones() as usize;
+        for (k, chunk) in records.chunks(per_chunk).enumerate() {
             let key = cacheable.then(|| {
                 (
                     TypeId::of::<R>(),
@@ -337,19 +350,16 @@ impl<R: LifeRecord> InsertMany<R> {
                 )
             });
             if let Some(sql) = key.and_then(cached) {
-                // Known shape: only the values, in the text's order.
-                for record in chunk {
-                    let fields = record.fields();
-                    let row = fields.as_ref();
-                    for &i in &columns {
-                        if let Field::Set(v) = row[i].1 {
-                            params.push(v);
-                        }
-                    }
+                let start = k * per_chunk * per_row;
+                // Always in range for a uniform batch; were it not, the text below is
+                // built from the records themselves.
+                if let Some(values) = values_in_order.get(start..start + chunk.len() * per_row) {
+                    run(sql, values)?;
+                    continue;
                 }
-                run(sql, &params)?;
-                continue;
             }
+            let mut params: Vec<&(dyn ToSql + Sync)> =
+                Vec::with_capacity(chunk.len() * columns.len());
             let mut values = String::new();
             for (r, record) in chunk.iter().enumerate() {
                 let fields = record.fields();
