@@ -3,7 +3,6 @@
 //! Every public way to run SQL (connection, transaction, timed handle) is a [`Call`] with a
 //! different deadline and exclusivity, so the protocol logic lives here once.
 
-use std::cell::Cell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,19 +17,6 @@ use super::pipeline::{lock, Reply, Send, Wait};
 use super::row::{Row, SimpleQueryMessage, SimpleRow};
 use super::statement::{Column, Statement};
 use crate::error::{DbError, Error, Result};
-
-thread_local! {
-    /// The encoding buffer of the thread's last request, kept for its next one: a wide Bind
-    /// (2 KB for a 100-row insert) would otherwise be a fresh large allocation every time,
-    /// and before each of those glibc's allocator first sweeps its lists of small free
-    /// chunks. A coroutine takes the buffer out while it works, so a switch to another
-    /// coroutine (or thread) in between only means that one allocates its own.
-    static ENCODE_BUF: Cell<BytesMut> = Cell::new(BytesMut::new());
-}
-
-/// Buffers above this size (a huge batch) are not kept, so one rare request does not pin
-/// its memory on every worker thread.
-const KEEP_ENCODE_BUF: usize = 64 * 1024;
 
 /// Query parameters: any mix of values that encode as PostgreSQL types.
 pub type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
@@ -263,8 +249,7 @@ impl<'a> Call<'a> {
     fn run(&self, stmt: &Statement, batch: &[Params<'_>], each: impl FnMut(Outcome)) -> Result<()> {
         // Sized for the common case so encoding a wide Bind does not regrow the buffer.
         let per_bind = 64 + stmt.name().len() + batch.first().map_or(0, |p| p.len() * 24);
-        let mut buf = ENCODE_BUF.with(Cell::take);
-        buf.reserve(per_bind * batch.len());
+        let mut buf = BytesMut::with_capacity(per_bind * batch.len());
         let mut skip = 0;
         if let (Some((_, timeout)), false) = (self.deadline, self.exclusive) {
             let setter = self.prepare_cached(LOCAL_TIMEOUT_SQL)?;
@@ -278,12 +263,7 @@ impl<'a> Call<'a> {
             frontend::execute("", 0, &mut buf).map_err(encode_error)?;
         }
         frontend::sync(&mut buf);
-        let reply = self.conn.shared().request(Send::Extended(&buf));
-        buf.clear();
-        if buf.capacity() <= KEEP_ENCODE_BUF {
-            ENCODE_BUF.with(|b| b.set(buf));
-        }
-        let reply = reply?;
+        let reply = self.conn.shared().request(Send::Extended(&buf))?;
         if let Some(follow) = self.follow {
             follow.send(self);
         }
