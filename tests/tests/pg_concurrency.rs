@@ -464,11 +464,16 @@ fn client_side_deadline_fires_while_the_server_is_silent() {
 /// before) would corrupt another socket's registration: a crash, or a read that never wakes.
 #[test]
 fn unix_and_tcp_connections_churn_side_by_side() {
+    // Every step has a deadline well inside the test's, so a stuck one names itself.
+    let step = Duration::from_secs(20);
     let unix = Config::parse(&lifeguard_tests::primary_url())
         .unwrap()
         .unix_socket_dir(lifeguard_tests::pg_socket_dir())
-        .port(lifeguard_tests::pg_port());
-    let tcp = Config::parse(&lifeguard_tests::primary_url()).unwrap();
+        .port(lifeguard_tests::pg_port())
+        .connect_timeout(step);
+    let tcp = Config::parse(&lifeguard_tests::primary_url())
+        .unwrap()
+        .connect_timeout(step);
     in_coroutine_within(Duration::from_secs(120), move || {
         let workers: Vec<_> = (0..8)
             .map(|w| {
@@ -479,9 +484,14 @@ fn unix_and_tcp_connections_churn_side_by_side() {
                 };
                 may::go!(move || {
                     for round in 0..40i32 {
-                        let conn = Connection::connect(&config).unwrap();
+                        let conn = Connection::connect(&config)
+                            .unwrap_or_else(|e| panic!("worker {w}, round {round}: connect: {e}"));
                         // Two handles parked on the socket at once: the reader and a caller.
-                        let got: i32 = conn.query_one("SELECT $1::int4", &[&round]).unwrap().get(0);
+                        let got: i32 = conn
+                            .timeout(step)
+                            .query_one("SELECT $1::int4", &[&round])
+                            .unwrap_or_else(|e| panic!("worker {w}, round {round}: query: {e}"))
+                            .get(0);
                         assert_eq!(got, round);
                     }
                 })
