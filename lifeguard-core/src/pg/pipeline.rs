@@ -210,9 +210,12 @@ pub(crate) enum Send<'a> {
 impl Shared {
     /// Wraps a socket that has finished the start-up handshake and starts its reader.
     pub(crate) fn start(socket: Socket, parameters: Vec<(String, String)>) -> Result<Arc<Shared>> {
-        let (socket, reader, closer) = socket
-            .split()
-            .map_err(|e| Error::connection("clone the socket's handles", Some(e)))?;
+        let reader = socket
+            .try_clone()
+            .map_err(|e| Error::connection("clone socket for the reader", Some(e)))?;
+        let closer = socket
+            .try_clone()
+            .map_err(|e| Error::connection("clone socket for shutdown", Some(e)))?;
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             writer: may::sync::Mutex::new(socket),

@@ -1,6 +1,6 @@
 //! The byte stream under a connection: a `may` TCP or Unix socket, never a blocking `std` one.
 //!
-//! Three `may` behaviours shape this module:
+//! Two `may` behaviours shape this module:
 //! - `may`'s Unix stream closes its descriptor *before* taking it out of the poller. With a
 //!   duplicate of the socket still open (the reader's and the closer's handles are
 //!   duplicates) the stale registration keeps reporting events against freed bookkeeping,
@@ -10,19 +10,13 @@
 //!   thread may be firing it, which can leave a dangling timer behind. Nothing here uses
 //!   them: connects are bounded by waiting on a channel, and other deadlines by a
 //!   [`Watchdog`] that shuts the socket down.
-//! - `may` polls a descriptor on worker `fd % workers`, and registers every duplicate of a
-//!   socket on its own: a reply arriving raises readiness on all of them and wakes every
-//!   worker that polls one. [`Socket::split`] gives a connection's three handles numbers
-//!   polled by one worker, so a reply wakes one thread (with a 100-row insert at 256
-//!   callers, context switches per operation fell from 1.06 to 0.6), and successive
-//!   connections take the workers in turn.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, RawFd};
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::path::Path;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -85,42 +79,6 @@ impl Socket {
                 };
                 Err(Error::connection(context, last))
             }
-        }
-    }
-
-    /// The writer's, the reader's and the closer's handles on this socket, all polled by
-    /// the next `may` worker in turn. Were `may` to map descriptors to workers otherwise,
-    /// they are only spread differently.
-    pub(crate) fn split(self) -> io::Result<(Socket, Socket, Socket)> {
-        static TURN: AtomicUsize = AtomicUsize::new(0);
-        let workers = may::config().get_workers().max(1);
-        let worker = TURN.fetch_add(1, Ordering::Relaxed) % workers;
-        let mut found = Vec::with_capacity(3);
-        // Clones that fall elsewhere stay open until the end, so each try takes a new
-        // number; past a few misses (other threads taking numbers too) any clone will do.
-        let mut elsewhere = Vec::new();
-        while found.len() < 3 {
-            let clone = self.try_clone()?;
-            if clone.fd() as usize % workers == worker || elsewhere.len() >= 2 * workers {
-                found.push(clone);
-            } else {
-                elsewhere.push(clone);
-            }
-        }
-        match (found.pop(), found.pop(), found.pop()) {
-            (Some(closer), Some(reader), Some(writer)) => Ok((writer, reader, closer)),
-            // The loop above only ends with three.
-            _ => Err(io::Error::other(
-                "split a socket into fewer than three handles",
-            )),
-        }
-    }
-
-    /// The descriptor number, which decides the `may` worker that polls this handle.
-    fn fd(&self) -> RawFd {
-        match self {
-            Socket::Tcp(s) => s.as_raw_fd(),
-            Socket::Unix(s) => s.owner.as_raw_fd(),
         }
     }
 
@@ -291,30 +249,5 @@ impl Watchdog {
         self.state
             .compare_exchange(ARMED, DISARMED, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn split_polls_a_connections_handles_on_one_worker_and_spreads_connections() {
-        let workers = may::config().get_workers().max(1);
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-        let addr = listener.local_addr().expect("its address");
-        let mut kept = Vec::new();
-        let mut used = std::collections::BTreeSet::new();
-        for _ in 0..2 * workers {
-            let socket = Socket::Tcp(TcpStream::connect(addr).expect("connect"));
-            let (writer, reader, closer) = socket.split().expect("split");
-            let worker = writer.fd() as usize % workers;
-            assert_eq!(reader.fd() as usize % workers, worker);
-            assert_eq!(closer.fd() as usize % workers, worker);
-            assert!(writer.fd() != reader.fd() && reader.fd() != closer.fd());
-            used.insert(worker);
-            kept.push((writer, reader, closer));
-        }
-        assert_eq!(used.len(), workers, "connections spread over every worker");
     }
 }
