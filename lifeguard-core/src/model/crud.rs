@@ -279,7 +279,6 @@ impl<R: LifeRecord> InsertMany<R> {
         let first = records[0].fields();
         let first = first.as_ref();
         let width = first.len();
-        let mut used = vec![false; width];
         let mut set_everywhere = vec![true; width];
         let mut unset_everywhere = vec![true; width];
         let mut has_expr = false;
@@ -294,11 +293,9 @@ impl<R: LifeRecord> InsertMany<R> {
                 match *f {
                     Field::Set(v) => {
                         values_in_order.push(v);
-                        used[i] = true;
                         unset_everywhere[i] = false;
                     }
                     Field::Expr(_) => {
-                        used[i] = true;
                         has_expr = true;
                         set_everywhere[i] = false;
                         unset_everywhere[i] = false;
@@ -311,10 +308,10 @@ impl<R: LifeRecord> InsertMany<R> {
             .iter()
             .map(|(col, _)| is_auto_timestamp::<M<R>>(col.name(), true))
             .collect();
-        for (u, a) in used.iter_mut().zip(&auto) {
-            *u |= *a;
-        }
-        let columns: Vec<usize> = (0..width).filter(|&i| used[i]).collect();
+        // A column is written when some record sets it, or it is an automatic timestamp.
+        let columns: Vec<usize> = (0..width)
+            .filter(|&i| !unset_everywhere[i] || auto[i])
+            .collect();
         if columns.is_empty() {
             return Err(Error::config(format!(
                 "insert_many into {} needs at least one set column",
