@@ -1,22 +1,28 @@
 //! The byte stream under a connection: a `may` TCP or Unix socket, never a blocking `std` one.
 //!
-//! Two `may` behaviours shape this module:
+//! Three `may` behaviours shape this module:
 //! - `may`'s Unix stream closes its descriptor *before* taking it out of the poller. With a
-//!   duplicate of the socket still open (the reader's and the closer's handles are
+//!   duplicate of the socket still open (a connection's writer and reader handles are
 //!   duplicates) the stale registration keeps reporting events against freed bookkeeping,
 //!   and without one the late deregistration can remove another socket that was just handed
 //!   the same descriptor number. [`UnixSocket`] drops in the safe order.
+//! - `may` polls descriptor `fd` on worker `fd % workers` and registers every duplicate on
+//!   its own, so an arriving reply wakes each worker that polls one of the socket's
+//!   handles. [`Socket::split`] puts the writer's and the reader's handles on one worker,
+//!   the handle that only shuts down is a plain duplicate the poller never sees
+//!   ([`Closer`]), and [`Socket::echo`] adds a registration on another worker for when
+//!   waking it is wanted (see the pipeline's `Echo`).
 //! - `may`'s per-socket I/O timeouts arm their timer from the worker thread while the poller
 //!   thread may be firing it, which can leave a dangling timer behind. Nothing here uses
 //!   them: connects are bounded by waiting on a channel, and other deadlines by a
 //!   [`Watchdog`] that shuts the socket down.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, RawFd};
+use std::net::{Shutdown, SocketAddr, TcpStream as StdTcpStream, ToSocketAddrs};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, RawFd};
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::path::Path;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -83,19 +89,86 @@ impl Socket {
     }
 
     /// A second handle on the same socket, so one coroutine reads while others write.
-    pub(crate) fn try_clone(&self) -> io::Result<Socket> {
+    fn try_clone(&self) -> io::Result<Socket> {
         match self {
             Socket::Tcp(s) => s.try_clone().map(Socket::Tcp),
             Socket::Unix(s) => s.try_clone().map(Socket::Unix),
         }
     }
 
+    /// A second handle polled by the same `may` worker as this one, so an arriving reply
+    /// wakes one thread; successive connections take the workers in turn.
+    pub(crate) fn split(self) -> io::Result<(Socket, Socket)> {
+        static TURN: AtomicUsize = AtomicUsize::new(0);
+        let workers = workers();
+        let worker = TURN.fetch_add(1, Ordering::Relaxed) % workers;
+        let writer = self.clone_polled_by(|w| w == worker)?;
+        let reader = self.clone_polled_by(|w| w == worker)?;
+        Ok((writer, reader))
+    }
+
+    /// A handle polled by another `may` worker than this one, whose only effect is that a
+    /// reply arriving wakes that worker too; `None` with a single worker.
+    pub(crate) fn echo(&self) -> io::Result<Option<Socket>> {
+        if workers() < 2 {
+            return Ok(None);
+        }
+        let own = self.worker();
+        self.clone_polled_by(|w| w != own).map(Some)
+    }
+
+    /// A clone whose descriptor number puts it on a worker `wanted` accepts. Clones that
+    /// fall elsewhere stay open until the end, so each try takes a new number; past a few
+    /// misses (other threads taking numbers too) the last clone is taken as it is.
+    fn clone_polled_by(&self, wanted: impl Fn(usize) -> bool) -> io::Result<Socket> {
+        let mut misses = Vec::new();
+        loop {
+            let clone = self.try_clone()?;
+            if wanted(clone.worker()) || misses.len() >= 2 * workers() {
+                return Ok(clone);
+            }
+            misses.push(clone);
+        }
+    }
+
+    /// The worker that polls this handle: `may` registers descriptor `fd` with worker
+    /// `fd % workers`. Were that to change, handles would only be spread differently.
+    fn worker(&self) -> usize {
+        let fd = match self {
+            Socket::Tcp(s) => s.as_raw_fd(),
+            Socket::Unix(s) => s.owner.as_raw_fd(),
+        };
+        usize::try_from(fd).unwrap_or(0) % workers()
+    }
+
+    /// A handle that can only shut this socket down, from any thread or coroutine.
+    pub(crate) fn closer(&self) -> io::Result<Closer> {
+        // Duplicates made outside `may` stay out of its poller.
+        Ok(match self {
+            Socket::Tcp(s) => {
+                // SAFETY: `s` keeps the descriptor open for as long as this borrow lives.
+                let fd = unsafe { BorrowedFd::borrow_raw(s.as_raw_fd()) };
+                Closer::Tcp(StdTcpStream::from(fd.try_clone_to_owned()?))
+            }
+            Socket::Unix(s) => Closer::Unix(s.owner.try_clone()?),
+        })
+    }
+}
+
+/// A duplicate of a connection's socket kept only to shut it down; the poller never sees it.
+#[derive(Debug)]
+pub(crate) enum Closer {
+    Tcp(StdTcpStream),
+    Unix(StdUnixStream),
+}
+
+impl Closer {
     /// Closes both directions, which also wakes a coroutine parked in a read.
     pub(crate) fn shutdown(&self) {
         // The peer may already be gone; there is nothing useful to do with that error.
         let _ = match self {
-            Socket::Tcp(s) => s.shutdown(Shutdown::Both),
-            Socket::Unix(s) => s.owner.shutdown(Shutdown::Both),
+            Closer::Tcp(s) => s.shutdown(Shutdown::Both),
+            Closer::Unix(s) => s.shutdown(Shutdown::Both),
         };
     }
 }
@@ -123,6 +196,11 @@ impl Write for Socket {
             Socket::Unix(s) => s.io.flush(),
         }
     }
+}
+
+/// How many `may` workers poll sockets.
+fn workers() -> usize {
+    may::config().get_workers().max(1)
 }
 
 /// Connects to one address; with a timeout the connect runs on its own coroutine and the
@@ -221,7 +299,7 @@ pub(crate) struct Watchdog {
 impl Watchdog {
     /// Starts watching `socket` until `deadline`.
     pub(crate) fn arm(socket: &Socket, deadline: Instant) -> io::Result<Watchdog> {
-        let closer = socket.try_clone()?;
+        let closer = socket.closer()?;
         let state = Arc::new(AtomicU8::new(ARMED));
         let (stop, stopped) = mpsc::channel::<()>();
         let watch = state.clone();
@@ -249,5 +327,46 @@ impl Watchdog {
         self.state
             .compare_exchange(ARMED, DISARMED, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_keeps_a_connection_on_one_worker_and_the_echo_on_another() {
+        let workers = workers();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        let addr = listener.local_addr().expect("its address");
+        let mut kept = Vec::new();
+        let mut used = std::collections::BTreeSet::new();
+        for _ in 0..2 * workers {
+            let socket = Socket::Tcp(TcpStream::connect(addr).expect("connect"));
+            let (writer, reader) = socket.split().expect("split");
+            assert_eq!(writer.worker(), reader.worker());
+            match writer.echo().expect("echo") {
+                Some(echo) => assert_ne!(echo.worker(), writer.worker()),
+                None => assert_eq!(workers, 1),
+            }
+            used.insert(writer.worker());
+            kept.push((writer, reader));
+        }
+        assert_eq!(used.len(), workers, "connections spread over every worker");
+    }
+
+    #[test]
+    fn the_closer_wakes_a_parked_reader() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        let addr = listener.local_addr().expect("its address");
+        let (_writer, mut reader) = Socket::Tcp(TcpStream::connect(addr).expect("connect"))
+            .split()
+            .expect("split");
+        let closer = reader.closer().expect("closer");
+        let parked = may::go!(move || reader.read(&mut [0u8; 16]));
+        std::thread::sleep(Duration::from_millis(50));
+        closer.shutdown();
+        let read = parked.join().expect("the reader returns");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
     }
 }
