@@ -200,8 +200,8 @@ const HOLD_BACK_AT: usize = 4;
 /// context switches, against 36 to 40 µs and 1.0 with the handles on both workers. A lone
 /// caller is the other way round: woken on one worker only, its `update` round trip fell
 /// into a slow mode (14k to 18k ops/s instead of 30k) in half the runs on this 2-vCPU
-/// machine, apparently because the idle worker's CPU went to sleep between replies. The echo
-/// keeps the second worker stirring while a connection has at most one request in flight,
+/// machine; the likely cause, not pinned down, is the idle worker's CPU going to sleep
+/// between replies. The echo keeps the second worker stirring while a connection has at most one request in flight,
 /// and goes away once the server holds [`ECHO_OFF_AT`] of them.
 #[derive(Default)]
 struct Echo {

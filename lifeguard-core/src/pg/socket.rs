@@ -96,8 +96,8 @@ impl Socket {
         }
     }
 
-    /// A second handle polled by the same `may` worker as this one, so an arriving reply
-    /// wakes one thread; successive connections take the workers in turn.
+    /// The writer's and the reader's handles on this socket, both polled by the next `may`
+    /// worker in turn, so an arriving reply wakes one thread.
     pub(crate) fn split(self) -> io::Result<(Socket, Socket)> {
         static TURN: AtomicUsize = AtomicUsize::new(0);
         let workers = workers();
