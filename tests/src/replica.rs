@@ -205,14 +205,14 @@ impl ScratchPair {
         );
     }
 
-    /// Waits until the replica has replayed everything the primary has flushed now.
+    /// Waits until the replica has replayed every record the primary has inserted into WAL
+    /// so far, flushed or not (the scratch servers run `synchronous_commit = off`).
     ///
     /// # Panics
     ///
     /// Panics when it has not within `timeout`.
     pub fn wait_caught_up(&self, timeout: Duration) {
-        let target = try_psql(&self.primary_url(), "SELECT pg_current_wal_insert_lsn()")
-            .unwrap_or_else(|e| panic!("read the primary's LSN: {e}"));
+        let target = last_record_end(&self.primary_url());
         let replica = self.replica_url();
         let sql = format!("SELECT pg_last_wal_replay_lsn() >= '{target}'::pg_lsn");
         let done = wait_for(timeout, || {
@@ -223,6 +223,25 @@ impl ScratchPair {
             "the scratch replica did not replay up to {target} within {timeout:?}"
         );
     }
+}
+
+/// The end of the last WAL record the primary at `url` has inserted, as `pg_lsn` text.
+///
+/// Right after a record that ends on a page boundary, `pg_current_wal_insert_lsn()` points
+/// past the next page's header (24 bytes, 40 at a segment's start), which a replica's replay
+/// position never reaches until another record comes; the library's consistency tokens
+/// back up to the boundary the same way.
+///
+/// # Panics
+///
+/// Panics when the primary cannot be read.
+pub fn last_record_end(url: &str) -> String {
+    let sql = "SELECT CASE \
+         WHEN o % pg_size_bytes(current_setting('wal_segment_size')) = 40 THEN l - 40 \
+         WHEN o % current_setting('wal_block_size')::int8 = 24 THEN l - 24 \
+         ELSE l END \
+       FROM (SELECT l, l - '0/0'::pg_lsn AS o FROM pg_current_wal_insert_lsn() AS l) AS w";
+    try_psql(url, sql).unwrap_or_else(|e| panic!("read the primary's LSN: {e}"))
 }
 
 /// Appends `text` to a server configuration file.

@@ -95,20 +95,6 @@ fn wait_sleeping(conn: &Connection, marker: &str, timeout: Duration) -> bool {
     wait_for(timeout, || (count(conn, &sql) > 0).then_some(())).is_some()
 }
 
-/// Waits until the replica has replayed everything the primary has *inserted* into WAL so
-/// far. (`ScratchPair::wait_caught_up` compares with the flush position, which with the
-/// scratch servers' `synchronous_commit = off` may not include the last commits yet.)
-fn wait_replayed(pair: &ScratchPair) {
-    let target = psql(&pair.primary_url(), "SELECT pg_current_wal_insert_lsn()");
-    let sql = format!("SELECT pg_last_wal_replay_lsn() >= '{target}'::pg_lsn");
-    let done = wait_for(Duration::from_secs(10), || {
-        try_psql(&pair.replica_url(), &sql)
-            .ok()
-            .filter(|v| v == "t")
-    });
-    assert!(done.is_some(), "the replica did not replay up to {target}");
-}
-
 /// Runs `f` on a `may` coroutine; join it with [`JoinHandle`]-like `join`.
 fn spawn<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
@@ -142,7 +128,7 @@ fn p11_timeline_change() {
     db.execute("INSERT INTO w VALUES (1)", &[]).unwrap();
     let token = db.token().unwrap().expect("a token after a write");
     assert_eq!(token.timeline(), 1, "{token}");
-    wait_replayed(&pair);
+    pair.wait_caught_up(Duration::from_secs(10));
 
     pair.promote_replica();
     let promoted_at = Instant::now();
@@ -264,7 +250,7 @@ fn p13_recovery_conflict_is_retried() {
                 "CREATE TABLE {table} AS SELECT g FROM generate_series(1, 10000) g"
             ))
             .unwrap();
-        wait_replayed(&pair);
+        pair.wait_caught_up(Duration::from_secs(10));
         wait_healthy(&pool, Duration::from_secs(5));
         let retries0 = metric(
             &pool,
@@ -603,7 +589,7 @@ impl Hysteresis {
         connect_url(&pair.primary_url())
             .batch_execute("CREATE TABLE w (id bigserial PRIMARY KEY, v int)")
             .unwrap();
-        wait_replayed(&pair);
+        pair.wait_caught_up(Duration::from_secs(10));
         let pool = Pool::connect(config(&pair.primary_url(), &[&pair.replica_url()])).unwrap();
         wait_healthy(&pool, Duration::from_secs(5));
         let node = pool.health().replicas[0].0.clone();

@@ -511,6 +511,79 @@ fn p8_token_from_an_idle_primary_is_satisfiable() {
     assert!(served.is_some(), "the replica never satisfied {token}");
 }
 
+/// The primary's insert position, as a number.
+fn insert_lsn(admin: &Connection) -> u64 {
+    let row = admin
+        .query_one(
+            "SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::int8, \
+             current_setting('wal_block_size')::int8",
+            &[],
+        )
+        .unwrap();
+    let (lsn, block): (i64, i64) = (row.get(0), row.get(1));
+    assert_eq!(
+        block, 8192,
+        "the test sizes its records for 8 KiB WAL pages"
+    );
+    lsn as u64
+}
+
+/// P8, at a WAL page boundary: a write whose record ends exactly where a page ends leaves
+/// the primary's insert position past the next page's header, where replay never gets
+/// until another record comes. The token must still be satisfiable on an idle primary.
+#[test]
+fn p8_token_at_a_wal_page_boundary_is_satisfiable() {
+    const PAGE: u64 = 8192;
+    let _g = exclusive();
+    let admin = connect();
+    let pool = shared_pool();
+    wait_healthy(&pool, Duration::from_secs(5));
+    // A non-transactional logical message is one WAL record of a size we choose.
+    let emit = "SELECT pg_logical_emit_message(false, 'lifeguard-test', repeat('x', $1::int4))";
+    let emitted_end = |len: i32| -> u64 {
+        let sql = format!("SELECT (({emit}) - '0/0'::pg_lsn)::int8");
+        admin.query_one(&sql, &[&len]).unwrap().get::<_, i64>(0) as u64
+    };
+    let room = |lsn: u64| PAGE - lsn % PAGE;
+    let mut overhead = None;
+    let mut exercised = None;
+    for _ in 0..20 {
+        let at = insert_lsn(&admin);
+        if room(at) < 1024 {
+            emitted_end(1024);
+            continue;
+        }
+        let Some(extra) = overhead else {
+            // 304: a multiple of 8 long enough for the same length form as the sized one.
+            overhead = Some(emitted_end(304) - at - 304);
+            continue;
+        };
+        let len = i32::try_from(room(at) - extra).unwrap();
+        let db = pool.db(ReadOptions::default());
+        // In a transaction, so the pool takes it for a write; without an xid, its commit
+        // adds no record after the message.
+        db.transaction(|tx| tx.execute(emit, &[&len])).unwrap();
+        let token = db.token().unwrap().expect("token");
+        let after = insert_lsn(&admin);
+        if after % PAGE == 24 && after - token.lsn() <= 24 {
+            exercised = Some(token);
+            break;
+        }
+        // Another record slipped in between (or the overhead is off): measure again.
+        overhead = None;
+    }
+    let token = exercised.expect("no record ended on a page boundary in 20 attempts");
+    let served = wait_for(Duration::from_secs(5), || {
+        let reader = pool.db(ReadOptions::default().min_lsn(token));
+        reader.query_one("SELECT 1", &[]).unwrap();
+        (reader.served_by() == Some(Role::Replica)).then_some(())
+    });
+    assert!(
+        served.is_some(),
+        "the replica never satisfied {token}, taken on a page boundary"
+    );
+}
+
 /// P9: a token read waits (bounded) for the replica: it times out to the primary, or is
 /// served by the replica when replay resumes within the wait.
 #[test]

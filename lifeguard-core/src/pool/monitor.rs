@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use super::node::Role;
-use super::token::parse_pg_lsn;
+use super::token::{parse_pg_lsn, record_end_in_row, wal_sizes_sql};
 use super::{Member, PoolInner};
 use crate::error::{Error, Result};
 use crate::executor::Executor;
@@ -150,7 +150,8 @@ pub(crate) struct Sample {
     pub(crate) paused: bool,
 }
 
-const PRIMARY_SQL: &str = "SELECT pg_catalog.pg_is_in_recovery(), \
+const PRIMARY_SQL: &str = concat!(
+    "SELECT pg_catalog.pg_is_in_recovery(), \
      CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_last_wal_replay_lsn() \
           ELSE pg_catalog.pg_current_wal_insert_lsn() END::text, \
      CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_last_wal_replay_lsn() \
@@ -158,7 +159,9 @@ const PRIMARY_SQL: &str = "SELECT pg_catalog.pg_is_in_recovery(), \
      CASE WHEN pg_catalog.pg_is_in_recovery() THEN (SELECT timeline_id FROM pg_catalog.pg_control_checkpoint()) \
           ELSE ('x' || substr(pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_insert_lsn()), 1, 8))::bit(32)::int END, \
      (SELECT system_identifier FROM pg_catalog.pg_control_system()), \
-     CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_get_wal_replay_pause_state() <> 'not paused' ELSE false END";
+     CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_get_wal_replay_pause_state() <> 'not paused' ELSE false END, ",
+    wal_sizes_sql!()
+);
 
 /// Samples one server with a short deadline.
 pub(crate) fn sample(conn: &Connection) -> Result<Sample> {
@@ -172,9 +175,16 @@ pub(crate) fn sample(conn: &Connection) -> Result<Sample> {
     };
     let timeline: i32 = row.try_get(3)?;
     let system_id: i64 = row.try_get(4)?;
+    let in_recovery: bool = row.try_get(0)?;
+    let lsn = if in_recovery {
+        lsn_of(1)?
+    } else {
+        // A primary's insert position, held to the same measure as the tokens it issues.
+        record_end_in_row(&row, lsn_of(1)?, 6)?
+    };
     Ok(Sample {
-        in_recovery: row.try_get(0)?,
-        lsn: lsn_of(1)?,
+        in_recovery,
+        lsn,
         flush_lsn: lsn_of(2)?,
         timeline: u32::try_from(timeline).map_err(|_| Error::protocol("negative timeline"))?,
         // system_identifier is unsigned in pg_control and only shown as bigint.

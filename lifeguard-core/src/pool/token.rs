@@ -6,18 +6,63 @@ use std::str::FromStr;
 use crate::error::{Error, Result};
 use crate::pg::Row;
 
+/// The WAL block and segment sizes as two `int8` columns, for [`record_end_in_row`].
+macro_rules! wal_sizes_sql {
+    () => {
+        "pg_catalog.current_setting('wal_block_size')::int8, \
+         pg_catalog.pg_size_bytes(pg_catalog.current_setting('wal_segment_size'))"
+    };
+}
+pub(crate) use wal_sizes_sql;
+
 /// The primary's insert position with the identity a token needs: identity and position
 /// from the same server in one row, with no dependence on the monitor having sampled yet.
 /// Run after a commit's `ReadyForQuery`, its position covers that commit.
-pub(crate) const TOKEN_SQL: &str = "SELECT pg_catalog.pg_current_wal_insert_lsn()::text, \
+pub(crate) const TOKEN_SQL: &str = concat!(
+    "SELECT pg_catalog.pg_current_wal_insert_lsn()::text, \
      ('x' || substr(pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_insert_lsn()), 1, 8))::bit(32)::int, \
-     (SELECT system_identifier FROM pg_catalog.pg_control_system())";
+     (SELECT system_identifier FROM pg_catalog.pg_control_system()), ",
+    wal_sizes_sql!()
+);
+
+/// The size of a WAL page's header (`SizeOfXLogShortPHD`) and of the longer one that opens
+/// each segment (`SizeOfXLogLongPHD`), on the 64-bit builds PostgreSQL ships.
+const SHORT_PAGE_HEADER: u64 = 24;
+const LONG_PAGE_HEADER: u64 = 40;
+
+/// The end of the last WAL record before the insert position `insert`.
+///
+/// `pg_current_wal_insert_lsn()` tells where the next record will start. When the last
+/// record ended exactly on a page boundary, that is past the next page's header, while a
+/// replica's replay position stops at the boundary: a token taken there would wait for a
+/// further write that an idle primary may never make. No record ends inside a header, so
+/// moving back to the boundary leaves nothing out.
+pub(crate) fn record_end(insert: u64, block_size: u64, segment_size: u64) -> u64 {
+    if segment_size != 0 && insert % segment_size == LONG_PAGE_HEADER {
+        insert - LONG_PAGE_HEADER
+    } else if block_size != 0 && insert % block_size == SHORT_PAGE_HEADER {
+        insert - SHORT_PAGE_HEADER
+    } else {
+        insert
+    }
+}
+
+/// [`record_end`] of `insert` with the sizes [`wal_sizes_sql`] put in columns `at` and
+/// `at + 1` of `row`.
+pub(crate) fn record_end_in_row(row: &Row, insert: u64, at: usize) -> Result<u64> {
+    let size = |i: usize| -> Result<u64> {
+        let v: i64 = row.try_get(i)?;
+        u64::try_from(v).map_err(|_| Error::protocol(format!("negative WAL size {v}")))
+    };
+    Ok(record_end(insert, size(at)?, size(at + 1)?))
+}
 
 /// The token in a row of [`TOKEN_SQL`].
 pub(crate) fn from_row(row: &Row) -> Result<ConsistencyToken> {
     let text: String = row.try_get(0)?;
-    let lsn =
+    let insert =
         parse_pg_lsn(&text).ok_or_else(|| Error::protocol(format!("unparseable LSN {text:?}")))?;
+    let lsn = record_end_in_row(row, insert, 3)?;
     let timeline: i32 = row.try_get(1)?;
     let system_id: i64 = row.try_get(2)?;
     let timeline = u32::try_from(timeline).map_err(|_| Error::protocol("negative timeline"))?;
@@ -186,6 +231,22 @@ mod tests {
         let all = ConsistencyToken::merge_all(["v1.1.1.64, v1.1.1.32", "v1.1.1.10"]).unwrap();
         assert_eq!(all, Some(a));
         assert!(ConsistencyToken::merge_all(["v1.1.1.64, nope"]).is_err());
+    }
+
+    #[test]
+    fn an_insert_position_past_a_page_header_backs_up_to_the_boundary() {
+        let (block, segment) = (8192, 16 << 20);
+        let end = |lsn| record_end(lsn, block, segment);
+        assert_eq!(end(0x2400_4018), 0x2400_4000, "past a page header");
+        assert_eq!(end(0x2400_0028), 0x2400_0000, "past a segment's header");
+        assert_eq!(
+            end(0x2400_4028),
+            0x2400_4028,
+            "40 bytes into a page mid-segment"
+        );
+        assert_eq!(end(0x2400_4020), 0x2400_4020, "mid-page");
+        assert_eq!(end(0x2400_4000), 0x2400_4000, "on a boundary");
+        assert_eq!(record_end(0x2400_4018, 0, 0), 0x2400_4018, "unknown sizes");
     }
 
     #[test]
