@@ -54,6 +54,12 @@ fn main() -> Result<()> {
     let alice = change.update(&db)?;
     println!("updated {alice:?}");
 
+    // When the stored row is not needed, the update returns the rows it changed.
+    let mut change = alice.clone().into_record();
+    change.visits = ActiveValue::Expr(UserColumn::Visits.add(1));
+    let changed = change.update_without_returning(&db)?;
+    println!("updated {changed} row(s) without reading them back");
+
     // Save inserts a fresh record and updates one that came from a model.
     let bob = UserRecord {
         email: ActiveValue::Set("bob@example.com".into()),

@@ -468,6 +468,8 @@ fn generate(
     let record_name = record.to_string();
     let hook_methods = if extras.hooks {
         quote! {
+            const __LIFEGUARD_HOOKS: bool = true;
+
             fn __lifeguard_before(&mut self, op: #lg::model::WriteOp) -> #lg::Result<()> {
                 #lg::model::run_before::<Self>(self, op)
             }

@@ -11,7 +11,7 @@ use std::sync::Once;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
-use lifeguard_core::model::ActiveValue::{NotSet, Set};
+use lifeguard_core::model::ActiveValue::{NotSet, Set, Unchanged};
 use lifeguard_core::model::{LifeModel, LifeRecord, RecordHooks, ValidationErrors};
 use lifeguard_core::pg::Connection;
 use lifeguard_core::query::ColumnExpr;
@@ -464,6 +464,72 @@ fn timestamps_are_set_on_insert_and_advance_on_update() {
     .unwrap();
     assert_eq!(explicit.created_at, fixed);
     assert!(explicit.updated_at > fixed);
+}
+
+#[test]
+fn update_without_returning_runs_the_hooks_and_touches_updated_at() {
+    let conn = connect();
+    let counting = Counting::new(&conn);
+    let run = unique_name("bh_noret");
+    let a = account(&conn, &new_email(&run), "before");
+    take_calls();
+    std::thread::sleep(Duration::from_millis(20));
+    let mut change = a.clone().into_record();
+    change.name = Set("after".into());
+    assert_eq!(change.update_without_returning(&counting).unwrap(), 1);
+    assert_eq!(counting.take(), 1);
+    assert_eq!(
+        take_calls(),
+        [
+            "before_save",
+            "before_update",
+            "validate",
+            "after_update after",
+            "after_save"
+        ],
+        "the after hooks got the stored row"
+    );
+    let stored = Account::find_by_id(a.id).one(&conn).unwrap().unwrap();
+    assert_eq!(stored.name, "after");
+    assert!(stored.updated_at > a.updated_at, "updated_at advanced");
+
+    // Validation refuses before any SQL.
+    let mut change = stored.clone().into_record();
+    change.email = Set("broken".into());
+    let e = change.update_without_returning(&counting).unwrap_err();
+    assert!(matches!(e, Error::Validation(_)), "{e:?}");
+    assert_eq!(counting.take(), 0);
+
+    // No row with the key: 0, and no after hooks, for nothing was written.
+    take_calls();
+    let gone = AccountRecord {
+        id: Unchanged(-1),
+        name: Set("nobody".into()),
+        ..Default::default()
+    };
+    assert_eq!(gone.update_without_returning(&conn).unwrap(), 0);
+    assert_eq!(take_calls(), ["before_save", "before_update", "validate"]);
+
+    // Without hooks the statement returns nothing; updated_at still advances.
+    let n = NoteRecord {
+        body: Set(run.clone()),
+        ..Default::default()
+    }
+    .insert(&conn)
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    let change = NoteRecord {
+        id: Unchanged(n.id),
+        body: Set(format!("{run}-edited")),
+        ..Default::default()
+    };
+    assert_eq!(change.update_without_returning(&conn).unwrap(), 1);
+    let edited = Note::find_by_id(n.id).one(&conn).unwrap().unwrap();
+    assert_eq!(edited.body, format!("{run}-edited"));
+    assert!(
+        edited.changed > n.changed,
+        "the automatic timestamp advanced"
+    );
 }
 
 #[test]

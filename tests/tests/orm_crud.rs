@@ -9,8 +9,9 @@ use lifeguard_core::pg::Json;
 use lifeguard_core::query::{ColumnExpr, Expr};
 use lifeguard_core::{Error, Executor};
 use lifeguard_tests::orm::{
-    connect, email, new_user, run_id, Email, Membership, MembershipColumn, MembershipRecord, Mood,
-    Post, PostColumn, PostRecord, Profile, Typed, TypedRecord, User, UserColumn, UserRecord,
+    connect, email, new_user, run_id, Counting, Email, Membership, MembershipColumn,
+    MembershipRecord, Mood, Post, PostColumn, PostRecord, Profile, Typed, TypedRecord, User,
+    UserColumn, UserRecord,
 };
 use rust_decimal::Decimal;
 use serde_json::json;
@@ -241,6 +242,65 @@ fn update_of_a_missing_key_is_not_found() {
     .update(&conn)
     .unwrap_err();
     assert!(matches!(e, Error::Config(_)), "{e:?}");
+}
+
+#[test]
+fn update_without_returning_counts_the_rows_it_changed() {
+    let conn = connect();
+    let other = connect();
+    let counting = Counting::new(&conn);
+    let run = run_id("crud_noret");
+    let user = new_user(&conn, &email(&run, 0), &run);
+    other
+        .execute(
+            "UPDATE orm_test.users SET name = 'changed elsewhere' WHERE id = $1",
+            &[&user.id],
+        )
+        .unwrap();
+    let mut change = user.clone().into_record();
+    change.visits = Set(5);
+    assert_eq!(change.update_without_returning(&conn).unwrap(), 1);
+    let stored = User::find_by_id(user.id).one(&other).unwrap().unwrap();
+    assert_eq!(stored.visits, 5);
+    assert_eq!(
+        stored.name.as_deref(),
+        Some("changed elsewhere"),
+        "only the set column was written"
+    );
+    // An expression.
+    let mut change = stored.into_record();
+    change.visits = ActiveValue::Expr(UserColumn::Visits.add(1));
+    assert_eq!(change.update_without_returning(&counting).unwrap(), 1);
+    assert_eq!(counting.take(), 1);
+    let stored = User::find_by_id(user.id).one(&conn).unwrap().unwrap();
+    assert_eq!(stored.visits, 6);
+    // No row with the key: 0, not an error.
+    let missing = UserRecord {
+        id: Unchanged(-42),
+        visits: Set(1),
+        ..Default::default()
+    };
+    assert_eq!(missing.update_without_returning(&conn).unwrap(), 0);
+    // Nothing set: 0, and nothing is sent.
+    let unchanged = stored.clone().into_record();
+    assert_eq!(unchanged.update_without_returning(&counting).unwrap(), 0);
+    assert_eq!(counting.take(), 0);
+    // Without a key it is a configuration error, as for `update`.
+    let keyless = UserRecord {
+        visits: Set(1),
+        ..Default::default()
+    };
+    let e = keyless.update_without_returning(&conn).unwrap_err();
+    assert!(matches!(e, Error::Config(_)), "{e:?}");
+    // Errors keep their kind.
+    let taken = new_user(&conn, &email(&run, 1), &run);
+    let mut change = stored.into_record();
+    change.email = Set(taken.email.clone());
+    let e = change.update_without_returning(&conn).unwrap_err();
+    assert!(
+        matches!(&e, Error::UniqueViolation { constraint: Some(c), .. } if c == "users_email_key"),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -661,7 +721,9 @@ fn statement_text_is_reused_for_the_same_record_shape() {
     .unwrap();
     let mut change = first.into_record();
     change.visits = Set(2);
-    change.update(&conn).unwrap();
+    change.clone().update(&conn).unwrap();
+    // The same shape without RETURNING is a statement of its own.
+    change.update_without_returning(&conn).unwrap();
     let warm = conn.cached_statements();
     for i in 1..=100 {
         let user = UserRecord {
@@ -675,7 +737,8 @@ fn statement_text_is_reused_for_the_same_record_shape() {
         assert_eq!(user.visits, i as i32);
         let mut change = user.into_record();
         change.visits = Set(-(i as i32));
-        assert_eq!(change.update(&conn).unwrap().visits, -(i as i32));
+        assert_eq!(change.clone().update(&conn).unwrap().visits, -(i as i32));
+        assert_eq!(change.update_without_returning(&conn).unwrap(), 1);
     }
     assert_eq!(
         conn.cached_statements(),

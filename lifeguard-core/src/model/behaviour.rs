@@ -363,6 +363,24 @@ pub(crate) fn update<R: LifeRecord>(
     Ok(model)
 }
 
+pub(crate) fn update_without_returning<R: LifeRecord>(
+    mut record: R,
+    db: &(impl Executor + ?Sized),
+) -> Result<u64> {
+    record.__lifeguard_before(WriteOp::Update)?;
+    if !R::__LIFEGUARD_HOOKS {
+        return crud::update_rows(&record, db);
+    }
+    // The after hooks take the stored row, so a hooked record's statement returns it.
+    match crud::update_returning(&record, db)? {
+        Some(model) => {
+            record.__lifeguard_after(WriteDone::Update(&model))?;
+            Ok(1)
+        }
+        None => Ok(0),
+    }
+}
+
 pub(crate) fn delete<R: LifeRecord>(mut record: R, db: &(impl Executor + ?Sized)) -> Result<u64> {
     record.__lifeguard_before(WriteOp::Delete)?;
     let rows = crud::delete(&record, db)?;

@@ -142,27 +142,40 @@ pub(crate) fn insert<R: LifeRecord>(record: &R, db: &(impl Executor + ?Sized)) -
     M::<R>::from_row(&row)
 }
 
-pub(crate) fn update<R: LifeRecord>(record: &R, db: &(impl Executor + ?Sized)) -> Result<R::Model> {
-    type M<R> = <R as LifeRecord>::Model;
-    let key = record.primary_key().ok_or_else(|| {
+type Key<R> = <<R as LifeRecord>::Model as LifeModel>::PrimaryKey;
+
+/// The key of the row an update of `record` writes: a record without one is an error, not
+/// an `UPDATE` of every row.
+fn update_key<R: LifeRecord>(record: &R) -> Result<Key<R>> {
+    record.primary_key().ok_or_else(|| {
         Error::config(format!(
             "updating {} needs every primary-key field set or unchanged",
-            M::<R>::TABLE
+            R::Model::TABLE
         ))
-    })?;
+    })
+}
+
+/// Runs the update of `record`'s set fields on the row with `key` through `run` (given the
+/// statement and its parameters), with `RETURNING` every column or without; `None`, sending
+/// nothing, when the record sets nothing.
+fn run_update<R: LifeRecord, T>(
+    record: &R,
+    key: &Key<R>,
+    returning: bool,
+    run: impl FnOnce(&str, &[&(dyn ToSql + Sync)]) -> Result<T>,
+) -> Result<Option<T>> {
+    type M<R> = <R as LifeRecord>::Model;
     let mut c = changes(record);
     if c.set.is_empty() {
-        // Nothing to write is not an error: the row as stored.
-        return require(M::<R>::find_by_id(key).one(db)?);
+        return Ok(None);
     }
     add_auto_timestamps::<M<R>>(&mut c, false);
-    let shape = shape_key::<R>(Kind::Update, &c);
+    let shape = shape_key::<R>(Kind::Update(returning), &c);
     let mut params = Vec::with_capacity(c.set.len() + 1);
     if let Some(sql) = shape.and_then(cached) {
         set_values(&c, &mut params);
-        params.extend(M::<R>::key_params(&key));
-        let row = db.query_opt(sql, &params)?;
-        return require(row.as_ref().map(M::<R>::from_row).transpose()?);
+        params.extend(M::<R>::key_params(key));
+        return run(sql, &params).map(Some);
     }
     let mut assignments = String::new();
     for (i, (col, field)) in c.set.iter().enumerate() {
@@ -173,7 +186,7 @@ pub(crate) fn update<R: LifeRecord>(record: &R, db: &(impl Executor + ?Sized)) -
         assignments.push_str(" = ");
         push_value(&mut assignments, &mut params, *field);
     }
-    let key_params = M::<R>::key_params(&key);
+    let key_params = M::<R>::key_params(key);
     let first_key = params.len() + 1;
     params.extend(key_params);
     let sql = statement(shape, || {
@@ -183,15 +196,46 @@ pub(crate) fn update<R: LifeRecord>(record: &R, db: &(impl Executor + ?Sized)) -
             .enumerate()
             .map(|(i, c)| format!("{} = ${}", quote(c.name), first_key + i))
             .collect();
-        format!(
-            "UPDATE {} SET {assignments} WHERE {} RETURNING {}",
+        let mut sql = format!(
+            "UPDATE {} SET {assignments} WHERE {}",
             M::<R>::QUALIFIED,
-            keys.join(" AND "),
-            M::<R>::COLUMN_LIST
-        )
+            keys.join(" AND ")
+        );
+        if returning {
+            sql.push_str(" RETURNING ");
+            sql.push_str(M::<R>::COLUMN_LIST);
+        }
+        sql
     });
-    let row = db.query_opt(&sql, &params)?;
-    require(row.as_ref().map(M::<R>::from_row).transpose()?)
+    run(&sql, &params).map(Some)
+}
+
+/// The stored row after an update of `record`, or `None` when it sets nothing or no row
+/// has its key.
+pub(crate) fn update_returning<R: LifeRecord>(
+    record: &R,
+    db: &(impl Executor + ?Sized),
+) -> Result<Option<R::Model>> {
+    let key = update_key(record)?;
+    let row = run_update(record, &key, true, |sql, params| db.query_opt(sql, params))?;
+    row.flatten().as_ref().map(R::Model::from_row).transpose()
+}
+
+pub(crate) fn update<R: LifeRecord>(record: &R, db: &(impl Executor + ?Sized)) -> Result<R::Model> {
+    let key = update_key(record)?;
+    match run_update(record, &key, true, |sql, params| db.query_opt(sql, params))? {
+        Some(row) => require(row.as_ref().map(R::Model::from_row).transpose()?),
+        // Nothing to write is not an error: the row as stored.
+        None => require(R::Model::find_by_id(key).one(db)?),
+    }
+}
+
+/// How many rows an update of `record` changed (0 or 1); 0, sending nothing, when it sets
+/// nothing.
+pub(crate) fn update_rows<R: LifeRecord>(record: &R, db: &(impl Executor + ?Sized)) -> Result<u64> {
+    let key = update_key(record)?;
+    let rows = run_update(record, &key, false, |sql, params| db.execute(sql, params))?;
+    Ok(rows.unwrap_or(0))
 }
 
 pub(crate) fn delete<R: LifeRecord>(record: &R, db: &(impl Executor + ?Sized)) -> Result<u64> {

@@ -12,7 +12,8 @@ use crate::pg::lock;
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Kind {
     Insert,
-    Update,
+    /// An update by primary key, with or without `RETURNING`.
+    Update(bool),
     /// A multi-row insert of this many rows, with or without `RETURNING`.
     InsertMany(usize, bool),
     /// The loader of the model's rows related to this parent type, unrefined; ordered by
