@@ -193,7 +193,7 @@ impl State {
 const HOLD_BACK_AT: usize = 4;
 
 /// A registration on another `may` worker that a reply wakes as well, kept only while the
-/// connection is shallow.
+/// connection is shallow and its replies each fit one read.
 ///
 /// The writer's and the reader's handles are polled by one worker, so under load a reply
 /// wakes one thread: a 100-row insert at 256 callers took 28 to 33 µs of client CPU and 0.56
@@ -201,8 +201,9 @@ const HOLD_BACK_AT: usize = 4;
 /// caller is the other way round: woken on one worker only, its `update` round trip fell
 /// into a slow mode (14k to 18k ops/s instead of 30k) in half the runs on this 2-vCPU
 /// machine; the likely cause, not pinned down, is the idle worker's CPU going to sleep
-/// between replies. The echo keeps the second worker stirring while a connection has at most one request in flight,
-/// and goes away once the server holds [`ECHO_OFF_AT`] of them.
+/// between replies. The echo keeps the second worker stirring while a connection has at
+/// most one request in flight, and goes away once the server holds [`ECHO_OFF_AT`] of them
+/// or a reply streams over several reads.
 #[derive(Default)]
 struct Echo {
     handle: Option<Socket>,
@@ -218,9 +219,13 @@ const ECHO_OFF_AT: usize = 4;
 const ECHO_BACK_AFTER: u32 = 64;
 
 impl Echo {
-    /// Called before each read with the connection's requests in flight.
-    fn adjust(&mut self, socket: &Socket, in_flight: usize) {
-        if in_flight >= ECHO_OFF_AT {
+    /// Called before each read with the connection's requests in flight and whether the
+    /// read continues a reply already partly handed over. A reply that spans reads is
+    /// streaming: its next bytes are on their way, and the echo would only wake the other
+    /// worker once per read (an `eager` round trip at c=1 took 10 context switches with it,
+    /// 3.6 without).
+    fn adjust(&mut self, socket: &Socket, in_flight: usize, mid_reply: bool) {
+        if in_flight >= ECHO_OFF_AT || mid_reply {
             self.handle = None;
             self.shallow_reads = 0;
         } else if in_flight <= 1 && self.handle.is_none() {
@@ -607,7 +612,7 @@ impl Shared {
             if let (Some(Pending::Reply(r)), false) = (&current, batch.is_empty()) {
                 r.push(&mut batch, false);
             }
-            echo.adjust(&socket, self.in_flight());
+            echo.adjust(&socket, self.in_flight(), current.is_some());
             let n = match socket.read(&mut scratch) {
                 Ok(0) => break Error::connection("server closed the connection", None),
                 Ok(n) => n,
