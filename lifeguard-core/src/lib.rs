@@ -7,7 +7,6 @@
 
 #![warn(missing_docs)]
 
-mod coroutine;
 pub mod error;
 pub mod executor;
 pub mod migrate;
@@ -15,6 +14,7 @@ pub mod model;
 pub mod pg;
 pub mod pool;
 pub mod query;
+pub mod rt;
 
 pub use error::{DbError, Error, Result};
 pub use executor::{Executor, ExecutorExt};

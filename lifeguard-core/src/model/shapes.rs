@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 
-use crate::pg::lock;
+use crate::rt::lock;
 
 /// What a statement does.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]

@@ -13,10 +13,11 @@ use postgres_protocol::message::frontend::{self, BindError};
 use postgres_types::{ToSql, Type};
 
 use super::connection::Connection;
-use super::pipeline::{lock, Reply, Send, Wait};
+use super::pipeline::{Reply, Send, Wait};
 use super::row::{Row, SimpleQueryMessage, SimpleRow};
 use super::statement::{Column, Statement};
 use crate::error::{DbError, Error, Result};
+use crate::rt::lock;
 
 /// Query parameters: any mix of values that encode as PostgreSQL types.
 pub type Params<'a> = &'a [&'a (dyn ToSql + Sync)];

@@ -13,11 +13,12 @@ use super::cancel::CancelToken;
 use super::config::Config;
 use super::connect::handshake;
 use super::notify::quote_channel;
-use super::pipeline::{lock, Shared};
+use super::pipeline::Shared;
 use super::row::Row;
 use super::statement::{Statement, StatementCache};
 use crate::error::Result;
 use crate::executor::Executor;
+use crate::rt::lock;
 
 /// The transaction state the server reported after the last request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -23,7 +23,6 @@
 //! # Ok::<(), lifeguard_core::Error>(())
 //! ```
 
-mod alarm;
 mod call;
 mod cancel;
 mod config;
@@ -39,7 +38,6 @@ mod statement;
 mod transaction;
 pub mod types;
 
-pub(crate) use alarm::{park, Parked};
 pub(crate) use call::FollowUp;
 pub use call::Params;
 pub use cancel::CancelToken;
@@ -47,7 +45,6 @@ pub use config::{Config, Host, SslMode, DEFAULT_STATEMENT_CACHE};
 pub use connection::{Connection, Timed, TransactionStatus};
 pub use copy::{BinaryCopyWriter, CopyIn, CopyOut};
 pub use notify::Notification;
-pub(crate) use pipeline::lock;
 pub use row::{Row, RowIndex, RowIndexText, SimpleQueryMessage, SimpleRow};
 pub use statement::{Column, Statement};
 pub use transaction::{IsolationLevel, Transaction, TransactionBuilder};

@@ -6,10 +6,9 @@ use std::time::{Duration, Instant};
 use may::sync::Blocker;
 use postgres_protocol::message::backend::NotificationResponseBody;
 
-use super::alarm::park;
 use super::connection::Connection;
-use super::pipeline::lock;
 use crate::error::{Error, Result};
+use crate::rt::{lock, park};
 
 /// One `NOTIFY` delivered to this connection.
 #[derive(Debug, Clone, PartialEq, Eq)]

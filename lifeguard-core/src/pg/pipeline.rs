@@ -15,24 +15,18 @@
 use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use may::sync::Blocker;
 use postgres_protocol::message::backend::Message;
 
-use super::alarm::{park, Parked};
 use super::frame::next_message;
 use super::notify::Notification;
 use super::socket::{Closer, Socket};
 use crate::error::{DbError, Error, Result};
-
-/// Locks a mutex that guards plain data; a panic elsewhere cannot leave that data torn, so a
-/// poisoned lock is still usable.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
+use crate::rt::{lock, park, Parked};
 
 /// Where the reader puts the messages of one request.
 pub(crate) struct Reply {
@@ -276,12 +270,12 @@ impl Shared {
         });
         let for_reader = shared.clone();
         // The reader parses replies on its own stack; 64 KiB leaves room for deep rows.
-        crate::coroutine::spawn("lifeguard-pg-reader", 0x2000, move || {
+        crate::rt::spawn("lifeguard-pg-reader", 0x2000, move || {
             for_reader.read_loop(reader)
         })
         .map_err(|e| Error::connection("spawn the reader coroutine", Some(e)))?;
         let for_writer = shared.clone();
-        let writer = crate::coroutine::spawn("lifeguard-pg-writer", 0x1000, move || {
+        let writer = crate::rt::spawn("lifeguard-pg-writer", 0x1000, move || {
             for_writer.write_loop()
         })
         .map_err(|e| Error::connection("spawn the writer coroutine", Some(e)))?;

@@ -211,7 +211,7 @@ fn connect_tcp(addr: SocketAddr, timeout: Option<Duration>) -> io::Result<TcpStr
         return TcpStream::connect(addr);
     };
     let (done, outcome) = mpsc::channel();
-    crate::coroutine::spawn("lifeguard-pg-connect", 0x1000, move || {
+    crate::rt::spawn("lifeguard-pg-connect", 0x1000, move || {
         // The caller may have stopped waiting; the stream then just closes.
         let _ = done.send(TcpStream::connect(addr));
     })?;
@@ -303,7 +303,7 @@ impl Watchdog {
         let state = Arc::new(AtomicU8::new(ARMED));
         let (stop, stopped) = mpsc::channel::<()>();
         let watch = state.clone();
-        crate::coroutine::spawn("lifeguard-pg-watchdog", 0x1000, move || {
+        crate::rt::spawn("lifeguard-pg-watchdog", 0x1000, move || {
             let left = deadline.saturating_duration_since(Instant::now());
             let timed_out = matches!(stopped.recv_timeout(left), Err(RecvTimeoutError::Timeout));
             if timed_out

@@ -12,8 +12,9 @@ use super::{ConsistencyToken, Pool, ReadOptions};
 use crate::error::{Error, Result};
 use crate::executor::Executor;
 use crate::pg::{
-    lock, Connection, FollowUp, Params, Row, SimpleQueryMessage, Transaction, TransactionBuilder,
+    Connection, FollowUp, Params, Row, SimpleQueryMessage, Transaction, TransactionBuilder,
 };
+use crate::rt::lock;
 
 /// A handle on the pool for one unit of work (typically one HTTP request).
 ///

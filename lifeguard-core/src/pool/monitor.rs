@@ -16,7 +16,8 @@ use super::token::{parse_pg_lsn, record_end_in_row, wal_sizes_sql};
 use super::{Member, PoolInner};
 use crate::error::{Error, Result};
 use crate::executor::Executor;
-use crate::pg::{lock, Connection};
+use crate::pg::Connection;
+use crate::rt::lock;
 
 /// Good samples in a row a lagging replica needs before it is healthy again.
 const RECOVERY_STREAK: u32 = 3;
@@ -277,7 +278,7 @@ pub(super) fn start_monitors(pool: &Arc<PoolInner>, interval: Duration) -> Resul
     for index in 0..=pool.replicas.len() {
         let weak = Arc::downgrade(pool);
         let name = format!("lifeguard-pool-monitor-{index}");
-        crate::coroutine::spawn(&name, 0x4000, move || monitor_loop(weak, index, interval))
+        crate::rt::spawn(&name, 0x4000, move || monitor_loop(weak, index, interval))
             .map_err(|e| Error::connection("spawn a pool monitor", Some(e)))?;
     }
     Ok(())

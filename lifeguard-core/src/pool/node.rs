@@ -18,7 +18,8 @@ use super::config::PoolConfig;
 use super::metrics::PoolMetrics;
 use crate::error::{Error, Result};
 use crate::executor::Executor;
-use crate::pg::{Config, Connection, Parked, TransactionStatus};
+use crate::pg::{Config, Connection, TransactionStatus};
+use crate::rt::{lock, park, Parked};
 
 /// The longest an idle connection's validation ping may take.
 const VALIDATION_TIMEOUT: Duration = Duration::from_secs(1);
@@ -200,7 +201,7 @@ impl Sharers {
     fn leave(&self) -> bool {
         let last = self.count.fetch_sub(1, Ordering::AcqRel) == 1;
         if last {
-            if let Some(w) = crate::pg::lock(&self.drainer).take() {
+            if let Some(w) = lock(&self.drainer).take() {
                 w.blocker.unpark();
             }
         }
@@ -218,17 +219,17 @@ impl Sharers {
         }
         let waiter = Waiter::new();
         loop {
-            *crate::pg::lock(&self.drainer) = Some(waiter.clone());
+            *lock(&self.drainer) = Some(waiter.clone());
             // Checked after registering, so a last `leave` in between is not missed.
             if !self.busy() {
-                crate::pg::lock(&self.drainer).take();
+                lock(&self.drainer).take();
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                crate::pg::lock(&self.drainer).take();
+                lock(&self.drainer).take();
                 return Err(Error::PoolTimeout(started.elapsed()));
             }
-            crate::pg::park(&waiter, Some(deadline));
+            park(&waiter, Some(deadline));
         }
     }
 }
@@ -356,7 +357,7 @@ impl Node {
                         false => deadline,
                     };
                     self.waiters_gauge.inc();
-                    crate::pg::park(&waiter, Some(until));
+                    park(&waiter, Some(until));
                     self.waiters_gauge.dec();
                     let handed = match waiter.handed.get() {
                         Some(picked) => Some(picked.clone()),
@@ -376,7 +377,7 @@ impl Node {
 
     /// `woken`: the caller waited already, so it goes before callers that did not.
     fn pick(self: &Arc<Self>, exclusive: bool, now: Instant, woken: bool) -> Result<Pick> {
-        let mut s = crate::pg::lock(&self.slots);
+        let mut s = lock(&self.slots);
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::config("the pool is closed"));
         }
@@ -478,7 +479,7 @@ impl Node {
             _ => own,
         };
         let result = Connection::connect(&self.config.clone().connect_timeout(timeout));
-        let mut s = crate::pg::lock(&self.slots);
+        let mut s = lock(&self.slots);
         s.opening -= 1;
         match result {
             Ok(conn) => {
@@ -528,7 +529,7 @@ impl Node {
     }
 
     fn remove(&self, id: u64, reason: &'static str) {
-        let mut s = crate::pg::lock(&self.slots);
+        let mut s = lock(&self.slots);
         let before = s.list.len();
         s.list.retain(|slot| slot.id != id);
         if s.list.len() < before {
@@ -554,7 +555,7 @@ impl Node {
                 return self.remove(id, "reset_failed");
             }
         }
-        let mut s = crate::pg::lock(&self.slots);
+        let mut s = lock(&self.slots);
         if let Some(slot) = s.list.iter_mut().find(|slot| slot.id == id) {
             slot.leased = false;
             slot.last_used = Instant::now();
@@ -568,7 +569,7 @@ impl Node {
     /// waiting for a connection, else the first waiting for room.
     fn wake_one(&self) {
         let waiter = {
-            let mut s = crate::pg::lock(&self.slots);
+            let mut s = lock(&self.slots);
             let w = match s.waiters.pop_front() {
                 Some(w) => Some(w),
                 None => s.room_waiters.pop_front(),
@@ -600,7 +601,7 @@ impl Node {
             return;
         }
         let waiter = {
-            let mut s = crate::pg::lock(&self.slots);
+            let mut s = lock(&self.slots);
             let w = s.room_waiters.pop_front();
             self.count_waiters(&s);
             if let Some(w) = &w {
@@ -629,7 +630,7 @@ impl Node {
     /// Takes a waiter out of its queue; returns the connection handed to it, if one was
     /// (handing happens under the same lock, so after this nothing more can be).
     fn forget_waiter(&self, waiter: &Arc<Waiter>) -> Option<Picked> {
-        let mut guard = crate::pg::lock(&self.slots);
+        let mut guard = lock(&self.slots);
         let s = &mut *guard;
         // Usually at the front: it was woken, or is the first in line looking again.
         for queue in [&mut s.waiters, &mut s.room_waiters] {
@@ -647,7 +648,7 @@ impl Node {
         let now = Instant::now();
         let mut closed: Vec<&'static str> = Vec::new();
         let need = {
-            let mut s = crate::pg::lock(&self.slots);
+            let mut s = lock(&self.slots);
             let mut keep = Vec::with_capacity(s.list.len());
             let mut idle_kept = 0;
             for slot in std::mem::take(&mut s.list) {
@@ -700,7 +701,7 @@ impl Node {
     pub(crate) fn close_all(&self) {
         self.closed.store(true, Ordering::Release);
         let waiters = {
-            let mut s = crate::pg::lock(&self.slots);
+            let mut s = lock(&self.slots);
             for _ in s.list.drain(..) {
                 self.metrics.closed(&self.label, "shutdown");
             }
@@ -720,7 +721,7 @@ impl Node {
     /// closes once its last in-flight request is answered.
     pub(crate) fn retire_if_dirty(&self, conn: &Arc<Connection>) {
         if conn.take_session_dirty() {
-            let id = crate::pg::lock(&self.slots)
+            let id = lock(&self.slots)
                 .list
                 .iter()
                 .find(|slot| Arc::ptr_eq(&slot.conn, conn))
@@ -733,7 +734,7 @@ impl Node {
 
     /// Outstanding work on this server: requests in flight plus leases held.
     pub(crate) fn load(&self) -> usize {
-        let s = crate::pg::lock(&self.slots);
+        let s = lock(&self.slots);
         s.list
             .iter()
             .map(|slot| slot.conn.in_flight() + usize::from(slot.leased))
@@ -742,7 +743,7 @@ impl Node {
 
     /// Open and leased connection counts.
     pub(crate) fn counts(&self) -> (usize, usize) {
-        let s = crate::pg::lock(&self.slots);
+        let s = lock(&self.slots);
         let leased = s.list.iter().filter(|slot| slot.leased).count();
         (s.list.len(), leased)
     }

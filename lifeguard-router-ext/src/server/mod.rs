@@ -29,7 +29,8 @@ use std::io;
 use std::net::ToSocketAddrs;
 use std::time::Duration;
 
-use may::coroutine::{Builder, JoinHandle};
+use lifeguard_core::rt;
+use may::coroutine::JoinHandle;
 use may::net::TcpListener;
 
 use crate::service::LifeguardService;
@@ -52,11 +53,10 @@ impl LifeguardService {
                 Ok((stream, _)) => {
                     let app = app.clone();
                     let serve = move || connection::serve(stream, &app);
-                    // SAFETY: may's rule for spawning is that the coroutine must not keep
-                    // thread-local references across a park; the connection loop keeps
-                    // none, and handlers follow the same rule as on may_minihttp (whose
-                    // `go!` spawns the same way).
-                    if let Err(e) = unsafe { Builder::new().spawn(serve) } {
+                    // Handlers keep the contract of `rt::spawn`, as on may_minihttp.
+                    let spawned =
+                        rt::spawn("lifeguard-http-conn", may::config().get_stack_size(), serve);
+                    if let Err(e) = spawned {
                         tracing::error!(error = %e, "cannot start a connection coroutine");
                     }
                 }
@@ -67,11 +67,6 @@ impl LifeguardService {
                 }
             }
         };
-        // SAFETY: as above; the accept loop keeps no thread-local references.
-        unsafe {
-            Builder::new()
-                .name("lifeguard-http".to_owned())
-                .spawn(accept)
-        }
+        rt::spawn("lifeguard-http", may::config().get_stack_size(), accept)
     }
 }

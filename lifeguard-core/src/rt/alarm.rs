@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 
 use may::sync::Blocker;
 
-use super::pipeline::lock;
+use super::lock;
 
 /// Something a coroutine (or thread) parks on, which the watcher can wake.
-pub(crate) trait Parked: Send + Sync + 'static {
+pub trait Parked: Send + Sync + 'static {
     /// The blocker the owner parks on.
     fn blocker(&self) -> &Blocker;
 }
@@ -31,7 +31,7 @@ impl Parked for Blocker {
 
 /// Parks the caller on `who` until it is woken or `deadline` passes, whichever comes first.
 /// Wake-ups may be spurious (a waker that raced the deadline): callers re-check their state.
-pub(crate) fn park<P: Parked>(who: &Arc<P>, deadline: Option<Instant>) {
+pub fn park<P: Parked>(who: &Arc<P>, deadline: Option<Instant>) {
     let Some(at) = deadline else {
         let _ = who.blocker().park(None);
         return;
