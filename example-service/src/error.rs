@@ -172,6 +172,7 @@ fn db_reply(e: Error) -> Reply {
         Error::NoEligibleNode(_)
         | Error::PoolTimeout(_)
         | Error::Unavailable { .. }
+        | Error::PoolClosed
         | Error::Connection(_) => {
             tracing::warn!(error = %e, "database unavailable");
             problem(

@@ -16,6 +16,6 @@ pub mod pool;
 pub mod query;
 pub mod rt;
 
-pub use error::{DbError, Error, Result};
+pub use error::{DbError, Error, Result, SqlState};
 pub use executor::{Executor, ExecutorExt};
 pub use lifeguard_derive::{FromRow, LifeEnum, LifeModel, LifeRecord};

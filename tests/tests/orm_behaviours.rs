@@ -421,7 +421,7 @@ fn restore_needs_a_soft_delete_model() {
     let conn = connect();
     let e = Plain { id: 1 }.restore(&conn).unwrap_err();
     assert!(
-        matches!(&e, Error::Config(m) if m.contains("soft_delete")),
+        matches!(&e, Error::InvalidUse(m) if m.contains("soft_delete")),
         "{e}"
     );
 }

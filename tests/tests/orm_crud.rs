@@ -241,7 +241,7 @@ fn update_of_a_missing_key_is_not_found() {
     }
     .update(&conn)
     .unwrap_err();
-    assert!(matches!(e, Error::Config(_)), "{e:?}");
+    assert!(matches!(e, Error::InvalidUse(_)), "{e:?}");
 }
 
 #[test]
@@ -291,7 +291,7 @@ fn update_without_returning_counts_the_rows_it_changed() {
         ..Default::default()
     };
     let e = keyless.update_without_returning(&conn).unwrap_err();
-    assert!(matches!(e, Error::Config(_)), "{e:?}");
+    assert!(matches!(e, Error::InvalidUse(_)), "{e:?}");
     // Errors keep their kind.
     let taken = new_user(&conn, &email(&run, 1), &run);
     let mut change = stored.into_record();
@@ -413,7 +413,7 @@ fn delete_and_delete_by_id_return_counts() {
     );
     // A record without its key cannot delete.
     let e = UserRecord::default().delete(&conn).unwrap_err();
-    assert!(matches!(e, Error::Config(_)), "{e:?}");
+    assert!(matches!(e, Error::InvalidUse(_)), "{e:?}");
 }
 
 #[test]
@@ -559,7 +559,7 @@ fn composite_key_entity() {
     }
     .update(&conn)
     .unwrap_err();
-    assert!(matches!(e, Error::Config(_)), "{e:?}");
+    assert!(matches!(e, Error::InvalidUse(_)), "{e:?}");
 }
 
 fn profile() -> Profile {

@@ -202,7 +202,7 @@ fn cursor_pages_forwards_and_backwards_over_duplicates() {
     assert_eq!(ids(&desc), ids(&rev[at + 1..at + 6]));
     // The wrong number of values is an error, not a silent mismatch.
     let wrong = base().after(3i32).first(5).all(&conn);
-    assert!(matches!(wrong, Err(Error::Config(_))), "{wrong:?}");
+    assert!(matches!(wrong, Err(Error::InvalidUse(_))), "{wrong:?}");
 }
 
 #[test]

@@ -130,7 +130,7 @@ fn update_many_sets_expressions_and_values_by_filter() {
     assert_eq!(none, 0);
     // Nothing set is a mistake.
     let empty = Account::update_many().filter(mine(&tag)).exec(&conn);
-    assert!(matches!(empty, Err(Error::Config(_))), "{empty:?}");
+    assert!(matches!(empty, Err(Error::InvalidUse(_))), "{empty:?}");
     // The statement reads as expected.
     let (sql, params) = Account::update_many()
         .set(AccountColumn::Visits, AccountColumn::Visits.add(1))
@@ -297,7 +297,7 @@ fn upsert_updates_or_skips_without_an_error() {
     let err = account(&tag, 5)
         .insert_on_conflict(OnConflict::columns([]), &conn)
         .unwrap_err();
-    assert!(matches!(err, Error::Config(_)), "{err:?}");
+    assert!(matches!(err, Error::InvalidUse(_)), "{err:?}");
 }
 
 #[test]
@@ -463,14 +463,14 @@ fn copy_runs_on_a_lease_and_inside_a_transaction_and_aborts_cleanly() {
         (0..5).map(record).chain([odd]).chain((6..9).map(record)),
     )
     .unwrap_err();
-    assert!(matches!(err, Error::Config(_)), "{err:?}");
+    assert!(matches!(err, Error::InvalidUse(_)), "{err:?}");
     assert_eq!(load_totals(&conn, &tag).0, 0);
     assert_eq!(conn.transaction_status(), TransactionStatus::Idle);
     // Expressions cannot be copied.
     let mut expr = record(1);
     expr.n = lifeguard_core::model::ActiveValue::Expr(Expr::cust("1 + 1"));
     let err = LoadRecord::insert_many_copy(&mut conn, [expr]).unwrap_err();
-    assert!(matches!(err, Error::Config(_)), "{err:?}");
+    assert!(matches!(err, Error::InvalidUse(_)), "{err:?}");
     // A server-side failure (NOT NULL) keeps its kind and loads nothing.
     let err = LoadRecord::insert_many_copy(
         &mut conn,

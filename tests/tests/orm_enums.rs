@@ -119,12 +119,15 @@ fn unknown_values_are_decode_errors_naming_the_enum() {
         .unwrap_err();
     match &err {
         Error::Decode {
-            rust_type, reason, ..
+            rust_type,
+            source: Some(source),
+            ..
         } => {
             assert!(
                 rust_type.contains("Priority") || rust_type.contains("Channel"),
                 "{err}"
             );
+            let reason = source.to_string();
             assert!(
                 reason.contains("Priority") || reason.contains("Channel"),
                 "{err}"

@@ -490,7 +490,7 @@ fn projection_into_a_from_row_struct() {
         .unwrap();
     assert_eq!(row.double_visits, 12);
     assert_eq!(row.name, None);
-    // A missing column is a Decode error naming it.
+    // A missing column is an error naming it.
     let e = User::find()
         .columns([UserColumn::Name.expr()])
         .filter(UserColumn::Id.eq(mine[0]))
@@ -498,8 +498,8 @@ fn projection_into_a_from_row_struct() {
         .all(&conn)
         .unwrap_err();
     match &e {
-        Error::Decode { column, .. } => assert!(column.contains("address"), "{e}"),
-        other => panic!("expected Decode, got {other:?}"),
+        Error::ColumnNotFound { column } => assert!(column.contains("address"), "{e}"),
+        other => panic!("expected ColumnNotFound, got {other:?}"),
     }
 }
 

@@ -332,7 +332,7 @@ fn explicit_prepare_and_query_statement() {
     }
     let other = connect();
     let e = other.query_statement(&stmt, &[&1i64]).unwrap_err();
-    assert!(matches!(e, Error::Config(_)), "{e:?}");
+    assert!(matches!(e, Error::InvalidUse(_)), "{e:?}");
     drop(stmt);
     // The server-side statement is closed with the next request.
     conn.query_one("SELECT 1::int4", &[]).unwrap();
@@ -1073,7 +1073,7 @@ fn copy_in_bad_row_is_a_db_error() {
     let Err(e) = conn.copy_in("COPY (SELECT g FROM generate_series(1, 1000) g) TO STDOUT") else {
         panic!("copy_in accepted COPY TO STDOUT");
     };
-    assert!(matches!(e, Error::Config(_)), "{e:?}");
+    assert!(matches!(e, Error::InvalidUse(_)), "{e:?}");
     assert_eq!(
         conn.query_one("SELECT 7::int4", &[])
             .unwrap()
@@ -1243,7 +1243,7 @@ fn listen_quotes_channel_names() {
         .unwrap()
         .expect("notification");
     assert_eq!(n.channel, channel);
-    assert!(matches!(conn.listen(""), Err(Error::Config(_))));
+    assert!(matches!(conn.listen(""), Err(Error::InvalidUse(_))));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -132,7 +132,7 @@ impl<M: LifeModel> UpdateMany<M> {
 
     fn check(&self) -> Result<()> {
         if self.sets.is_empty() {
-            return Err(Error::config(format!(
+            return Err(Error::invalid_use(format!(
                 "update_many on {} sets no column",
                 M::TABLE
             )));
@@ -407,10 +407,10 @@ impl<C: ModelColumn> OnConflict<C> {
 
     pub(crate) fn check(&self, table: &str) -> Result<()> {
         match (&self.target, &self.action) {
-            (Target::Columns(cols), _) if cols.is_empty() => Err(Error::config(format!(
+            (Target::Columns(cols), _) if cols.is_empty() => Err(Error::invalid_use(format!(
                 "the ON CONFLICT target on {table} names no column"
             ))),
-            (_, Action::Update(sets)) if sets.is_empty() => Err(Error::config(format!(
+            (_, Action::Update(sets)) if sets.is_empty() => Err(Error::invalid_use(format!(
                 "ON CONFLICT DO UPDATE on {table} sets no column"
             ))),
             _ => Ok(()),
@@ -493,7 +493,7 @@ pub(crate) fn insert_many_copy<'a, R: LifeRecord>(
             match field {
                 Field::Set(_) => columns.push((i, *col)),
                 Field::Expr(_) => {
-                    return Err(Error::config(format!(
+                    return Err(Error::invalid_use(format!(
                         "insert_many_copy into {} takes plain values; {} is an expression",
                         M::<R>::TABLE,
                         col.name()
@@ -503,7 +503,7 @@ pub(crate) fn insert_many_copy<'a, R: LifeRecord>(
             }
         }
         if columns.is_empty() {
-            return Err(Error::config(format!(
+            return Err(Error::invalid_use(format!(
                 "insert_many_copy into {} needs at least one set column",
                 M::<R>::TABLE
             )));
@@ -545,7 +545,7 @@ pub(crate) fn insert_many_copy<'a, R: LifeRecord>(
                 }
                 (Field::NotSet | Field::Unchanged(_), false) => {}
                 _ => {
-                    return Err(Error::config(format!(
+                    return Err(Error::invalid_use(format!(
                         "insert_many_copy into {}: record {n} does not set the same plain \
                          values as the first (column {})",
                         M::<R>::TABLE,

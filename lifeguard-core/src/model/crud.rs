@@ -148,7 +148,7 @@ type Key<R> = <<R as LifeRecord>::Model as LifeModel>::PrimaryKey;
 /// an `UPDATE` of every row.
 fn update_key<R: LifeRecord>(record: &R) -> Result<Key<R>> {
     record.primary_key().ok_or_else(|| {
-        Error::config(format!(
+        Error::invalid_use(format!(
             "updating {} needs every primary-key field set or unchanged",
             R::Model::TABLE
         ))
@@ -240,7 +240,7 @@ pub(crate) fn update_rows<R: LifeRecord>(record: &R, db: &(impl Executor + ?Size
 
 pub(crate) fn delete<R: LifeRecord>(record: &R, db: &(impl Executor + ?Sized)) -> Result<u64> {
     let key = record.primary_key().ok_or_else(|| {
-        Error::config(format!(
+        Error::invalid_use(format!(
             "deleting from {} needs every primary-key field set or unchanged",
             <R::Model as LifeModel>::TABLE
         ))
@@ -357,7 +357,7 @@ impl<R: LifeRecord> InsertMany<R> {
             .filter(|&i| !unset_everywhere[i] || auto[i])
             .collect();
         if columns.is_empty() {
-            return Err(Error::config(format!(
+            return Err(Error::invalid_use(format!(
                 "insert_many into {} needs at least one set column",
                 M::<R>::TABLE
             )));

@@ -38,7 +38,8 @@ pub(crate) mod shapes;
 pub use active::{ActiveValue, Field, NotSet, Set, Unchanged};
 #[doc(hidden)]
 pub use behaviour::{run_after, run_before, WriteDone, WriteOp};
-pub use behaviour::{FieldError, RecordHooks, ValidationErrors};
+pub use crate::error::{FieldError, ValidationErrors};
+pub use behaviour::RecordHooks;
 pub use bulk::{DeleteMany, OnConflict, UpdateMany};
 pub use crud::InsertMany;
 pub use relation::{
@@ -63,7 +64,7 @@ pub trait FromRow: Sized {
         if start == 0 {
             Self::from_row(row)
         } else {
-            Err(crate::error::Error::config(format!(
+            Err(crate::error::Error::invalid_use(format!(
                 "{} decodes by column name and cannot be decoded at offset {start}",
                 std::any::type_name::<Self>()
             )))

@@ -13,7 +13,7 @@ use postgres_protocol::message::frontend::{self, BindError};
 use postgres_types::{ToSql, Type};
 
 use super::connection::Connection;
-use super::pipeline::{Reply, Send, Wait};
+use super::pipeline::{Outgoing, Reply, Wait};
 use super::row::{Row, SimpleQueryMessage, SimpleRow};
 use super::statement::{Column, Statement};
 use crate::error::{DbError, Error, Result};
@@ -72,9 +72,9 @@ impl FollowUp {
         let stmt = call.prepare_cached(self.sql)?;
         let mut buf = BytesMut::new();
         encode_bind(&stmt, &[], &mut buf)?;
-        frontend::execute("", 0, &mut buf).map_err(encode_error)?;
+        frontend::execute("", 0, &mut buf).map_err(unsendable_sql)?;
         frontend::sync(&mut buf);
-        let reply = call.conn.shared().request(Send::Extended(&buf))?;
+        let reply = call.conn.shared().request(Outgoing::Extended(&buf))?;
         Ok((stmt, reply))
     }
 
@@ -126,10 +126,10 @@ impl<'a> Call<'a> {
         refuse_copy_from_stdin(sql)?;
         let name = self.conn.next_statement_name();
         let mut buf = BytesMut::new();
-        frontend::parse(&name, sql, std::iter::empty(), &mut buf).map_err(encode_error)?;
-        frontend::describe(b'S', &name, &mut buf).map_err(encode_error)?;
+        frontend::parse(&name, sql, std::iter::empty(), &mut buf).map_err(unsendable_sql)?;
+        frontend::describe(b'S', &name, &mut buf).map_err(unsendable_sql)?;
         frontend::sync(&mut buf);
-        let reply = self.conn.shared().request(Send::Extended(&buf))?;
+        let reply = self.conn.shared().request(Outgoing::Extended(&buf))?;
         let mut param_oids = Vec::new();
         let mut fields = Vec::new();
         let mut error = None;
@@ -230,7 +230,7 @@ impl<'a> Call<'a> {
         params: Params<'_>,
     ) -> Result<(Vec<Row>, u64)> {
         if !stmt.belongs_to(self.conn.shared()) {
-            return Err(Error::config(
+            return Err(Error::invalid_use(
                 "the statement was prepared on another connection",
             ));
         }
@@ -256,15 +256,15 @@ impl<'a> Call<'a> {
             let setter = self.prepare_cached(LOCAL_TIMEOUT_SQL)?;
             let millis = timeout.as_millis().max(1).to_string();
             encode_bind(&setter, &[&millis], &mut buf)?;
-            frontend::execute("", 0, &mut buf).map_err(encode_error)?;
+            frontend::execute("", 0, &mut buf).map_err(unsendable_sql)?;
             skip = 1;
         }
         for params in batch {
             encode_bind(stmt, params, &mut buf)?;
-            frontend::execute("", 0, &mut buf).map_err(encode_error)?;
+            frontend::execute("", 0, &mut buf).map_err(unsendable_sql)?;
         }
         frontend::sync(&mut buf);
-        let reply = self.conn.shared().request(Send::Extended(&buf))?;
+        let reply = self.conn.shared().request(Outgoing::Extended(&buf))?;
         if let Some(follow) = self.follow {
             follow.send(self);
         }
@@ -342,12 +342,12 @@ impl<'a> Call<'a> {
                     "SELECT pg_catalog.set_config('statement_timeout', '{}', true);{sql}",
                     timeout.as_millis().max(1)
                 );
-                frontend::query(&text, &mut buf).map_err(encode_error)?;
+                frontend::query(&text, &mut buf).map_err(unsendable_sql)?;
                 skip = 1;
             }
-            _ => frontend::query(sql, &mut buf).map_err(encode_error)?,
+            _ => frontend::query(sql, &mut buf).map_err(unsendable_sql)?,
         }
-        let reply = self.conn.shared().request(Send::Raw(&buf))?;
+        let reply = self.conn.shared().request(Outgoing::Raw(&buf))?;
         let mut out = Vec::new();
         let mut columns: Arc<[String]> = Arc::from(Vec::new());
         let mut error = None;
@@ -392,8 +392,8 @@ impl<'a> Call<'a> {
     /// Queues a simple query whose reply nobody waits for (cleanup from destructors).
     pub(crate) fn simple_query_detached(&self, sql: &str) -> Result<()> {
         let mut buf = BytesMut::new();
-        frontend::query(sql, &mut buf).map_err(encode_error)?;
-        self.conn.shared().request_discard(Send::Raw(&buf))
+        frontend::query(sql, &mut buf).map_err(unsendable_sql)?;
+        self.conn.shared().request_discard(Outgoing::Raw(&buf))
     }
 
     /// The next message of `reply`, enforcing this call's deadline.
@@ -452,7 +452,7 @@ impl<'a> Call<'a> {
     fn refuse_copy_in(&self) -> Result<()> {
         let mut buf = BytesMut::new();
         frontend::copy_fail("COPY FROM STDIN must be run with copy_in", &mut buf)
-            .map_err(encode_error)?;
+            .map_err(unsendable_sql)?;
         self.conn.shared().send_raw(&buf)
     }
 
@@ -492,14 +492,9 @@ impl<'a> Call<'a> {
 /// Encodes a `Bind` of `params` to `stmt`, every value and result column in binary.
 pub(crate) fn encode_bind(stmt: &Statement, params: Params<'_>, buf: &mut BytesMut) -> Result<()> {
     if params.len() != stmt.params().len() {
-        return Err(Error::Encode {
-            index: params.len(),
-            pg_type: "-".into(),
-            reason: format!(
-                "the statement takes {} parameters, {} were given",
-                stmt.params().len(),
-                params.len()
-            ),
+        return Err(Error::ParameterCount {
+            expected: stmt.params().len(),
+            given: params.len(),
         });
     }
     let mut failed_at = 0;
@@ -525,9 +520,15 @@ pub(crate) fn encode_bind(stmt: &Statement, params: Params<'_>, buf: &mut BytesM
         Err(BindError::Conversion(e)) => Err(Error::Encode {
             index: failed_at,
             pg_type: stmt.params()[failed_at].to_string(),
-            reason: e.to_string(),
+            source: e.into(),
         }),
-        Err(BindError::Serialization(e)) => Err(encode_error(e)),
+        // Writing into a growable buffer fails only for a value past the protocol's
+        // 2 GiB length field.
+        Err(BindError::Serialization(e)) => Err(Error::Encode {
+            index: failed_at,
+            pg_type: stmt.params()[failed_at].to_string(),
+            source: Arc::new(e),
+        }),
     }
 }
 
@@ -539,12 +540,9 @@ fn base_type(ty: &Type) -> &Type {
     }
 }
 
-fn encode_error(e: std::io::Error) -> Error {
-    Error::Encode {
-        index: 0,
-        pg_type: "-".into(),
-        reason: e.to_string(),
-    }
+/// The protocol's encoders fail only on a string with a NUL byte, which no message can carry.
+fn unsendable_sql(e: std::io::Error) -> Error {
+    Error::invalid_use(format!("the SQL text or a name cannot be sent: {e}"))
 }
 
 fn malformed(e: std::io::Error) -> Error {
@@ -589,7 +587,7 @@ fn refuse_copy_from_stdin(sql: &str) -> Result<()> {
         .get(..4)
         .is_some_and(|h| h.eq_ignore_ascii_case("copy"));
     if is_copy && sql.to_ascii_lowercase().contains("stdin") {
-        return Err(Error::config(
+        return Err(Error::invalid_use(
             "COPY ... FROM STDIN must be run with copy_in",
         ));
     }

@@ -10,7 +10,7 @@ use postgres_types::{IsNull, ToSql, Type};
 
 use super::call::{db_error, rows_affected, Call};
 use super::connection::Connection;
-use super::pipeline::{Reply, Send};
+use super::pipeline::{Outgoing, Reply};
 use crate::error::{Error, Result};
 
 /// CopyData messages are cut at this size, so memory stays flat whatever the caller writes.
@@ -68,8 +68,8 @@ impl Connection {
         };
         let mut buf = BytesMut::new();
         frontend::query(sql, &mut buf).map_err(|e| Error::protocol(e.to_string()))?;
-        let reply = self.shared().request(Send::Raw(&buf))?;
-        let wrong = || Error::config(want.mismatch());
+        let reply = self.shared().request(Outgoing::Raw(&buf))?;
+        let wrong = || Error::invalid_use(want.mismatch());
         loop {
             match call.next(&reply)? {
                 Message::CopyInResponse(_) if want == Direction::In => break,
@@ -319,10 +319,9 @@ impl<'a> BinaryCopyWriter<'a> {
     /// Writes one row; the values must match the column types given to `new`.
     pub fn write(&mut self, values: &[&(dyn ToSql + Sync)]) -> Result<()> {
         if values.len() != self.types.len() {
-            return Err(Error::Encode {
-                index: values.len(),
-                pg_type: "-".into(),
-                reason: format!("{} columns, {} values", self.types.len(), values.len()),
+            return Err(Error::ParameterCount {
+                expected: self.types.len(),
+                given: values.len(),
             });
         }
         self.row.clear();
@@ -330,10 +329,10 @@ impl<'a> BinaryCopyWriter<'a> {
         for (index, (value, ty)) in values.iter().zip(&self.types).enumerate() {
             let at = self.row.len();
             self.row.put_i32(0);
-            let encode_error = |reason: String| Error::Encode {
+            let encode_error = |source: Box<dyn std::error::Error + Send + Sync>| Error::Encode {
                 index,
                 pg_type: ty.to_string(),
-                reason,
+                source: source.into(),
             };
             match value.to_sql_checked(ty, &mut self.row) {
                 Ok(IsNull::No) => {
@@ -342,7 +341,7 @@ impl<'a> BinaryCopyWriter<'a> {
                     self.row[at..at + 4].copy_from_slice(&len.to_be_bytes());
                 }
                 Ok(IsNull::Yes) => self.row[at..at + 4].copy_from_slice(&(-1i32).to_be_bytes()),
-                Err(e) => return Err(encode_error(e.to_string())),
+                Err(e) => return Err(encode_error(e)),
             }
         }
         let row = std::mem::take(&mut self.row);

@@ -241,7 +241,7 @@ pub(crate) struct NotificationQueue {
 }
 
 /// How a request is queued.
-pub(crate) enum Send<'a> {
+pub(crate) enum Outgoing<'a> {
     /// Extended-protocol messages ending in `Sync`: pending statement closes may ride along.
     Extended(&'a [u8]),
     /// A simple `Query`, or `CopyData`/`CopyDone` of a running COPY: sent exactly as given.
@@ -345,31 +345,31 @@ impl Shared {
     }
 
     /// Queues `bytes` and returns the slot its reply will arrive in.
-    pub(crate) fn request(&self, send: Send<'_>) -> Result<Arc<Reply>> {
+    pub(crate) fn request(&self, out: Outgoing<'_>) -> Result<Arc<Reply>> {
         let reply = Reply::new();
-        self.enqueue(send, Some(Pending::Reply(reply.clone())))?;
+        self.enqueue(out, Some(Pending::Reply(reply.clone())))?;
         Ok(reply)
     }
 
     /// Queues a request whose reply nobody waits for (a rollback from a destructor).
-    pub(crate) fn request_discard(&self, send: Send<'_>) -> Result<()> {
-        self.enqueue(send, Some(Pending::Discard))
+    pub(crate) fn request_discard(&self, out: Outgoing<'_>) -> Result<()> {
+        self.enqueue(out, Some(Pending::Discard))
     }
 
     /// Queues bytes that belong to a request already sent (COPY data): no new reply slot.
     pub(crate) fn send_raw(&self, bytes: &[u8]) -> Result<()> {
-        self.enqueue(Send::Raw(bytes), None)
+        self.enqueue(Outgoing::Raw(bytes), None)
     }
 
-    fn enqueue(&self, send: Send<'_>, pending: Option<Pending>) -> Result<()> {
+    fn enqueue(&self, out: Outgoing<'_>, pending: Option<Pending>) -> Result<()> {
         self.check_abandoned();
         let batch = {
             let mut st = lock(&self.state);
             if let Some(e) = &st.broken {
                 return Err(Error::unsent(e));
             }
-            match send {
-                Send::Extended(bytes) => {
+            match out {
+                Outgoing::Extended(bytes) => {
                     for name in std::mem::take(&mut st.closes) {
                         // Close never fails for a missing statement, so it cannot abort the
                         // request it rides with; its CloseComplete is skipped by every parser.
@@ -378,7 +378,7 @@ impl Shared {
                     }
                     st.out.extend_from_slice(bytes);
                 }
-                Send::Raw(bytes) => st.out.extend_from_slice(bytes),
+                Outgoing::Raw(bytes) => st.out.extend_from_slice(bytes),
             }
             let counted = pending.is_some();
             if let Some(p) = pending {

@@ -113,24 +113,21 @@ impl Row {
     /// The value of a column, or a `Decode` error naming the column, the Rust type and the
     /// PostgreSQL type.
     pub fn try_get<'a, I: RowIndex + fmt::Display, T: FromSql<'a>>(&'a self, idx: I) -> Result<T> {
-        let i = idx.index(&self.columns).ok_or_else(|| Error::Decode {
+        let i = idx.index(&self.columns).ok_or_else(|| Error::ColumnNotFound {
             column: idx.to_string(),
-            rust_type: std::any::type_name::<T>(),
-            pg_type: "-".into(),
-            reason: "no such column".into(),
         })?;
         let column = &self.columns[i];
-        let decode_error = |reason: String| Error::Decode {
+        let decode_error = |source: Option<crate::error::Cause>| Error::Decode {
             column: column_label(column, i),
             rust_type: std::any::type_name::<T>(),
             pg_type: column.type_().to_string(),
-            reason,
+            source,
         };
         if !T::accepts(column.type_()) {
-            return Err(decode_error("the types are not compatible".into()));
+            return Err(decode_error(None));
         }
         let raw = self.raw(i);
-        T::from_sql_nullable(column.type_(), raw).map_err(|e| decode_error(e.to_string()))
+        T::from_sql_nullable(column.type_(), raw).map_err(|e| decode_error(Some(e.into())))
     }
 
     /// The raw binary value of a column (`None` for NULL).

@@ -246,7 +246,7 @@ fn effective_state(m: &Member, interval: Duration) -> State {
 impl PoolInner {
     fn check_open(&self) -> Result<()> {
         if self.closed.load(Ordering::Acquire) {
-            return Err(Error::config("the pool is closed"));
+            return Err(Error::PoolClosed);
         }
         Ok(())
     }

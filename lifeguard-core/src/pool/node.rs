@@ -379,7 +379,7 @@ impl Node {
     fn pick(self: &Arc<Self>, exclusive: bool, now: Instant, woken: bool) -> Result<Pick> {
         let mut s = lock(&self.slots);
         if self.closed.load(Ordering::Acquire) {
-            return Err(Error::config("the pool is closed"));
+            return Err(Error::PoolClosed);
         }
         // A connection whose reader saw the server go is never handed out again. (Checked
         // first: picks are hot and broken connections rare.)

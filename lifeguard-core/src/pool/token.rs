@@ -163,7 +163,7 @@ impl FromStr for ConsistencyToken {
 
     fn from_str(s: &str) -> Result<ConsistencyToken> {
         let bad = || {
-            Error::config(format!(
+            Error::invalid_use(format!(
                 "malformed consistency token {s:?}: expected v1.<system-id>.<timeline>.<lsn hex>"
             ))
         };

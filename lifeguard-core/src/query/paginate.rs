@@ -459,7 +459,7 @@ impl<M: LifeModel> Cursor<M> {
             match (bound, record) {
                 (Bound::Values(values), _) => {
                     if values.len() != self.columns.len() {
-                        return Err(Error::config(format!(
+                        return Err(Error::invalid_use(format!(
                             "the cursor on {} is {} values ({column_list}); {} were given",
                             M::TABLE,
                             self.columns.len(),
@@ -490,7 +490,7 @@ impl<M: LifeModel> Cursor<M> {
                                     Field::NotSet | Field::Expr(_) => None,
                                 });
                         let value = value.ok_or_else(|| {
-                            Error::config(format!("no value for cursor column {col:?}"))
+                            Error::invalid_use(format!("no value for cursor column {col:?}"))
                         })?;
                         params.push(value);
                         sql.push_str(&format!("${}", params.len()));

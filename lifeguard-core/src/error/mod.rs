@@ -4,13 +4,21 @@
 //! violations and the retryable conflicts get variants of their own so that callers match on
 //! a kind instead of parsing a message.
 
+mod db;
+mod migrate;
+mod validation;
+
 use std::fmt;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fallible_iterator::FallibleIterator;
-use postgres_protocol::message::backend::ErrorFields;
+pub use db::{DbError, SqlState};
+pub use migrate::{MigrateError, MigrateErrorKind};
+pub use validation::{FieldError, ValidationErrors};
+
+/// The error underneath another, shared so that [`Error`] stays `Clone`.
+pub type Cause = Arc<dyn std::error::Error + Send + Sync>;
 
 /// A `Result` whose error is Lifeguard's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -74,25 +82,43 @@ pub enum Error {
     PoolTimeout(Duration),
     /// A call passed its deadline; the server-side statement was cancelled.
     Timeout(Duration),
-    /// A value could not be converted between a column and a Rust type.
+    /// The pool was closed ([`Pool::close`](crate::pool::Pool::close)); nothing more runs
+    /// on it.
+    PoolClosed,
+    /// A row has no column of this name, or no column at this index.
+    ColumnNotFound {
+        /// The name or index asked for.
+        column: String,
+    },
+    /// A column's value could not be converted into the Rust type asked for.
     Decode {
-        /// The column's name (or index, when it has no name).
+        /// The column's name (`#index` when it has none).
         column: String,
         /// The Rust type asked for.
         rust_type: &'static str,
         /// The PostgreSQL type of the column.
         pg_type: String,
-        /// Why the conversion failed.
-        reason: String,
+        /// The conversion's own error; `None` when the types are not compatible at all
+        /// (the Rust type does not accept the column's type, or the value is NULL and the
+        /// Rust type is not an `Option`).
+        source: Option<Cause>,
     },
-    /// A parameter could not be encoded for its PostgreSQL type.
+    /// A parameter could not be encoded as the PostgreSQL type the statement expects.
     Encode {
-        /// The 0-based index of the parameter.
+        /// The 0-based index of the parameter (it is `$index+1` in the SQL).
         index: usize,
         /// The PostgreSQL type the server expects.
         pg_type: String,
-        /// Why the conversion failed.
-        reason: String,
+        /// The conversion's own error.
+        source: Cause,
+    },
+    /// A statement (or a binary COPY row) was given a different number of values than it
+    /// takes.
+    ParameterCount {
+        /// How many it takes.
+        expected: usize,
+        /// How many were given.
+        given: usize,
     },
     /// The connection failed or was lost; the statement's outcome may be unknown.
     Connection(Arc<ConnectionError>),
@@ -110,12 +136,19 @@ pub enum Error {
     /// The connection was lost after a write or `COMMIT` was sent: it may or may not have
     /// committed, so it is never retried automatically.
     CommitOutcomeUnknown(Arc<ConnectionError>),
-    /// A configuration value is missing or malformed.
+    /// A configuration value is missing or malformed (a connection string, a pool or
+    /// service setting, an environment variable).
     Config(String),
+    /// An API was used in a way it does not allow: a record without its primary key, a
+    /// bulk statement without rows or columns, an invalid channel name, a COPY statement
+    /// given to the wrong method. Nothing was sent to the server.
+    InvalidUse(String),
+    /// A migration was refused or failed.
+    Migrate(MigrateError),
     /// The server sent something the protocol does not allow at that point.
     Protocol(String),
     /// A record's validator rejected it before any SQL was sent; lists each field and why.
-    Validation(crate::model::ValidationErrors),
+    Validation(ValidationErrors),
 }
 
 /// Why a connection could not be opened, or why it broke.
@@ -145,112 +178,29 @@ impl std::error::Error for ConnectionError {
     }
 }
 
-/// Every field of a PostgreSQL `ErrorResponse`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DbError {
-    /// `ERROR`, `FATAL` or `PANIC` (localized in the server's language).
-    pub severity: String,
-    /// The five-character SQLSTATE, e.g. `23505`.
-    pub code: String,
-    /// The primary human-readable message.
-    pub message: String,
-    /// An optional secondary message with more detail.
-    pub detail: Option<String>,
-    /// An optional suggestion what to do about the problem.
-    pub hint: Option<String>,
-    /// The 1-based character offset into the query text where the error occurred.
-    pub position: Option<u32>,
-    /// The call stack context (PL/pgSQL functions, SQL functions).
-    pub where_: Option<String>,
-    /// The schema of the object involved.
-    pub schema: Option<String>,
-    /// The table involved.
-    pub table: Option<String>,
-    /// The column involved.
-    pub column: Option<String>,
-    /// The data type involved.
-    pub datatype: Option<String>,
-    /// The constraint involved.
-    pub constraint: Option<String>,
-    /// The server source file that reported the error.
-    pub file: Option<String>,
-    /// The server source line that reported the error.
-    pub line: Option<u32>,
-    /// The server routine that reported the error.
-    pub routine: Option<String>,
-}
-
-impl DbError {
-    /// Decodes the fields of an `ErrorResponse` or `NoticeResponse`.
-    ///
-    /// Field values that are not UTF-8 are decoded lossily rather than rejected: losing a
-    /// server error because of its encoding would be worse than a replacement character.
-    pub(crate) fn parse(mut fields: ErrorFields<'_>) -> io::Result<DbError> {
-        let mut e = DbError::default();
-        while let Some(field) = fields.next()? {
-            let value = String::from_utf8_lossy(field.value_bytes()).into_owned();
-            match field.type_() {
-                b'V' => e.severity = value,
-                b'S' if e.severity.is_empty() => e.severity = value,
-                b'C' => e.code = value,
-                b'M' => e.message = value,
-                b'D' => e.detail = Some(value),
-                b'H' => e.hint = Some(value),
-                b'P' => e.position = value.parse().ok(),
-                b'W' => e.where_ = Some(value),
-                b's' => e.schema = Some(value),
-                b't' => e.table = Some(value),
-                b'c' => e.column = Some(value),
-                b'd' => e.datatype = Some(value),
-                b'n' => e.constraint = Some(value),
-                b'F' => e.file = Some(value),
-                b'L' => e.line = value.parse().ok(),
-                b'R' => e.routine = Some(value),
-                _ => {}
-            }
-        }
-        Ok(e)
-    }
-}
-
-impl fmt::Display for DbError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}: {}", self.severity, self.code, self.message)?;
-        if let Some(detail) = &self.detail {
-            write!(f, " (detail: {detail})")?;
-        }
-        if let Some(hint) = &self.hint {
-            write!(f, " (hint: {hint})")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for DbError {}
-
 impl Error {
     /// Classifies a server error by its SQLSTATE.
     pub fn from_db(db: DbError) -> Error {
         let db = Box::new(db);
         match db.code.as_str() {
-            "23505" => Error::UniqueViolation {
+            SqlState::UNIQUE_VIOLATION => Error::UniqueViolation {
                 constraint: db.constraint.clone(),
                 db,
             },
-            "23503" => Error::ForeignKeyViolation {
+            SqlState::FOREIGN_KEY_VIOLATION => Error::ForeignKeyViolation {
                 constraint: db.constraint.clone(),
                 db,
             },
-            "23502" => Error::NotNullViolation {
+            SqlState::NOT_NULL_VIOLATION => Error::NotNullViolation {
                 column: db.column.clone(),
                 db,
             },
-            "23514" => Error::CheckViolation {
+            SqlState::CHECK_VIOLATION => Error::CheckViolation {
                 constraint: db.constraint.clone(),
                 db,
             },
-            "40001" => Error::SerializationFailure(db),
-            "40P01" => Error::Deadlock(db),
+            SqlState::T_R_SERIALIZATION_FAILURE => Error::SerializationFailure(db),
+            SqlState::T_R_DEADLOCK_DETECTED => Error::Deadlock(db),
             _ => Error::Db(db),
         }
     }
@@ -281,6 +231,11 @@ impl Error {
     /// A configuration error.
     pub fn config(message: impl Into<String>) -> Error {
         Error::Config(message.into())
+    }
+
+    /// A use the API does not allow ([`Error::InvalidUse`]).
+    pub fn invalid_use(message: impl Into<String>) -> Error {
+        Error::InvalidUse(message.into())
     }
 
     /// A protocol violation by the server (or a corrupt stream).
@@ -338,24 +293,32 @@ impl fmt::Display for Error {
             Error::TooManyRows(n) => write!(f, "expected at most one row, found {n}"),
             Error::PoolTimeout(d) => write!(f, "no connection available within {d:?}"),
             Error::Timeout(d) => write!(f, "deadline of {d:?} passed; statement cancelled"),
+            Error::PoolClosed => f.write_str("the pool is closed"),
+            Error::ColumnNotFound { column } => write!(f, "no column `{column}` in the row"),
             Error::Decode {
                 column,
                 rust_type,
                 pg_type,
-                reason,
-            } => write!(
-                f,
-                "cannot decode column `{column}` of type {pg_type} into {rust_type}: {reason}"
-            ),
+                source,
+            } => {
+                write!(f, "cannot decode column `{column}` of type {pg_type} into {rust_type}: ")?;
+                match source {
+                    Some(e) => write!(f, "{e}"),
+                    None => f.write_str("the types are not compatible"),
+                }
+            }
             Error::Encode {
                 index,
                 pg_type,
-                reason,
+                source,
             } => write!(
                 f,
-                "cannot encode parameter ${} as {pg_type}: {reason}",
+                "cannot encode parameter ${} as {pg_type}: {source}",
                 index + 1
             ),
+            Error::ParameterCount { expected, given } => {
+                write!(f, "{given} values given where {expected} are expected")
+            }
             Error::Connection(e) => write!(f, "connection error: {e}"),
             Error::Unavailable { node, reason } => write!(f, "{node} is unavailable: {reason}"),
             Error::NoEligibleNode(why) => write!(f, "no server may serve this read: {why}"),
@@ -366,6 +329,8 @@ impl fmt::Display for Error {
                 )
             }
             Error::Config(m) => write!(f, "configuration error: {m}"),
+            Error::InvalidUse(m) => write!(f, "invalid use: {m}"),
+            Error::Migrate(e) => write!(f, "migration error: {e}"),
             Error::Protocol(m) => write!(f, "protocol error: {m}"),
             Error::Validation(errors) => write!(f, "validation failed: {errors}"),
         }
@@ -376,6 +341,12 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Connection(e) | Error::CommitOutcomeUnknown(e) => Some(&**e),
+            Error::Decode {
+                source: Some(e), ..
+            }
+            | Error::Encode { source: e, .. } => Some(&**e),
+            Error::Migrate(e) => Some(e),
+            Error::Validation(e) => Some(e),
             other => other.db_error().map(|db| db as _),
         }
     }
@@ -397,7 +368,7 @@ mod tests {
 
     #[test]
     fn classifies_by_sqlstate() {
-        let e = Error::from_db(db("23505", Some("users_email_key")));
+        let e = Error::from_db(db(SqlState::UNIQUE_VIOLATION, Some("users_email_key")));
         assert!(
             matches!(&e, Error::UniqueViolation { constraint: Some(c), .. } if c == "users_email_key")
         );
