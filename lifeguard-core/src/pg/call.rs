@@ -16,7 +16,7 @@ use super::connection::Connection;
 use super::pipeline::{Outgoing, Reply, Wait};
 use super::row::{Row, SimpleQueryMessage, SimpleRow};
 use super::statement::{Column, Statement};
-use crate::error::{DbError, Error, Result};
+use crate::error::{DbError, Error, Result, SqlState};
 use crate::rt::lock;
 
 /// Query parameters: any mix of values that encode as PostgreSQL types.
@@ -443,7 +443,7 @@ impl<'a> Call<'a> {
     /// A statement cancelled by this call's own deadline is a timeout, not a server error.
     fn deadline_error(&self, e: Error) -> Error {
         match (self.deadline, e.sqlstate()) {
-            (Some((_, timeout)), Some("57014")) => Error::Timeout(timeout),
+            (Some((_, timeout)), Some(SqlState::QUERY_CANCELED)) => Error::Timeout(timeout),
             _ => e,
         }
     }
@@ -569,8 +569,8 @@ pub(crate) fn rows_affected(tag: &str) -> u64 {
 fn is_stale_statement(e: &Error) -> bool {
     match e.db_error() {
         Some(db) => {
-            db.code == "26000"
-                || (db.code == "0A000"
+            db.code == SqlState::INVALID_SQL_STATEMENT_NAME
+                || (db.code == SqlState::FEATURE_NOT_SUPPORTED
                     && db
                         .message
                         .contains("cached plan must not change result type"))

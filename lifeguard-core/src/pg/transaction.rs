@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::call::Call;
 use super::connection::{impl_executor, Connection, Timed, TransactionStatus};
-use crate::error::{DbError, Error, Result};
+use crate::error::{DbError, Error, Result, SqlState};
 
 /// The isolation level of a transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -323,7 +323,7 @@ impl<'a> Transaction<'a> {
         if failed {
             return Err(Error::from_db(DbError {
                 severity: "ERROR".into(),
-                code: "25P02".into(),
+                code: SqlState::IN_FAILED_SQL_TRANSACTION.into(),
                 message: "the transaction was aborted by an earlier error; COMMIT rolled it back"
                     .into(),
                 ..DbError::default()
