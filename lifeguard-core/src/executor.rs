@@ -1,6 +1,6 @@
-//! The one abstraction SQL runs on: a connection, a transaction, a timed handle, and later
-//! the pool and the per-request handle all implement [`Executor`], so code written against it
-//! runs unchanged on any of them.
+//! The one abstraction SQL runs on: a connection, a transaction, a timed handle, a lease,
+//! the pool and the per-request [`Db`](crate::pool::Db) handle all implement [`Executor`],
+//! so code written against it runs unchanged on any of them.
 
 use crate::error::{Error, Result};
 use crate::model::FromRow;

@@ -1,6 +1,15 @@
-//! Lifeguard core: the coroutine-native PostgreSQL client ([`pg`]) and the [`Executor`]
-//! abstraction that everything above it runs on. Later issues add the pool, the ORM, the
-//! Redis cache and observability here.
+//! Lifeguard core: the coroutine-native PostgreSQL client and everything built on it.
+//!
+//! - [`pg`]: the wire client: pipelined shared connections, transactions, COPY,
+//!   LISTEN/NOTIFY, cancellation, binary types.
+//! - [`pool`]: a primary and its streaming replicas, WAL-lag-aware read routing, read
+//!   preferences and read-your-writes consistency tokens, health and metrics.
+//! - [`model`] and [`query`]: the ORM (derived models and records, the query builder,
+//!   relations and batched loaders, paging, bulk writes, hooks, soft delete).
+//! - [`migrate`]: versioned migrations under an advisory lock, DDL from models, drift.
+//! - [`rt`]: the runtime helpers (spawn, park with a deadline) the other crates share.
+//! - [`Executor`]: the one abstraction SQL runs on; a connection, a transaction, the pool
+//!   and a per-request [`pool::Db`] all implement it.
 //!
 //! Nothing in this crate blocks a `may` worker thread: sockets are `may::net` sockets and
 //! every wait parks the calling coroutine.
