@@ -12,9 +12,9 @@
 //! | `LIFEGUARD_SERVED_BY` | `1` sends `Lifeguard-Served-By` on responses (reveals topology) | `0` |
 //! | `LIFEGUARD_SHUTDOWN_GRACE_MS` | how long a SIGTERM/SIGINT waits for requests in flight | `5000` |
 //! | `LIFEGUARD_MAX_BODY` | the largest request body in bytes (larger: `413`) | `65536` |
-//! | `LIFEGUARD_WORKERS` | `may` scheduler threads. One keeps the tail short when the database shares the machine: on 2 cores with PostgreSQL beside it, `/db` under `wrk -c256` had a p99 of about 7 ms with one thread and 20–440 ms with two, at the same throughput; raise it on a host of its own | `1` |
+//! | `LIFEGUARD_WORKERS` | `may` scheduler threads. One keeps the tail short when the database shares the machine (BENCHMARKS.md has the run); raise it on a host of its own | `1` |
 //! | `LIFEGUARD_HTTP_SERVER` | `lifeguard`: Lifeguard's own HTTP/1.1 server (up to 64 request headers, `431` past that); `minihttp`: may_minihttp 0.1.11 (16 request headers, a 17th closes the connection unanswered) | `lifeguard` |
-//! | `LIFEGUARD_PIPELINE_DEPTH` | the most requests in flight on one pooled connection; further requests wait in arrival order for the first connection with room (`0`: no limit). A limit keeps a connection that stalls from holding many requests: on 2 cores under `wrk -c256` with 3 pooled connections, 32 brought `/updates`' p99 from 65–82 ms to 46–49 ms and `/queries?q=20`' from 48–60 ms to 30–42 ms, for 10–25 % of the throughput of `/db` and `/fortunes` | `32` |
+//! | `LIFEGUARD_PIPELINE_DEPTH` | the most requests in flight on one pooled connection; further requests wait in arrival order for the first connection with room (`0`: no limit). A limit keeps a connection that stalls from holding many requests: a shorter tail on `/updates` and `/queries` for some throughput of `/db` and `/fortunes` (BENCHMARKS.md) | `32` |
 //! | `LIFEGUARD_REPLICA_WAIT_MS` | at start-up, how long to wait for the replicas to become eligible before serving (reads that prefer a replica would otherwise all fall back to the primary, whose fallback budget is small) | `5000` |
 //!
 //! With replicas, the service holds at most `(max_size + 1)` connections on each server,
