@@ -16,6 +16,8 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "cache")]
+pub mod cache;
 pub mod error;
 pub mod executor;
 pub mod migrate;

@@ -790,7 +790,13 @@ fn parameter_type_mismatch_is_an_encode_error() {
     // Wrong parameter count.
     let err = conn.query_one("SELECT $1::int4", &[]).unwrap_err();
     assert!(
-        matches!(err, Error::ParameterCount { expected: 1, given: 0 }),
+        matches!(
+            err,
+            Error::ParameterCount {
+                expected: 1,
+                given: 0
+            }
+        ),
         "{err:?}"
     );
 

@@ -67,7 +67,10 @@ impl MigrateError {
     }
 
     /// The same, caused by `source`.
-    pub fn caused_by(mut self, source: impl std::error::Error + Send + Sync + 'static) -> MigrateError {
+    pub fn caused_by(
+        mut self,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> MigrateError {
         self.source = Some(std::sync::Arc::new(source));
         self
     }

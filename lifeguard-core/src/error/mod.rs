@@ -6,6 +6,7 @@
 
 mod db;
 mod migrate;
+mod redis;
 mod validation;
 
 use std::fmt;
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 pub use db::{DbError, SqlState};
 pub use migrate::{MigrateError, MigrateErrorKind};
+pub use redis::{RedisError, RedisErrorKind};
 pub use validation::{FieldError, ValidationErrors};
 
 /// The error underneath another, shared so that [`Error`] stays `Clone`.
@@ -145,6 +147,8 @@ pub enum Error {
     InvalidUse(String),
     /// A migration was refused or failed.
     Migrate(MigrateError),
+    /// A Redis call failed (the cache falls back to PostgreSQL instead of returning it).
+    Redis(RedisError),
     /// The server sent something the protocol does not allow at that point.
     Protocol(String),
     /// A record's validator rejected it before any SQL was sent; lists each field and why.
@@ -301,7 +305,10 @@ impl fmt::Display for Error {
                 pg_type,
                 source,
             } => {
-                write!(f, "cannot decode column `{column}` of type {pg_type} into {rust_type}: ")?;
+                write!(
+                    f,
+                    "cannot decode column `{column}` of type {pg_type} into {rust_type}: "
+                )?;
                 match source {
                     Some(e) => write!(f, "{e}"),
                     None => f.write_str("the types are not compatible"),
@@ -331,6 +338,7 @@ impl fmt::Display for Error {
             Error::Config(m) => write!(f, "configuration error: {m}"),
             Error::InvalidUse(m) => write!(f, "invalid use: {m}"),
             Error::Migrate(e) => write!(f, "migration error: {e}"),
+            Error::Redis(e) => write!(f, "redis error: {e}"),
             Error::Protocol(m) => write!(f, "protocol error: {m}"),
             Error::Validation(errors) => write!(f, "validation failed: {errors}"),
         }
@@ -346,6 +354,7 @@ impl std::error::Error for Error {
             }
             | Error::Encode { source: e, .. } => Some(&**e),
             Error::Migrate(e) => Some(e),
+            Error::Redis(e) => Some(e),
             Error::Validation(e) => Some(e),
             other => other.db_error().map(|db| db as _),
         }

@@ -35,11 +35,11 @@ mod crud;
 mod relation;
 pub(crate) mod shapes;
 
+pub use crate::error::{FieldError, ValidationErrors};
 pub use active::{ActiveValue, Field, NotSet, Set, Unchanged};
+pub use behaviour::RecordHooks;
 #[doc(hidden)]
 pub use behaviour::{run_after, run_before, WriteDone, WriteOp};
-pub use crate::error::{FieldError, ValidationErrors};
-pub use behaviour::RecordHooks;
 pub use bulk::{DeleteMany, OnConflict, UpdateMany};
 pub use crud::InsertMany;
 pub use relation::{

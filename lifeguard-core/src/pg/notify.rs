@@ -83,7 +83,9 @@ impl Connection {
 /// Makes a channel name safe to splice into `LISTEN`/`UNLISTEN`, which take no parameters.
 pub fn quote_channel(channel: &str) -> Result<String> {
     if channel.is_empty() || channel.contains('\0') {
-        return Err(Error::invalid_use(format!("invalid channel name {channel:?}")));
+        return Err(Error::invalid_use(format!(
+            "invalid channel name {channel:?}"
+        )));
     }
     Ok(format!("\"{}\"", channel.replace('"', "\"\"")))
 }

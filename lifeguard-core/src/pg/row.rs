@@ -113,9 +113,11 @@ impl Row {
     /// The value of a column, or a `Decode` error naming the column, the Rust type and the
     /// PostgreSQL type.
     pub fn try_get<'a, I: RowIndex + fmt::Display, T: FromSql<'a>>(&'a self, idx: I) -> Result<T> {
-        let i = idx.index(&self.columns).ok_or_else(|| Error::ColumnNotFound {
-            column: idx.to_string(),
-        })?;
+        let i = idx
+            .index(&self.columns)
+            .ok_or_else(|| Error::ColumnNotFound {
+                column: idx.to_string(),
+            })?;
         let column = &self.columns[i];
         let decode_error = |source: Option<crate::error::Cause>| Error::Decode {
             column: column_label(column, i),

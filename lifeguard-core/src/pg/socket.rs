@@ -51,41 +51,54 @@ impl Socket {
                 let path = config
                     .socket_path()
                     .ok_or_else(|| Error::config("a Unix-socket host needs a socket directory"))?;
-                let stream = UnixSocket::connect(&path)
-                    .map_err(|e| Error::connection(format!("connect to {target}"), Some(e)))?;
-                Ok(Socket::Unix(stream))
+                Socket::connect_unix(&path, &target)
             }
-            Host::Tcp(host) => {
-                // Name resolution goes through the system resolver, which blocks this worker
-                // thread; it runs once per connection open, never per statement. IP literals
-                // skip it entirely.
-                let addrs: Vec<SocketAddr> = (host.as_str(), config.get_port())
-                    .to_socket_addrs()
-                    .map_err(|e| Error::connection(format!("resolve {target}"), Some(e)))?
-                    .collect();
-                let mut last = None;
-                for addr in addrs {
-                    match connect_tcp(addr, timeout) {
-                        Ok(stream) => {
-                            // Small pipelined requests must not wait for Nagle's timer.
-                            stream.set_nodelay(true).map_err(|e| {
-                                Error::connection(format!("configure socket to {target}"), Some(e))
-                            })?;
-                            return Ok(Socket::Tcp(stream));
-                        }
-                        Err(e) => last = Some(e),
-                    }
+            Host::Tcp(host) => Socket::connect_tcp(host, config.get_port(), timeout, &target),
+        }
+    }
+
+    /// Opens a TCP socket to `host:port` (trying each address the name resolves to), each
+    /// attempt bounded by `timeout`; `target` names the server in errors.
+    pub(crate) fn connect_tcp(
+        host: &str,
+        port: u16,
+        timeout: Option<Duration>,
+        target: &str,
+    ) -> Result<Socket> {
+        // Name resolution goes through the system resolver, which blocks this worker thread;
+        // it runs once per connection open, never per statement. IP literals skip it.
+        let addrs: Vec<SocketAddr> = (host, port)
+            .to_socket_addrs()
+            .map_err(|e| Error::connection(format!("resolve {target}"), Some(e)))?
+            .collect();
+        let mut last = None;
+        for addr in addrs {
+            match connect_tcp(addr, timeout) {
+                Ok(stream) => {
+                    // Small pipelined requests must not wait for Nagle's timer.
+                    stream.set_nodelay(true).map_err(|e| {
+                        Error::connection(format!("configure socket to {target}"), Some(e))
+                    })?;
+                    return Ok(Socket::Tcp(stream));
                 }
-                let context = match &last {
-                    Some(e) if e.kind() == io::ErrorKind::TimedOut => format!(
-                        "connect to {target} timed out after {:?}",
-                        timeout.unwrap_or_default()
-                    ),
-                    _ => format!("connect to {target}"),
-                };
-                Err(Error::connection(context, last))
+                Err(e) => last = Some(e),
             }
         }
+        let context = match &last {
+            Some(e) if e.kind() == io::ErrorKind::TimedOut => format!(
+                "connect to {target} timed out after {:?}",
+                timeout.unwrap_or_default()
+            ),
+            _ => format!("connect to {target}"),
+        };
+        Err(Error::connection(context, last))
+    }
+
+    /// Opens a Unix-domain socket at `path`; `target` names the server in errors.
+    pub(crate) fn connect_unix(path: &Path, target: &str) -> Result<Socket> {
+        UnixSocket::connect(path)
+            .map(Socket::Unix)
+            .map_err(|e| Error::connection(format!("connect to {target}"), Some(e)))
     }
 
     /// A second handle on the same socket, so one coroutine reads while others write.
@@ -211,7 +224,7 @@ fn connect_tcp(addr: SocketAddr, timeout: Option<Duration>) -> io::Result<TcpStr
         return TcpStream::connect(addr);
     };
     let (done, outcome) = mpsc::channel();
-    crate::rt::spawn("lifeguard-pg-connect", 0x1000, move || {
+    crate::rt::spawn("lifeguard-connect", 0x1000, move || {
         // The caller may have stopped waiting; the stream then just closes.
         let _ = done.send(TcpStream::connect(addr));
     })?;

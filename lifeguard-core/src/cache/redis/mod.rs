@@ -1,0 +1,382 @@
+//! A Redis client for `may` coroutines: RESP packing and reply parsing from the `redis`
+//! crate, over Lifeguard's own non-blocking sockets (never that crate's blocking
+//! connections).
+//!
+//! - **Pipelined**: concurrent coroutines share a few long-lived connections; each
+//!   command's reply comes back to its caller in order.
+//! - **Bounded**: every call has a deadline (its own, or [`RedisConfig::command_timeout`]);
+//!   a connection whose reply is overdue long after a deadline is presumed dead.
+//! - **Self-healing**: a broken connection is replaced by the next call that needs it;
+//!   failed connects open a circuit for a jittered, doubling pause, during which calls fail
+//!   at once with [`RedisErrorKind::Unavailable`], and the next call after it tries again.
+//! - **Scripts**: [`Script`] runs by `EVALSHA` and loads itself on `NOSCRIPT`.
+//!
+//! ```no_run
+//! use lifeguard_core::cache::redis::{RedisClient, RedisConfig};
+//!
+//! let client = RedisClient::new(RedisConfig::from_url("redis://127.0.0.1:56379/0")?);
+//! client.query::<()>(redis::cmd("SET").arg("greeting").arg("hello"))?;
+//! let greeting: Option<String> = client.query(redis::cmd("GET").arg("greeting"))?;
+//! assert_eq!(greeting.as_deref(), Some("hello"));
+//! # Ok::<(), lifeguard_core::Error>(())
+//! ```
+
+mod config;
+mod connection;
+mod script;
+
+pub use config::{RedisAddr, RedisConfig};
+pub use script::Script;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use may::sync::Blocker;
+use redis::{FromRedisValue, Value};
+
+use crate::error::{Error, RedisError, RedisErrorKind, Result};
+use crate::pg::Socket;
+use crate::rt::lock;
+use connection::Connection;
+
+pub use redis::{cmd, Cmd, Pipeline};
+
+/// A pool of pipelined connections to one Redis server. Cheap to clone; clones share
+/// the connections, which close when the last clone drops.
+#[derive(Clone)]
+pub struct RedisClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: RedisConfig,
+    target: String,
+    members: Vec<Mutex<Member>>,
+    next: AtomicUsize,
+    circuit: Mutex<Circuit>,
+}
+
+#[derive(Default)]
+struct Member {
+    conn: Option<Arc<Connection>>,
+    connecting: bool,
+    /// Calls waiting for the connect in progress.
+    waiters: Vec<Arc<Blocker>>,
+}
+
+/// What [`RedisClient::reopen`] did.
+enum Reopen {
+    Opened(Arc<Connection>),
+    Failed(Error),
+    /// Another call is connecting; wait on this to hear when it is done.
+    InProgress(Arc<Blocker>),
+    CircuitOpen,
+}
+
+/// Failed connects hold further attempts off for a doubling, jittered pause.
+#[derive(Default)]
+struct Circuit {
+    failures: u32,
+    open_until: Option<Instant>,
+}
+
+impl Circuit {
+    fn is_open(&self, now: Instant) -> bool {
+        self.open_until.is_some_and(|until| now < until)
+    }
+
+    fn failed(&mut self, max: Duration) {
+        self.failures = self.failures.saturating_add(1);
+        let pause = (Duration::from_millis(50) * 2u32.saturating_pow(self.failures.min(10)))
+            .min(max)
+            .mul_f64(0.5 + rand::random::<f64>() * 0.5);
+        self.open_until = Some(Instant::now() + pause);
+    }
+}
+
+impl RedisClient {
+    /// A client for the server `config` names. Nothing connects yet: the first calls open
+    /// the connections, so a service starts while Redis is down.
+    pub fn new(config: RedisConfig) -> RedisClient {
+        let target = config.addr.to_string();
+        let members = (0..config.connections).map(|_| Mutex::default()).collect();
+        RedisClient {
+            inner: Arc::new(Inner {
+                config,
+                target,
+                members,
+                next: AtomicUsize::new(0),
+                circuit: Mutex::default(),
+            }),
+        }
+    }
+
+    /// The configuration the client runs with.
+    pub fn config(&self) -> &RedisConfig {
+        &self.inner.config
+    }
+
+    /// The deadline a call without its own gets.
+    fn default_deadline(&self) -> Instant {
+        Instant::now() + self.inner.config.command_timeout
+    }
+
+    /// Runs one command and converts its reply.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Redis`]: a server error reply (`Server`, with its code), no reply in time
+    /// (`Timeout`), a lost connection (`Connection`), an open circuit (`Unavailable`), or a
+    /// reply `T` cannot hold (`Protocol`).
+    pub fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
+        self.query_until(cmd, self.default_deadline())
+    }
+
+    /// As [`RedisClient::query`], waiting no later than `deadline`.
+    pub fn query_until<T: FromRedisValue>(&self, cmd: &Cmd, deadline: Instant) -> Result<T> {
+        let conn = self.connection(deadline)?;
+        let reply = conn
+            .request(1, |out| cmd.write_packed_command(out))?
+            .wait(deadline)?;
+        convert(single(reply)?)
+    }
+
+    /// Runs the commands of `pipeline` in one round trip and returns their replies, in
+    /// order; an error reply of one command is returned as its `Value::ServerError`, so
+    /// the others' replies are not lost.
+    pub fn pipeline_until(&self, pipeline: &Pipeline, deadline: Instant) -> Result<Vec<Value>> {
+        let commands = pipeline.len();
+        if commands == 0 {
+            return Ok(Vec::new());
+        }
+        let conn = self.connection(deadline)?;
+        let packed = pipeline.get_packed_pipeline();
+        Ok(conn
+            .request(commands, |out| out.extend_from_slice(&packed))?
+            .wait(deadline)?)
+    }
+
+    /// Runs `script` on `keys` and `args`: `EVALSHA`, and on `NOSCRIPT` (a restarted or
+    /// flushed server) `SCRIPT LOAD` followed by `EVALSHA` in one round trip.
+    pub fn eval_until<T: FromRedisValue>(
+        &self,
+        script: &Script,
+        keys: &[&[u8]],
+        args: &[&[u8]],
+        deadline: Instant,
+    ) -> Result<T> {
+        let conn = self.connection(deadline)?;
+        let evalsha = script.evalsha(keys, args);
+        let reply = single(
+            conn.request(1, |out| evalsha.write_packed_command(out))?
+                .wait(deadline)?,
+        )?;
+        let reply = match &reply {
+            Value::ServerError(e) if e.code() == "NOSCRIPT" => {
+                let load = script.load();
+                let replies = conn
+                    .request(2, |out| {
+                        load.write_packed_command(out);
+                        evalsha.write_packed_command(out);
+                    })?
+                    .wait(deadline)?;
+                replies.into_iter().nth(1).unwrap_or(Value::Nil)
+            }
+            _ => reply,
+        };
+        convert(reply)
+    }
+
+    /// A healthy connection: the next one in turn, reopened by this call when it is down
+    /// (unless the circuit says wait), else any other healthy one; while another call is
+    /// opening it, this one waits for that within its deadline.
+    fn connection(&self, deadline: Instant) -> Result<Arc<Connection>> {
+        let inner = &*self.inner;
+        let n = inner.members.len();
+        let first = inner.next.fetch_add(1, Ordering::Relaxed) % n;
+        let healthy = |idx: usize| {
+            lock(&inner.members[idx])
+                .conn
+                .clone()
+                .filter(|conn| !conn.is_broken())
+        };
+        loop {
+            if let Some(conn) = healthy(first) {
+                return Ok(conn);
+            }
+            let opening = match self.reopen(first, deadline) {
+                Reopen::Opened(conn) => return Ok(conn),
+                Reopen::Failed(e) => return (1..n).find_map(|i| healthy((first + i) % n)).ok_or(e),
+                Reopen::InProgress(waiter) => Some(waiter),
+                Reopen::CircuitOpen => None,
+            };
+            if let Some(conn) = (1..n).find_map(|i| healthy((first + i) % n)) {
+                return Ok(conn);
+            }
+            match opening {
+                Some(waiter) if Instant::now() < deadline => {
+                    crate::rt::park(&waiter, Some(deadline))
+                }
+                _ => {
+                    return Err(Error::Redis(RedisError::new(
+                        RedisErrorKind::Unavailable,
+                        format!(
+                            "no connection to Redis at {} (reconnecting after failed connects)",
+                            inner.target
+                        ),
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Reopens member `idx`, unless the circuit is open or another call is at it.
+    fn reopen(&self, idx: usize, deadline: Instant) -> Reopen {
+        let inner = &*self.inner;
+        {
+            let mut member = lock(&inner.members[idx]);
+            if member.connecting {
+                let waiter = Arc::new(Blocker::new(false));
+                member.waiters.push(waiter.clone());
+                return Reopen::InProgress(waiter);
+            }
+            if lock(&inner.circuit).is_open(Instant::now()) {
+                return Reopen::CircuitOpen;
+            }
+            member.connecting = true;
+        }
+        let opened = self.open(deadline);
+        let waiters = {
+            let mut member = lock(&inner.members[idx]);
+            member.connecting = false;
+            if let Ok(conn) = &opened {
+                member.conn = Some(conn.clone());
+            }
+            std::mem::take(&mut member.waiters)
+        };
+        for w in waiters {
+            w.unpark();
+        }
+        match opened {
+            Ok(conn) => Reopen::Opened(conn),
+            Err(e) => Reopen::Failed(e),
+        }
+    }
+
+    /// Connects, authenticates and selects the database, within the connect timeout and
+    /// `deadline`.
+    fn open(&self, deadline: Instant) -> Result<Arc<Connection>> {
+        let inner = &*self.inner;
+        let opened = self.try_open(deadline);
+        let mut circuit = lock(&inner.circuit);
+        match &opened {
+            Ok(_) => *circuit = Circuit::default(),
+            Err(_) => circuit.failed(inner.config.max_backoff),
+        }
+        opened
+    }
+
+    fn try_open(&self, deadline: Instant) -> Result<Arc<Connection>> {
+        let inner = &*self.inner;
+        let config = &inner.config;
+        let deadline = deadline.min(Instant::now() + config.connect_timeout);
+        let left = deadline.saturating_duration_since(Instant::now());
+        let socket = match &config.addr {
+            RedisAddr::Tcp { host, port } => {
+                Socket::connect_tcp(host, *port, Some(left), &inner.target)
+            }
+            RedisAddr::Unix(path) => Socket::connect_unix(path, &inner.target),
+        }
+        .map_err(|e| {
+            Error::Redis(RedisError {
+                source: Some(Arc::new(e)),
+                ..RedisError::new(
+                    RedisErrorKind::Connection,
+                    format!("connect to {}", inner.target),
+                )
+            })
+        })?;
+        let conn = Connection::start(socket, inner.target.clone())?;
+        let mut hello = Pipeline::new();
+        if let Some(password) = &config.password {
+            match &config.user {
+                Some(user) => hello.cmd("AUTH").arg(user).arg(password),
+                None => hello.cmd("AUTH").arg(password),
+            };
+        }
+        if config.db != 0 {
+            hello.cmd("SELECT").arg(config.db);
+        }
+        if !hello.is_empty() {
+            let packed = hello.get_packed_pipeline();
+            let replies = conn
+                .request(hello.len(), |out| out.extend_from_slice(&packed))
+                .and_then(|slot| slot.wait(deadline));
+            let refused = match replies {
+                Ok(replies) => replies.into_iter().find_map(|r| match r {
+                    Value::ServerError(e) => Some(server_error(&e, "AUTH/SELECT")),
+                    _ => None,
+                }),
+                Err(e) => Some(e),
+            };
+            if let Some(e) = refused {
+                conn.fail(e.clone());
+                return Err(Error::Redis(e));
+            }
+        }
+        Ok(conn)
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The connections' coroutines hold them; closing ends those.
+        for member in &self.members {
+            if let Some(conn) = lock(member).conn.take() {
+                conn.fail(RedisError::new(
+                    RedisErrorKind::Connection,
+                    "the Redis client was dropped",
+                ));
+            }
+        }
+    }
+}
+
+/// The only reply of a one-command request.
+fn single(replies: Vec<Value>) -> Result<Value, RedisError> {
+    replies.into_iter().next().ok_or_else(|| {
+        RedisError::new(
+            RedisErrorKind::Protocol,
+            "a request completed without its reply",
+        )
+    })
+}
+
+fn convert<T: FromRedisValue>(reply: Value) -> Result<T> {
+    if let Value::ServerError(e) = &reply {
+        return Err(Error::Redis(server_error(e, "command")));
+    }
+    T::from_redis_value(reply).map_err(|e| {
+        Error::Redis(RedisError::new(
+            RedisErrorKind::Protocol,
+            format!("unexpected reply shape: {e}"),
+        ))
+    })
+}
+
+fn server_error(e: &redis::ServerError, what: &str) -> RedisError {
+    RedisError {
+        code: Some(e.code().to_owned()),
+        ..RedisError::new(
+            RedisErrorKind::Server,
+            format!("{what} refused: {} {}", e.code(), e.details().unwrap_or("")),
+        )
+    }
+}
+
+impl From<RedisError> for Error {
+    fn from(e: RedisError) -> Error {
+        Error::Redis(e)
+    }
+}
