@@ -200,7 +200,11 @@ fn redis_down_fails_fast_and_the_client_recovers() {
         }
     }
     assert!(unavailable > 0, "the circuit never opened");
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[test]

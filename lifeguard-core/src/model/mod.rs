@@ -159,6 +159,11 @@ pub trait LifeModel: FromRow + Clone + Send + Sync + 'static {
     /// `UPDATE <table> SET <deleted_at> = NULL WHERE <pk> = $1 [AND ...]` for a soft-delete
     /// model.
     const RESTORE_BY_PK_SQL: Option<&'static str> = None;
+    /// The cache settings and key functions (`#[lifeguard(cache)]`); `None` for models
+    /// that are not cached.
+    #[cfg(feature = "cache")]
+    #[doc(hidden)]
+    const CACHE: Option<crate::cache::CacheHooks<Self>> = None;
     /// The column written as `now()` on insert when the record leaves it unset
     /// (`#[lifeguard(created_at)]`), unquoted.
     const CREATED_AT: Option<&'static str> = None;

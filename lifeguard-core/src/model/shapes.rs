@@ -21,6 +21,8 @@ pub(crate) enum Kind {
     Load(TypeId, bool),
     /// `find()` as it comes: every row (that is not soft-deleted).
     FindAll,
+    /// The cache's read by primary key, with the row version.
+    CacheSelect,
 }
 
 /// Model, kind and set-column mask (0 where no mask applies).

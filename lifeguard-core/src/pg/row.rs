@@ -83,6 +83,45 @@ impl Row {
         })
     }
 
+    /// Writes the values of columns `columns` in a `DataRow` body's layout (a count, then
+    /// each value as a length, -1 for NULL, and its bytes): the cache's payload format.
+    pub(crate) fn write_values(&self, columns: std::ops::Range<usize>, out: &mut Vec<u8>) {
+        let count = u16::try_from(columns.len()).unwrap_or(u16::MAX);
+        out.extend_from_slice(&count.to_be_bytes());
+        for i in columns.take(usize::from(count)) {
+            match self.raw(i) {
+                Some(value) => {
+                    // A value is at most 1 GiB in PostgreSQL, so its length fits.
+                    let len = i32::try_from(value.len()).unwrap_or(i32::MAX);
+                    out.extend_from_slice(&len.to_be_bytes());
+                    out.extend_from_slice(value);
+                }
+                None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+            }
+        }
+    }
+
+    /// A row of `columns` from values written by [`Row::write_values`].
+    pub(crate) fn from_values(columns: Arc<[Column]>, values: &[u8]) -> Result<Row> {
+        let len = i32::try_from(values.len() + 4)
+            .map_err(|_| Error::protocol("a cached row is longer than 2 GiB"))?;
+        let mut message = bytes::BytesMut::with_capacity(values.len() + 5);
+        message.extend_from_slice(&[b'D']);
+        message.extend_from_slice(&len.to_be_bytes());
+        message.extend_from_slice(values);
+        match postgres_protocol::message::backend::Message::parse(&mut message) {
+            Ok(Some(postgres_protocol::message::backend::Message::DataRow(body))) => {
+                Row::new(columns, body)
+            }
+            _ => Err(Error::protocol("a cached row is not in the payload format")),
+        }
+    }
+
+    /// The result's columns, shared.
+    pub(crate) fn columns_shared(&self) -> Arc<[Column]> {
+        self.columns.clone()
+    }
+
     /// The result's columns.
     pub fn columns(&self) -> &[Column] {
         &self.columns

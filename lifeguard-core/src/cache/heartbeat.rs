@@ -1,0 +1,142 @@
+//! The reflector's heartbeat, as the leader writes it and as readers keep a view of it.
+//!
+//! The leader sets `lg:{ns}:hb` after each loop in which it caught up, to expire unless
+//! renewed; its value is `"<epoch> <gen> <lsn> <unix ms>"`: the leader's epoch, the current
+//! generation of the keys, and a WAL position every commit before which has been reflected
+//! (the consistency-token rule). A reader that finds no heartbeat bypasses the cache: that
+//! is what turns the staleness bound into a guarantee (spec §3.7).
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+/// One heartbeat value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// The leader's epoch.
+    pub epoch: u64,
+    /// The generation of the keys.
+    pub generation: u64,
+    /// Every commit whose WAL ends at or before this position has been reflected.
+    pub reflected_lsn: u64,
+    /// When the leader wrote it (milliseconds since the Unix epoch, the leader's clock).
+    pub written_at_ms: u64,
+}
+
+impl Heartbeat {
+    /// Parses the stored form; `None` for anything else.
+    pub fn parse(text: &str) -> Option<Heartbeat> {
+        let mut parts = text.split(' ').map(str::parse::<u64>);
+        let hb = Heartbeat {
+            epoch: parts.next()?.ok()?,
+            generation: parts.next()?.ok()?,
+            reflected_lsn: parts.next()?.ok()?,
+            written_at_ms: parts.next()?.ok()?,
+        };
+        parts.next().is_none().then_some(hb)
+    }
+}
+
+impl fmt::Display for Heartbeat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {} {} {}",
+            self.epoch, self.generation, self.reflected_lsn, self.written_at_ms
+        )
+    }
+}
+
+/// A reader's view of the heartbeat: looked up at most every `refresh`, and trusted for
+/// at most `trust` after the lookup (the leader's heartbeat lifetime is `B` minus `trust`,
+/// so a view never outlives the bound).
+#[derive(Debug)]
+pub(crate) struct View {
+    /// The last lookup: when, and what it found (`None`: no heartbeat).
+    last: Option<(Instant, Option<Heartbeat>)>,
+    /// A lookup is under way (others keep the last view meanwhile).
+    refreshing: bool,
+}
+
+/// What a reader should do now.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Look {
+    /// The view is recent enough to use.
+    Use(Option<Heartbeat>),
+    /// The caller should look the heartbeat up (and then [`View::record`] it).
+    Refresh,
+    /// Another caller is looking it up and the last view is too old to use.
+    Unknown,
+}
+
+impl View {
+    pub(crate) fn new() -> View {
+        View {
+            last: None,
+            refreshing: false,
+        }
+    }
+
+    pub(crate) fn look(&mut self, now: Instant, refresh: Duration, trust: Duration) -> Look {
+        let age = self.last.map(|(at, _)| now.saturating_duration_since(at));
+        match (age, self.last) {
+            (Some(age), Some((_, hb))) if age < refresh => Look::Use(hb),
+            _ if !self.refreshing => {
+                self.refreshing = true;
+                Look::Refresh
+            }
+            (Some(age), Some((_, hb))) if age < trust => Look::Use(hb),
+            _ => Look::Unknown,
+        }
+    }
+
+    /// Records a lookup's result (`Err` when Redis did not answer: nothing is known then).
+    pub(crate) fn record(&mut self, at: Instant, found: Result<Option<Heartbeat>, ()>) {
+        self.refreshing = false;
+        self.last = found.ok().map(|hb| (at, hb));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_rejects_junk() {
+        let hb = Heartbeat {
+            epoch: 3,
+            generation: 1,
+            reflected_lsn: 0x1_6B37_4D48,
+            written_at_ms: 1_700_000_000_000,
+        };
+        assert_eq!(Heartbeat::parse(&hb.to_string()), Some(hb));
+        for junk in ["", "1 2 3", "1 2 3 4 5", "a b c d", "1  2 3 4"] {
+            assert_eq!(Heartbeat::parse(junk), None, "{junk:?}");
+        }
+    }
+
+    #[test]
+    fn one_caller_refreshes_while_the_others_use_a_trusted_view() {
+        let (refresh, trust) = (Duration::from_millis(100), Duration::from_millis(250));
+        let t0 = Instant::now();
+        let mut view = View::new();
+        assert_eq!(view.look(t0, refresh, trust), Look::Refresh);
+        assert_eq!(view.look(t0, refresh, trust), Look::Unknown);
+        let hb = Heartbeat::parse("1 0 5 9");
+        view.record(t0, Ok(hb));
+        assert_eq!(
+            view.look(t0 + Duration::from_millis(50), refresh, trust),
+            Look::Use(hb)
+        );
+        let later = t0 + Duration::from_millis(150);
+        assert_eq!(view.look(later, refresh, trust), Look::Refresh);
+        assert_eq!(view.look(later, refresh, trust), Look::Use(hb));
+        // Past the trust window nobody uses the old view.
+        assert_eq!(
+            view.look(t0 + Duration::from_millis(300), refresh, trust),
+            Look::Unknown
+        );
+        // A failed lookup leaves nothing to trust.
+        view.record(later, Err(()));
+        assert_eq!(view.look(later, refresh, trust), Look::Refresh);
+    }
+}

@@ -1,0 +1,245 @@
+//! The key scheme shared by the application and the reflector.
+//!
+//! ```text
+//! lg:{<ns>}:hb                                     heartbeat: "<epoch> <gen> <lsn> <unix ms>"
+//! lg:{<ns>}:epoch                                  the reflector leader's epoch (fencing)
+//! lg:<ns>:<fmt>:<gen>:{<schema.table>:<tenant>:<pk>}         the row: HASH v, p, e
+//! lg:<ns>:<fmt>:<gen>:{<schema.table>:<tenant>:<pk>}:lease   a fill's lease token
+//! ```
+//!
+//! - The row's hash tag is `{table:tenant:pk}`, so a row and its lease share a Redis
+//!   Cluster slot and every script touches one slot only. The heartbeat and the epoch share
+//!   the namespace's slot.
+//! - `fmt` is a hash of the model's layout (table, columns, types and the payload format),
+//!   so a deploy that changes the struct never decodes an old payload.
+//! - `gen` is the generation, bumped by the reflector after events that may leave Redis
+//!   ahead of or behind PostgreSQL (a Redis restart from a snapshot, a PostgreSQL
+//!   timeline change); readers learn it from the heartbeat, so a bump retires every key at
+//!   once.
+//! - `pk` and `tenant` are canonical, type-tagged and escaped ([`KeyPart`]): `i:42`,
+//!   `u:<uuid>`, `s:<hex of UTF-8>`, parts of a composite key joined by `,`. The capture
+//!   trigger renders the same text in SQL ([`KeyPart`]'s `sql_*` functions), so both sides
+//!   name a row alike.
+
+use std::fmt::Write as _;
+
+/// A value that can be part of a cached row's key: integers, text and UUIDs (and tuples of
+/// them for composite keys).
+///
+/// ```
+/// use lifeguard_core::cache::KeyPart;
+///
+/// let mut key = String::new();
+/// 42i64.write_key(&mut key);
+/// assert_eq!(key, "i:42");
+/// key.clear();
+/// (7i32, "a:b".to_string()).write_key(&mut key);
+/// assert_eq!(key, "i:7,s:613a62");
+/// ```
+pub trait KeyPart {
+    /// Appends the canonical text of the value.
+    fn write_key(&self, out: &mut String);
+}
+
+macro_rules! integer_key_part {
+    ($($t:ty),*) => {$(
+        impl KeyPart for $t {
+            fn write_key(&self, out: &mut String) {
+                let _ = write!(out, "i:{self}");
+            }
+        }
+    )*};
+}
+integer_key_part!(i16, i32, i64);
+
+impl KeyPart for str {
+    fn write_key(&self, out: &mut String) {
+        out.push_str("s:");
+        for b in self.as_bytes() {
+            let _ = write!(out, "{b:02x}");
+        }
+    }
+}
+
+impl KeyPart for String {
+    fn write_key(&self, out: &mut String) {
+        self.as_str().write_key(out)
+    }
+}
+
+impl KeyPart for uuid::Uuid {
+    fn write_key(&self, out: &mut String) {
+        let _ = write!(out, "u:{}", self.hyphenated());
+    }
+}
+
+impl<T: KeyPart + ?Sized> KeyPart for &T {
+    fn write_key(&self, out: &mut String) {
+        (**self).write_key(out)
+    }
+}
+
+macro_rules! tuple_key_part {
+    ($($name:ident),+) => {
+        impl<$($name: KeyPart),+> KeyPart for ($($name,)+) {
+            #[allow(non_snake_case)]
+            fn write_key(&self, out: &mut String) {
+                let ($($name,)+) = self;
+                let mut first = true;
+                $(
+                    if !std::mem::take(&mut first) {
+                        out.push(',');
+                    }
+                    $name.write_key(out);
+                )+
+            }
+        }
+    };
+}
+tuple_key_part!(A);
+tuple_key_part!(A, B);
+tuple_key_part!(A, B, C);
+tuple_key_part!(A, B, C, D);
+
+/// How a key part of SQL type `sql_type` is rendered from the expression `expr` in SQL, the
+/// same text [`KeyPart`] writes; `None` for a type the cache cannot key on.
+pub(crate) fn sql_key_part(expr: &str, sql_type: &str) -> Option<String> {
+    Some(match key_kind(sql_type)? {
+        KeyKind::Integer => format!("('i:' || ({expr})::text)"),
+        KeyKind::Text => format!("('s:' || encode(convert_to(({expr})::text, 'UTF8'), 'hex'))"),
+        KeyKind::Uuid => format!("('u:' || ({expr})::text)"),
+    })
+}
+
+/// The SQL expression turning key part `part` (text) back into a value of `sql_type`.
+pub(crate) fn sql_key_value(part: &str, sql_type: &str) -> Option<String> {
+    Some(match key_kind(sql_type)? {
+        KeyKind::Integer => format!("(substr({part}, 3)::{sql_type})"),
+        KeyKind::Text => {
+            format!("(convert_from(decode(substr({part}, 3), 'hex'), 'UTF8')::{sql_type})")
+        }
+        KeyKind::Uuid => format!("(substr({part}, 3)::uuid)"),
+    })
+}
+
+enum KeyKind {
+    Integer,
+    Text,
+    Uuid,
+}
+
+fn key_kind(sql_type: &str) -> Option<KeyKind> {
+    let t = sql_type.trim().to_ascii_lowercase();
+    let base = t.split('(').next().unwrap_or(&t).trim();
+    match base {
+        "smallint" | "integer" | "int" | "bigint" | "int2" | "int4" | "int8" | "serial"
+        | "bigserial" | "smallserial" => Some(KeyKind::Integer),
+        "text" | "varchar" | "character varying" | "citext" => Some(KeyKind::Text),
+        "uuid" => Some(KeyKind::Uuid),
+        _ => None,
+    }
+}
+
+/// The keys of one cached model in one namespace and generation.
+#[derive(Debug, Clone)]
+pub(crate) struct KeySpace {
+    /// `lg:<ns>:<fmt>:<gen>:{<table>:`, everything a row's key starts with.
+    prefix: String,
+}
+
+impl KeySpace {
+    pub(crate) fn new(ns: &str, layout: u32, gen: u64, table: &str) -> KeySpace {
+        KeySpace {
+            prefix: format!("lg:{ns}:{layout:08x}:{gen}:{{{table}:"),
+        }
+    }
+
+    /// The row key for the canonical `tenant` (empty when none) and `pk` texts.
+    pub(crate) fn row(&self, tenant: &str, pk: &str) -> String {
+        let mut key = String::with_capacity(self.prefix.len() + tenant.len() + pk.len() + 2);
+        key.push_str(&self.prefix);
+        key.push_str(tenant);
+        key.push(':');
+        key.push_str(pk);
+        key.push('}');
+        key
+    }
+}
+
+/// The lease key of a row key.
+pub(crate) fn lease_key(row_key: &str) -> String {
+    format!("{row_key}:lease")
+}
+
+/// The heartbeat key of namespace `ns`.
+pub(crate) fn heartbeat_key(ns: &str) -> String {
+    format!("lg:{{{ns}}}:hb")
+}
+
+/// The epoch key of namespace `ns`.
+pub(crate) fn epoch_key(ns: &str) -> String {
+    format!("lg:{{{ns}}}:epoch")
+}
+
+/// A 32-bit FNV-1a hash of `parts`, separated, for the layout component `fmt`.
+pub(crate) fn layout_hash<'a>(parts: impl IntoIterator<Item = &'a str>) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for part in parts {
+        for b in part.bytes().chain([0xff]) {
+            h ^= u32::from(b);
+            h = h.wrapping_mul(0x0100_0193);
+        }
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(part: impl KeyPart) -> String {
+        let mut out = String::new();
+        part.write_key(&mut out);
+        out
+    }
+
+    #[test]
+    fn parts_are_tagged_and_escaped() {
+        assert_eq!(key(-5i16), "i:-5");
+        assert_eq!(key("}{:,"), "s:7d7b3a2c");
+        let id = uuid::Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
+        assert_eq!(key(id), "u:01234567-89ab-cdef-0123-456789abcdef");
+        assert_eq!(key((1i64, 2i64, "x")), "i:1,i:2,s:78");
+    }
+
+    #[test]
+    fn a_row_and_its_lease_share_the_hash_tag() {
+        let space = KeySpace::new("app", 0xdead_beef, 3, "public.authors");
+        let row = space.row("", "i:42");
+        assert_eq!(row, "lg:app:deadbeef:3:{public.authors::i:42}");
+        assert_eq!(
+            lease_key(&row),
+            "lg:app:deadbeef:3:{public.authors::i:42}:lease"
+        );
+        assert_eq!(heartbeat_key("app"), "lg:{app}:hb");
+    }
+
+    #[test]
+    fn sql_renders_what_rust_writes() {
+        assert_eq!(
+            sql_key_part("NEW.id", "bigint").unwrap(),
+            "('i:' || (NEW.id)::text)"
+        );
+        assert!(sql_key_part("NEW.at", "timestamptz").is_none());
+        assert_eq!(
+            sql_key_value("k", "varchar(40)").unwrap(),
+            "(convert_from(decode(substr(k, 3), 'hex'), 'UTF8')::varchar(40))"
+        );
+    }
+
+    #[test]
+    fn layout_hash_separates_parts() {
+        assert_ne!(layout_hash(["ab", "c"]), layout_hash(["a", "bc"]));
+        assert_eq!(layout_hash(["x"]), layout_hash(["x"]));
+    }
+}

@@ -1,0 +1,411 @@
+//! The read path: Redis first, single-flight and a lease on a miss, a versioned fill, and
+//! a bypass to PostgreSQL whenever the cache cannot vouch for a value (spec §3.4, §3.7).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::flight::{Join, Loaded};
+use super::heartbeat::{Heartbeat, Look};
+use super::key::{lease_key, KeySpace};
+use super::redis::{cmd, Script};
+use super::{Cache, CacheHooks, Layout};
+use crate::error::{Error, Result};
+use crate::executor::Executor;
+use crate::model::shapes::{self, Kind};
+use crate::model::LifeModel;
+use crate::pg::{Row, ToSql};
+use crate::query::quote;
+use crate::rt::lock;
+
+/// After this many Redis failures in a row, reads skip Redis for a while.
+const FAILURES_TO_OPEN: u32 = 3;
+/// How long reads skip Redis once the failures opened the circuit.
+const OPEN_FOR: Duration = Duration::from_millis(500);
+/// How often a reader that lost the lease looks again for the winner's fill.
+const LEASE_POLL: Duration = Duration::from_millis(5);
+
+/// What a read may use the cache under: the cache, how to load from the primary, and
+/// what the read requires.
+pub(crate) struct CacheScope<'a> {
+    pub(crate) cache: &'a Cache,
+    /// Runs the loads that fill the cache: on the primary, within the read's deadline.
+    pub(crate) primary: &'a dyn Executor,
+    /// Every commit up to this WAL position must be visible (a consistency token).
+    pub(crate) min_lsn: Option<u64>,
+    /// The request's tenant, for models keyed by one.
+    pub(crate) tenant: Option<&'a str>,
+}
+
+/// Why a read went to PostgreSQL instead (the `reason` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Bypass {
+    HeartbeatMissing,
+    TokenAhead,
+    NoTenant,
+    Suspect,
+    RedisError,
+}
+
+impl Bypass {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Bypass::HeartbeatMissing => "heartbeat_missing",
+            Bypass::TokenAhead => "token_ahead",
+            Bypass::NoTenant => "no_tenant",
+            Bypass::Suspect => "write_unconfirmed",
+            Bypass::RedisError => "redis_error",
+        }
+    }
+}
+
+fn fill_script() -> &'static Script {
+    static FILL: std::sync::OnceLock<Script> = std::sync::OnceLock::new();
+    FILL.get_or_init(|| Script::new(include_str!("scripts/fill.lua")))
+}
+
+/// `M::find_by_id(key).one(db)` through the cache; `Ok(None)` when there is no such row.
+/// `fallback` is the uncached read, run on a bypass.
+pub(crate) fn find_one_cached<M: LifeModel>(
+    scope: &CacheScope<'_>,
+    hooks: &CacheHooks<M>,
+    key: &M::PrimaryKey,
+    fallback: impl FnOnce() -> Result<Option<M>>,
+) -> Result<Option<M>> {
+    let space = match scope.usable::<M>(hooks) {
+        Ok(space) => space,
+        Err(_) => return fallback(),
+    };
+    let mut pk = String::new();
+    (hooks.write_pk)(key, &mut pk);
+    let row_key = space.row(scope.tenant.unwrap_or(""), &pk);
+    match scope.cached_or_loaded::<M>(&row_key, key)? {
+        Some(found) => Ok(found),
+        None => fallback(),
+    }
+}
+
+/// `M::find_each_by_id(db, keys)` through the cache: one Redis round trip for all keys,
+/// then one pipelined PostgreSQL batch for the misses (which are filled).
+pub(crate) fn find_each_cached<M: LifeModel>(
+    scope: &CacheScope<'_>,
+    hooks: &CacheHooks<M>,
+    keys: &[M::PrimaryKey],
+    fallback: impl FnOnce(&[M::PrimaryKey]) -> Result<Vec<Option<M>>>,
+) -> Result<Vec<Option<M>>> {
+    let space = match scope.usable::<M>(hooks) {
+        Ok(space) => space,
+        Err(_) => return fallback(keys),
+    };
+    let tenant = scope.tenant.unwrap_or("");
+    let row_keys: Vec<String> = keys
+        .iter()
+        .map(|k| {
+            let mut pk = String::new();
+            (hooks.write_pk)(k, &mut pk);
+            space.row(tenant, &pk)
+        })
+        .collect();
+    let Some(hits) = scope.lookup_many::<M>(&row_keys) else {
+        return fallback(keys);
+    };
+    let mut out: Vec<Option<Option<M>>> = hits;
+    for (i, slot) in out.iter_mut().enumerate() {
+        if slot.is_none() {
+            match scope.cached_or_loaded::<M>(&row_keys[i], &keys[i])? {
+                Some(found) => *slot = Some(found),
+                None => return fallback(keys),
+            }
+        }
+    }
+    Ok(out.into_iter().map(|found| found.flatten()).collect())
+}
+
+impl CacheScope<'_> {
+    /// The keys to read under, or why the cache may not serve this read.
+    fn usable<M: LifeModel>(&self, hooks: &CacheHooks<M>) -> std::result::Result<KeySpace, Bypass> {
+        let inner = self.cache.inner();
+        let now = Instant::now();
+        let verdict = (|| {
+            if hooks.spec.tenant.is_some() && self.tenant.is_none() {
+                return Err(Bypass::NoTenant);
+            }
+            if lock(&inner.suspect_until).is_some_and(|until| now < until)
+                || lock(&inner.table_suspect)
+                    .get(M::QUALIFIED)
+                    .is_some_and(|until| now < *until)
+            {
+                return Err(Bypass::Suspect);
+            }
+            if lock(&inner.failures).1.is_some_and(|until| now < until) {
+                return Err(Bypass::RedisError);
+            }
+            let hb = self.heartbeat(now)?.ok_or(Bypass::HeartbeatMissing)?;
+            if self.min_lsn.is_some_and(|lsn| lsn > hb.reflected_lsn) {
+                return Err(Bypass::TokenAhead);
+            }
+            Ok(KeySpace::new(
+                &inner.config.namespace,
+                Layout::of::<M>().0,
+                hb.generation,
+                &super::capture::table_name::<M>(),
+            ))
+        })();
+        if let Err(reason) = verdict {
+            tracing::trace!(target: "lifeguard::cache", reason = reason.as_str(), "bypass");
+        }
+        verdict
+    }
+
+    /// The heartbeat as this process last saw it, looked up again when old.
+    fn heartbeat(&self, now: Instant) -> std::result::Result<Option<Heartbeat>, Bypass> {
+        let inner = self.cache.inner();
+        let config = &inner.config;
+        let look =
+            lock(&inner.heartbeat).look(now, config.heartbeat_refresh, config.heartbeat_trust());
+        match look {
+            Look::Use(hb) => Ok(hb),
+            Look::Unknown => Err(Bypass::HeartbeatMissing),
+            Look::Refresh => {
+                let found = self
+                    .redis_call(|deadline| {
+                        inner.redis.query_until::<Option<String>>(
+                            cmd("GET").arg(super::key::heartbeat_key(&config.namespace)),
+                            deadline,
+                        )
+                    })
+                    .map(|text| text.as_deref().and_then(Heartbeat::parse));
+                lock(&inner.heartbeat).record(now, found.as_ref().map(|hb| *hb).map_err(|_| ()));
+                found.map_err(|_| Bypass::RedisError)
+            }
+        }
+    }
+
+    /// A Redis call with the cache's deadline, counted for the circuit.
+    fn redis_call<T>(&self, call: impl FnOnce(Instant) -> Result<T>) -> Result<T> {
+        let inner = self.cache.inner();
+        let result = call(Instant::now() + inner.config.call_timeout);
+        let mut failures = lock(&inner.failures);
+        match &result {
+            Ok(_) => *failures = (0, None),
+            Err(_) => {
+                failures.0 += 1;
+                if failures.0 >= FAILURES_TO_OPEN {
+                    *failures = (0, Some(Instant::now() + OPEN_FOR));
+                }
+            }
+        }
+        result
+    }
+
+    /// The row at `row_key`: from Redis, from another coroutine's load, or loaded (and
+    /// filled) by this one. `None` when the cache cannot serve it (then the caller reads
+    /// PostgreSQL as if uncached).
+    fn cached_or_loaded<M: LifeModel>(
+        &self,
+        row_key: &str,
+        key: &M::PrimaryKey,
+    ) -> Result<Option<Option<M>>> {
+        match self.lookup::<M>(row_key) {
+            Err(()) => return Ok(None),
+            Ok(Some(found)) => return Ok(Some(Some(found))),
+            Ok(None) => {}
+        }
+        let inner = self.cache.inner();
+        let deadline = Instant::now() + inner.config.lease_wait + inner.config.call_timeout * 2;
+        let leader = match inner.flights.join(row_key) {
+            Join::Follower(flight) => {
+                return Ok(flight
+                    .wait(deadline)
+                    .map(|loaded| self.decode_loaded::<M>(loaded))
+                    .transpose()?);
+            }
+            Join::Leader(leader) => leader,
+        };
+        let token = format!("{:016x}", rand::random::<u64>());
+        let lease = lease_key(row_key);
+        let granted = self.redis_call(|deadline| {
+            inner.redis.query_until::<Option<String>>(
+                cmd("SET")
+                    .arg(&lease)
+                    .arg(&token)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(millis(inner.config.lease_ttl)),
+                deadline,
+            )
+        });
+        let loaded = match granted {
+            Err(_) => return Ok(None),
+            Ok(Some(_)) => {
+                let loaded = self.load::<M>(key)?;
+                if let Some((payload, version)) = &loaded {
+                    self.fill::<M>(row_key, &lease, &token, payload, *version);
+                }
+                loaded.map(|(payload, _)| Arc::new(payload))
+            }
+            Ok(None) => match self.await_fill::<M>(row_key, deadline) {
+                Some(found) => {
+                    return Ok(Some(Some(found)));
+                }
+                // The winner did not fill in time: read without filling.
+                None => self.load::<M>(key)?.map(|(payload, _)| Arc::new(payload)),
+            },
+        };
+        leader.finish(loaded.clone());
+        Ok(Some(self.decode_loaded::<M>(loaded)?))
+    }
+
+    /// Looks the row up: `Ok(None)` on a miss, `Err(())` when Redis failed or the payload
+    /// is unusable (the caller then bypasses).
+    fn lookup<M: LifeModel>(&self, row_key: &str) -> std::result::Result<Option<M>, ()> {
+        let payload = self
+            .redis_call(|deadline| {
+                self.cache
+                    .inner()
+                    .redis
+                    .query_until::<Option<Vec<u8>>>(cmd("HGET").arg(row_key).arg("p"), deadline)
+            })
+            .map_err(drop)?;
+        match payload {
+            None => Ok(None),
+            Some(bytes) => self.decode::<M>(&bytes).map_err(drop),
+        }
+    }
+
+    /// Looks up many rows in one round trip; `None` when Redis failed.
+    fn lookup_many<M: LifeModel>(&self, row_keys: &[String]) -> Option<Vec<Option<Option<M>>>> {
+        let mut pipe = super::redis::Pipeline::new();
+        for k in row_keys {
+            pipe.cmd("HGET").arg(k).arg("p");
+        }
+        let replies = self
+            .redis_call(|deadline| self.cache.inner().redis.pipeline_until(&pipe, deadline))
+            .ok()?;
+        replies
+            .into_iter()
+            .map(|reply| match reply {
+                ::redis::Value::BulkString(bytes) => {
+                    self.decode::<M>(&bytes).ok().map(|m| m.map(Some))
+                }
+                ::redis::Value::Nil => Some(None),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Waits up to `deadline` for another process's fill of `row_key`.
+    fn await_fill<M: LifeModel>(&self, row_key: &str, deadline: Instant) -> Option<M> {
+        while Instant::now() + LEASE_POLL < deadline {
+            may::coroutine::sleep(LEASE_POLL);
+            match self.lookup::<M>(row_key) {
+                Ok(Some(found)) => return Some(found),
+                Ok(None) => {}
+                Err(()) => return None,
+            }
+        }
+        None
+    }
+
+    /// Reads the row from the primary in the cached layout: the payload and the version.
+    fn load<M: LifeModel>(&self, key: &M::PrimaryKey) -> Result<Option<(Vec<u8>, i64)>> {
+        let params: Vec<&(dyn ToSql + Sync)> = M::key_params(key);
+        let rows = self.primary.query(&select_sql::<M>(), &params)?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let n = M::COLUMNS.len();
+        let version: i64 = row.try_get(n)?;
+        lock(&self.cache.inner().columns)
+            .entry(std::any::TypeId::of::<M>())
+            .or_insert_with(|| row.columns_shared());
+        let mut payload = Vec::with_capacity(64);
+        row.write_values(0..n + 1, &mut payload);
+        Ok(Some((payload, version)))
+    }
+
+    /// Stores a loaded row under the lease; a refused fill only costs the next reader a
+    /// load.
+    fn fill<M: LifeModel>(
+        &self,
+        row_key: &str,
+        lease: &str,
+        token: &str,
+        payload: &[u8],
+        version: i64,
+    ) {
+        let Some(hooks) = M::CACHE.as_ref() else {
+            return;
+        };
+        let inner = self.cache.inner();
+        let version = version.to_string();
+        let ttl = millis(hooks.spec.ttl).to_string();
+        let outcome = self.redis_call(|deadline| {
+            inner.redis.eval_until::<String>(
+                fill_script(),
+                &[row_key.as_bytes(), lease.as_bytes()],
+                &[
+                    token.as_bytes(),
+                    version.as_bytes(),
+                    payload,
+                    ttl.as_bytes(),
+                ],
+                deadline,
+            )
+        });
+        tracing::trace!(target: "lifeguard::cache", ?outcome, "fill");
+    }
+
+    fn decode_loaded<M: LifeModel>(&self, loaded: Loaded) -> Result<Option<M>> {
+        match loaded {
+            None => Ok(None),
+            Some(payload) => self.decode::<M>(&payload),
+        }
+    }
+
+    /// Decodes a payload with the columns learnt from a load; `Ok(None)` (a miss) before
+    /// any load in this process has told them.
+    fn decode<M: LifeModel>(&self, payload: &[u8]) -> Result<Option<M>> {
+        let columns = lock(&self.cache.inner().columns)
+            .get(&std::any::TypeId::of::<M>())
+            .cloned();
+        let Some(columns) = columns else {
+            return Ok(None);
+        };
+        let row = Row::from_values(columns, payload)?;
+        M::from_row(&row).map(Some)
+    }
+}
+
+/// `SELECT <columns>, row_version FROM <table> WHERE <key> [AND not soft-deleted]`, built
+/// once per model.
+pub(crate) fn select_sql<M: LifeModel>() -> std::borrow::Cow<'static, str> {
+    let key = (std::any::TypeId::of::<M>(), Kind::CacheSelect, 0);
+    shapes::statement(Some(key), || {
+        let mut sql = format!(
+            "SELECT {}, row_version FROM {} WHERE ",
+            M::COLUMN_LIST,
+            M::QUALIFIED
+        );
+        let keys: Vec<String> = M::COLUMNS
+            .iter()
+            .filter(|c| c.primary_key)
+            .enumerate()
+            .map(|(i, c)| format!("{} = ${}", quote(c.name), i + 1))
+            .collect();
+        sql.push_str(&keys.join(" AND "));
+        if let Some(deleted) = M::SOFT_DELETE {
+            sql.push_str(&format!(" AND {} IS NULL", quote(deleted)));
+        }
+        sql
+    })
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl From<Bypass> for Error {
+    fn from(b: Bypass) -> Error {
+        Error::invalid_use(format!("cache bypass: {}", b.as_str()))
+    }
+}
