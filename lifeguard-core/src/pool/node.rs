@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use may::sync::Blocker;
 
 use super::config::PoolConfig;
-use super::metrics::PoolMetrics;
+use super::metrics::{Gauge, PoolMetrics};
 use crate::error::{Error, Result};
 use crate::executor::Executor;
 use crate::pg::{Config, Connection, TransactionStatus};
@@ -72,7 +72,7 @@ pub(crate) struct Node {
     /// How many wait in `Slots::waiters`: read without the lock by a shared call that
     /// leaves its slot without sharers, which a waiting lease may then take.
     waiting_for_slot: AtomicUsize,
-    waiters_gauge: prometheus::IntGauge,
+    waiters_gauge: Gauge,
     slots: Mutex<Slots>,
     next_id: AtomicU64,
     closed: AtomicBool,
