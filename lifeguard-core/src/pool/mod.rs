@@ -86,7 +86,7 @@ pub struct PoolHealth {
 }
 
 impl PoolHealth {
-    /// Whether every configured server is healthy.
+    /// Whether some configured server (the primary or a replica) is not healthy.
     pub fn is_degraded(&self) -> bool {
         self.primary != NodeState::Healthy
             || self.replicas.iter().any(|(_, s)| *s != NodeState::Healthy)
@@ -262,8 +262,6 @@ impl PoolInner {
         Ok(())
     }
 
-    /// Runs a read where `opts` routes it, retrying once elsewhere when the chosen replica's
-    /// connection fails or a recovery conflict cancels it.
     /// How long a call may wait for a connection: the acquire timeout, cut short by the
     /// caller's own deadline (`limit`) when it has one.
     fn acquire_deadline(&self, limit: Option<Instant>) -> Instant {
@@ -271,6 +269,11 @@ impl PoolInner {
         limit.map_or(by_pool, |limit| limit.min(by_pool))
     }
 
+    /// Runs a read where `opts` routes it. A read whose connection fails is routed and run
+    /// again, up to `READ_ATTEMPTS` runs in all while the acquire deadline lasts, and a first
+    /// run that a recovery conflict cancels on a replica is routed and run once more. A
+    /// replica that failed a request it was sent is marked unreachable first (as a failed
+    /// sample would), so the retry goes to another server where `opts` allows one.
     fn read<T>(&self, opts: &ReadOptions, run: impl Fn(&Connection) -> Result<T>) -> Result<T> {
         self.read_with_role(opts, None, run).map(|(value, _)| value)
     }
