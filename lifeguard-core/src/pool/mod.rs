@@ -41,8 +41,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use prometheus::Registry;
-
 use crate::error::{Error, Result};
 use crate::executor::Executor;
 use crate::pg::{Connection, Params, Row, SimpleQueryMessage};
@@ -68,7 +66,6 @@ pub(crate) struct PoolInner {
     history: Mutex<History>,
     fallback_inflight: AtomicUsize,
     metrics: Arc<PoolMetrics>,
-    registry: Registry,
     closed: AtomicBool,
 }
 
@@ -89,7 +86,7 @@ pub struct PoolHealth {
 }
 
 impl PoolHealth {
-    /// Whether every configured server is healthy.
+    /// Whether some configured server (the primary or a replica) is not healthy.
     pub fn is_degraded(&self) -> bool {
         self.primary != NodeState::Healthy
             || self.replicas.iter().any(|(_, s)| *s != NodeState::Healthy)
@@ -97,17 +94,30 @@ impl PoolHealth {
 }
 
 impl Pool {
-    /// Validates `config`, registers metrics on a registry of the pool's own (see
-    /// [`Pool::connect_with_registry`]) and starts the monitor. Connections open lazily
-    /// (or `min_idle` of them at once).
+    /// Validates `config` and starts the monitor; with the `metrics` feature the pool's
+    /// metrics go on a registry of its own (`Pool::registry`). Connections open lazily (or
+    /// `min_idle` of them at once).
     pub fn connect(config: PoolConfig) -> Result<Pool> {
-        Pool::connect_with_registry(config, Registry::new())
+        config.validate()?;
+        let metrics = PoolMetrics::new(&config.name)?;
+        Pool::start(config, metrics)
     }
 
-    /// As [`Pool::connect`], with the metrics on the caller's registry.
-    pub fn connect_with_registry(config: PoolConfig, registry: Registry) -> Result<Pool> {
+    /// As [`Pool::connect`], with the metrics on the caller's registry. Only with the
+    /// `metrics` feature (on by default).
+    #[cfg(feature = "metrics")]
+    pub fn connect_with_registry(
+        config: PoolConfig,
+        registry: prometheus::Registry,
+    ) -> Result<Pool> {
         config.validate()?;
-        let metrics = Arc::new(PoolMetrics::register(&registry, &config.name)?);
+        let metrics = PoolMetrics::register(&registry, &config.name)?;
+        Pool::start(config, metrics)
+    }
+
+    /// Starts the pool on a validated `config`.
+    fn start(config: PoolConfig, metrics: PoolMetrics) -> Result<Pool> {
+        let metrics = Arc::new(metrics);
         let member = |c: &crate::pg::Config, role| Member {
             node: Node::new(c.clone(), role, &config, metrics.clone()),
             tracker: Tracker::new(role),
@@ -122,7 +132,6 @@ impl Pool {
             history: Mutex::new(History::new(config.history_window)),
             fallback_inflight: AtomicUsize::new(0),
             metrics,
-            registry,
             closed: AtomicBool::new(false),
             config,
         });
@@ -130,9 +139,11 @@ impl Pool {
         Ok(Pool { inner })
     }
 
-    /// The registry holding this pool's metrics (render it for `/metrics`).
-    pub fn registry(&self) -> &Registry {
-        &self.inner.registry
+    /// The registry holding this pool's metrics (render it for `/metrics`). Only with the
+    /// `metrics` feature (on by default).
+    #[cfg(feature = "metrics")]
+    pub fn registry(&self) -> &prometheus::Registry {
+        self.inner.metrics.registry()
     }
 
     /// The configuration the pool runs with.
@@ -251,8 +262,6 @@ impl PoolInner {
         Ok(())
     }
 
-    /// Runs a read where `opts` routes it, retrying once elsewhere when the chosen replica's
-    /// connection fails or a recovery conflict cancels it.
     /// How long a call may wait for a connection: the acquire timeout, cut short by the
     /// caller's own deadline (`limit`) when it has one.
     fn acquire_deadline(&self, limit: Option<Instant>) -> Instant {
@@ -260,6 +269,11 @@ impl PoolInner {
         limit.map_or(by_pool, |limit| limit.min(by_pool))
     }
 
+    /// Runs a read where `opts` routes it. A read whose connection fails is routed and run
+    /// again, up to `READ_ATTEMPTS` runs in all while the acquire deadline lasts, and a first
+    /// run that a recovery conflict cancels on a replica is routed and run once more. A
+    /// replica that failed a request it was sent is marked unreachable first (as a failed
+    /// sample would), so the retry goes to another server where `opts` allows one.
     fn read<T>(&self, opts: &ReadOptions, run: impl Fn(&Connection) -> Result<T>) -> Result<T> {
         self.read_with_role(opts, None, run).map(|(value, _)| value)
     }

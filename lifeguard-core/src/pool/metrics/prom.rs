@@ -1,5 +1,4 @@
-//! Prometheus series of the pool (spec §2.8): names in base units, `_total` counters, labels
-//! bounded by configuration (`pool`, `role`, `node`, fixed reason sets), never SQL text.
+//! The pool's series on a Prometheus registry (the `metrics` feature).
 
 use std::time::Duration;
 
@@ -7,9 +6,12 @@ use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
 };
 
-use super::node::Role;
-use super::routing::ReadPreference;
+use super::error_class;
 use crate::error::{Error, Result};
+use crate::pool::{ReadPreference, Role};
+
+/// A gauge resolved for one label set.
+pub(crate) type Gauge = prometheus::IntGauge;
 
 /// Latency buckets from 100 µs to 10 s: pipelined point reads sit at the low end.
 const BUCKETS: &[f64] = &[
@@ -20,6 +22,7 @@ const BUCKETS: &[f64] = &[
 /// The pool's metric handles, registered once per pool.
 pub struct PoolMetrics {
     pool: String,
+    registry: Registry,
     connections: IntGaugeVec,
     max_connections: IntGaugeVec,
     waiters: IntGaugeVec,
@@ -75,6 +78,11 @@ fn metric_error(e: prometheus::Error) -> Error {
 }
 
 impl PoolMetrics {
+    /// Registers the pool's series on a registry of their own.
+    pub(crate) fn new(name: &str) -> Result<PoolMetrics> {
+        PoolMetrics::register(&Registry::new(), name)
+    }
+
     /// Registers the pool's series on `registry` under the `pool` label `name`.
     pub fn register(registry: &Registry, name: &str) -> Result<PoolMetrics> {
         let reg =
@@ -281,6 +289,7 @@ impl PoolMetrics {
         };
         Ok(PoolMetrics {
             pool: name.to_owned(),
+            registry: registry.clone(),
             connections,
             max_connections,
             waiters,
@@ -309,6 +318,11 @@ impl PoolMetrics {
     /// The `pool` label value.
     pub fn pool(&self) -> &str {
         &self.pool
+    }
+
+    /// The registry the series are on.
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     pub(crate) fn connections(&self, node: &str, idle: usize, in_use: usize, opening: usize) {
@@ -344,7 +358,7 @@ impl PoolMetrics {
     }
 
     /// The waiters gauge of one server, resolved once: it moves on every wait.
-    pub(crate) fn waiters(&self, node: &str) -> prometheus::IntGauge {
+    pub(crate) fn waiters(&self, node: &str) -> Gauge {
         self.waiters.with_label_values(&[node])
     }
 
@@ -440,24 +454,5 @@ impl PoolMetrics {
         self.consistency_wait
             .with_label_values(&[outcome])
             .observe(took.as_secs_f64());
-    }
-}
-
-/// The bounded `class` label of a failed statement.
-pub(crate) fn error_class(e: &Error) -> &'static str {
-    match e {
-        Error::Connection(_) | Error::CommitOutcomeUnknown(_) | Error::Unavailable { .. } => {
-            "connectivity"
-        }
-        Error::Timeout(_) | Error::PoolTimeout(_) => "timeout",
-        Error::SerializationFailure(db) if db.message.contains("conflict with recovery") => {
-            "recovery_conflict"
-        }
-        Error::SerializationFailure(_) | Error::Deadlock(_) => "serialization",
-        Error::UniqueViolation { .. }
-        | Error::ForeignKeyViolation { .. }
-        | Error::NotNullViolation { .. }
-        | Error::CheckViolation { .. } => "constraint",
-        _ => "other",
     }
 }
