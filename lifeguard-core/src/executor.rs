@@ -73,6 +73,22 @@ pub trait Executor {
     fn batch_execute(&self, sql: &str) -> Result<()> {
         self.simple_query(sql).map(drop)
     }
+
+    /// The cache a read by primary key may use here, and under what it may; `None` (the
+    /// default) reads PostgreSQL. The pool and its per-request handles answer when a cache
+    /// is attached ([`Pool::with_cache`](crate::pool::Pool::with_cache)); transactions never
+    /// do, so their reads see their own writes.
+    #[cfg(feature = "cache")]
+    #[doc(hidden)]
+    fn cache_scope(&self) -> Option<crate::cache::CacheScope> {
+        None
+    }
+
+    /// Drops the cached rows an ORM write just changed: at once outside a transaction, at
+    /// its end inside one. The default does nothing (no cache).
+    #[cfg(feature = "cache")]
+    #[doc(hidden)]
+    fn cache_invalidate(&self, _written: crate::cache::Written) {}
 }
 
 /// Raw SQL mapped into structs: the escape hatch next to the query builder. Implemented for

@@ -33,11 +33,14 @@ mod heartbeat;
 mod key;
 mod read;
 pub mod redis;
+mod write;
 
 pub use capture::{change_capture_sql, install_change_capture, CaptureOptions};
 pub use heartbeat::Heartbeat;
 pub use key::KeyPart;
-pub(crate) use read::{find_each_cached, find_one_cached, CacheScope};
+pub use read::CacheScope;
+pub(crate) use read::{find_each_cached, find_one_cached};
+pub use write::Written;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

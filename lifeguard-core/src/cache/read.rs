@@ -14,6 +14,7 @@ use crate::executor::Executor;
 use crate::model::shapes::{self, Kind};
 use crate::model::LifeModel;
 use crate::pg::{Row, ToSql};
+use crate::pool::Db;
 use crate::query::quote;
 use crate::rt::lock;
 
@@ -26,14 +27,15 @@ const LEASE_POLL: Duration = Duration::from_millis(5);
 
 /// What a read may use the cache under: the cache, how to load from the primary, and
 /// what the read requires.
-pub(crate) struct CacheScope<'a> {
-    pub(crate) cache: &'a Cache,
+#[doc(hidden)]
+pub struct CacheScope {
+    pub(crate) cache: Cache,
     /// Runs the loads that fill the cache: on the primary, within the read's deadline.
-    pub(crate) primary: &'a dyn Executor,
+    pub(crate) primary: Db,
     /// Every commit up to this WAL position must be visible (a consistency token).
     pub(crate) min_lsn: Option<u64>,
     /// The request's tenant, for models keyed by one.
-    pub(crate) tenant: Option<&'a str>,
+    pub(crate) tenant: Option<String>,
 }
 
 /// Why a read went to PostgreSQL instead (the `reason` label).
@@ -66,7 +68,7 @@ fn fill_script() -> &'static Script {
 /// `M::find_by_id(key).one(db)` through the cache; `Ok(None)` when there is no such row.
 /// `fallback` is the uncached read, run on a bypass.
 pub(crate) fn find_one_cached<M: LifeModel>(
-    scope: &CacheScope<'_>,
+    scope: &CacheScope,
     hooks: &CacheHooks<M>,
     key: &M::PrimaryKey,
     fallback: impl FnOnce() -> Result<Option<M>>,
@@ -77,7 +79,7 @@ pub(crate) fn find_one_cached<M: LifeModel>(
     };
     let mut pk = String::new();
     (hooks.write_pk)(key, &mut pk);
-    let row_key = space.row(scope.tenant.unwrap_or(""), &pk);
+    let row_key = space.row(scope.tenant.as_deref().unwrap_or(""), &pk);
     match scope.cached_or_loaded::<M>(&row_key, key)? {
         Some(found) => Ok(found),
         None => fallback(),
@@ -87,7 +89,7 @@ pub(crate) fn find_one_cached<M: LifeModel>(
 /// `M::find_each_by_id(db, keys)` through the cache: one Redis round trip for all keys,
 /// then one pipelined PostgreSQL batch for the misses (which are filled).
 pub(crate) fn find_each_cached<M: LifeModel>(
-    scope: &CacheScope<'_>,
+    scope: &CacheScope,
     hooks: &CacheHooks<M>,
     keys: &[M::PrimaryKey],
     fallback: impl FnOnce(&[M::PrimaryKey]) -> Result<Vec<Option<M>>>,
@@ -96,7 +98,7 @@ pub(crate) fn find_each_cached<M: LifeModel>(
         Ok(space) => space,
         Err(_) => return fallback(keys),
     };
-    let tenant = scope.tenant.unwrap_or("");
+    let tenant = scope.tenant.as_deref().unwrap_or("");
     let row_keys: Vec<String> = keys
         .iter()
         .map(|k| {
@@ -120,7 +122,7 @@ pub(crate) fn find_each_cached<M: LifeModel>(
     Ok(out.into_iter().map(|found| found.flatten()).collect())
 }
 
-impl CacheScope<'_> {
+impl CacheScope {
     /// The keys to read under, or why the cache may not serve this read.
     fn usable<M: LifeModel>(&self, hooks: &CacheHooks<M>) -> std::result::Result<KeySpace, Bypass> {
         let inner = self.cache.inner();
@@ -139,7 +141,7 @@ impl CacheScope<'_> {
             if lock(&inner.failures).1.is_some_and(|until| now < until) {
                 return Err(Bypass::RedisError);
             }
-            let hb = self.heartbeat(now)?.ok_or(Bypass::HeartbeatMissing)?;
+            let hb = self.cache.heartbeat(now)?.ok_or(Bypass::HeartbeatMissing)?;
             if self.min_lsn.is_some_and(|lsn| lsn > hb.reflected_lsn) {
                 return Err(Bypass::TokenAhead);
             }
@@ -154,47 +156,6 @@ impl CacheScope<'_> {
             tracing::trace!(target: "lifeguard::cache", reason = reason.as_str(), "bypass");
         }
         verdict
-    }
-
-    /// The heartbeat as this process last saw it, looked up again when old.
-    fn heartbeat(&self, now: Instant) -> std::result::Result<Option<Heartbeat>, Bypass> {
-        let inner = self.cache.inner();
-        let config = &inner.config;
-        let look =
-            lock(&inner.heartbeat).look(now, config.heartbeat_refresh, config.heartbeat_trust());
-        match look {
-            Look::Use(hb) => Ok(hb),
-            Look::Unknown => Err(Bypass::HeartbeatMissing),
-            Look::Refresh => {
-                let found = self
-                    .redis_call(|deadline| {
-                        inner.redis.query_until::<Option<String>>(
-                            cmd("GET").arg(super::key::heartbeat_key(&config.namespace)),
-                            deadline,
-                        )
-                    })
-                    .map(|text| text.as_deref().and_then(Heartbeat::parse));
-                lock(&inner.heartbeat).record(now, found.as_ref().map(|hb| *hb).map_err(|_| ()));
-                found.map_err(|_| Bypass::RedisError)
-            }
-        }
-    }
-
-    /// A Redis call with the cache's deadline, counted for the circuit.
-    fn redis_call<T>(&self, call: impl FnOnce(Instant) -> Result<T>) -> Result<T> {
-        let inner = self.cache.inner();
-        let result = call(Instant::now() + inner.config.call_timeout);
-        let mut failures = lock(&inner.failures);
-        match &result {
-            Ok(_) => *failures = (0, None),
-            Err(_) => {
-                failures.0 += 1;
-                if failures.0 >= FAILURES_TO_OPEN {
-                    *failures = (0, Some(Instant::now() + OPEN_FOR));
-                }
-            }
-        }
-        result
     }
 
     /// The row at `row_key`: from Redis, from another coroutine's load, or loaded (and
@@ -223,7 +184,7 @@ impl CacheScope<'_> {
         };
         let token = format!("{:016x}", rand::random::<u64>());
         let lease = lease_key(row_key);
-        let granted = self.redis_call(|deadline| {
+        let granted = self.cache.redis_call(|deadline| {
             inner.redis.query_until::<Option<String>>(
                 cmd("SET")
                     .arg(&lease)
@@ -259,6 +220,7 @@ impl CacheScope<'_> {
     /// is unusable (the caller then bypasses).
     fn lookup<M: LifeModel>(&self, row_key: &str) -> std::result::Result<Option<M>, ()> {
         let payload = self
+            .cache
             .redis_call(|deadline| {
                 self.cache
                     .inner()
@@ -279,6 +241,7 @@ impl CacheScope<'_> {
             pipe.cmd("HGET").arg(k).arg("p");
         }
         let replies = self
+            .cache
             .redis_call(|deadline| self.cache.inner().redis.pipeline_until(&pipe, deadline))
             .ok()?;
         replies
@@ -339,7 +302,7 @@ impl CacheScope<'_> {
         let inner = self.cache.inner();
         let version = version.to_string();
         let ttl = millis(hooks.spec.ttl).to_string();
-        let outcome = self.redis_call(|deadline| {
+        let outcome = self.cache.redis_call(|deadline| {
             inner.redis.eval_until::<String>(
                 fill_script(),
                 &[row_key.as_bytes(), lease.as_bytes()],
@@ -373,6 +336,57 @@ impl CacheScope<'_> {
         };
         let row = Row::from_values(columns, payload)?;
         M::from_row(&row).map(Some)
+    }
+}
+
+impl Cache {
+    /// The heartbeat as this process last saw it, looked up again when old.
+    pub(crate) fn heartbeat(&self, now: Instant) -> std::result::Result<Option<Heartbeat>, Bypass> {
+        let inner = self.inner();
+        let config = &inner.config;
+        let look =
+            lock(&inner.heartbeat).look(now, config.heartbeat_refresh, config.heartbeat_trust());
+        match look {
+            Look::Use(hb) => Ok(hb),
+            Look::Unknown => Err(Bypass::HeartbeatMissing),
+            Look::Refresh => {
+                let found = self
+                    .redis_call(|deadline| {
+                        inner.redis.query_until::<Option<String>>(
+                            cmd("GET").arg(super::key::heartbeat_key(&config.namespace)),
+                            deadline,
+                        )
+                    })
+                    .map(|text| text.as_deref().and_then(Heartbeat::parse));
+                lock(&inner.heartbeat).record(now, found.as_ref().map(|hb| *hb).map_err(|_| ()));
+                found.map_err(|_| Bypass::RedisError)
+            }
+        }
+    }
+
+    /// A Redis call with the cache's deadline, counted for the circuit.
+    pub(crate) fn redis_call<T>(&self, call: impl FnOnce(Instant) -> Result<T>) -> Result<T> {
+        let inner = self.inner();
+        let result = call(Instant::now() + inner.config.call_timeout);
+        let mut failures = lock(&inner.failures);
+        match &result {
+            Ok(_) => *failures = (0, None),
+            Err(_) => {
+                failures.0 += 1;
+                if failures.0 >= FAILURES_TO_OPEN {
+                    *failures = (0, Some(Instant::now() + OPEN_FOR));
+                }
+            }
+        }
+        result
+    }
+
+    /// The key generation the heartbeat names, when one is known now.
+    pub(crate) fn generation(&self) -> Option<u64> {
+        self.heartbeat(Instant::now())
+            .ok()
+            .flatten()
+            .map(|hb| hb.generation)
     }
 }
 

@@ -206,12 +206,13 @@ pub trait LifeModel: FromRow + Clone + Send + Sync + 'static {
         db: &(impl Executor + ?Sized),
         keys: &[Self::PrimaryKey],
     ) -> Result<Vec<Option<Self>>> {
-        let params: Vec<Vec<&(dyn ToSql + Sync)>> = keys.iter().map(Self::key_params).collect();
-        let batch: Vec<&[&(dyn ToSql + Sync)]> = params.iter().map(Vec::as_slice).collect();
-        db.query_pipelined(Self::FIND_BY_PK_SQL, &batch)?
-            .iter()
-            .map(|rows| rows.first().map(Self::from_row).transpose())
-            .collect()
+        #[cfg(feature = "cache")]
+        if let (Some(hooks), Some(scope)) = (Self::CACHE.as_ref(), db.cache_scope()) {
+            return crate::cache::find_each_cached(&scope, hooks, keys, |keys| {
+                find_each_uncached::<Self>(db, keys)
+            });
+        }
+        find_each_uncached::<Self>(db, keys)
     }
 
     /// Deletes the row with this primary key; returns how many rows went (0 or 1).
@@ -268,6 +269,19 @@ pub trait LifeModel: FromRow + Clone + Send + Sync + 'static {
     fn delete_many() -> DeleteMany<Self> {
         DeleteMany::new()
     }
+}
+
+/// [`LifeModel::find_each_by_id`] from PostgreSQL.
+fn find_each_uncached<M: LifeModel>(
+    db: &(impl Executor + ?Sized),
+    keys: &[M::PrimaryKey],
+) -> Result<Vec<Option<M>>> {
+    let params: Vec<Vec<&(dyn ToSql + Sync)>> = keys.iter().map(M::key_params).collect();
+    let batch: Vec<&[&(dyn ToSql + Sync)]> = params.iter().map(Vec::as_slice).collect();
+    db.query_pipelined(M::FIND_BY_PK_SQL, &batch)?
+        .iter()
+        .map(|rows| rows.first().map(M::from_row).transpose())
+        .collect()
 }
 
 /// A change set for a model; implemented by `#[derive(LifeRecord)]`.

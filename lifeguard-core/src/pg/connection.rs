@@ -224,7 +224,12 @@ pub struct Timed<'a>(pub(crate) Call<'a>);
 /// Implements [`Executor`] for a type from the [`Call`] it runs with.
 macro_rules! impl_executor {
     ($ty:ty, |$s:ident| $call:expr) => {
+        $crate::pg::connection::impl_executor!($ty, |$s| $call, {});
+    };
+    ($ty:ty, |$s:ident| $call:expr, { $($extra:item)* }) => {
         impl $crate::executor::Executor for $ty {
+            $($extra)*
+
             fn query(
                 &self,
                 sql: &str,

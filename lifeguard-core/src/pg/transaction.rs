@@ -1,6 +1,8 @@
 //! Transactions and savepoints on an exclusively borrowed connection.
 
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+#[cfg(feature = "cache")]
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::call::Call;
@@ -57,6 +59,9 @@ pub struct TransactionBuilder<'a> {
     attempts: u32,
     /// When the statements inside must have finished, and the budget it came from.
     deadline: Option<(Instant, Duration)>,
+    /// Where the transaction's ORM writes are forgotten when it ends.
+    #[cfg(feature = "cache")]
+    cache: Option<crate::cache::Cache>,
 }
 
 impl<'a> TransactionBuilder<'a> {
@@ -69,8 +74,28 @@ impl<'a> TransactionBuilder<'a> {
             deferrable: None,
             attempts: 1,
             deadline: None,
+            #[cfg(feature = "cache")]
+            cache: None,
         }
     }
+
+    /// Forgets the transaction's ORM writes of cached models in `cache` when it ends.
+    #[cfg(feature = "cache")]
+    pub(crate) fn with_cache(mut self, cache: Option<crate::cache::Cache>) -> Self {
+        self.cache = cache;
+        self
+    }
+
+    /// The transaction's state of the cache: what it forgets its writes in.
+    #[cfg(feature = "cache")]
+    fn forget(&self) -> Forget {
+        self.cache
+            .clone()
+            .map(|cache| (cache, Arc::new(Mutex::new(Vec::new()))))
+    }
+
+    #[cfg(not(feature = "cache"))]
+    fn forget(&self) -> Forget {}
 
     /// Sets the isolation level.
     pub fn isolation_level(mut self, level: IsolationLevel) -> Self {
@@ -146,7 +171,7 @@ impl<'a> TransactionBuilder<'a> {
     /// Starts the transaction; it rolls back when dropped without a commit.
     pub fn begin(self) -> Result<Transaction<'a>> {
         let sql = self.begin_sql();
-        Transaction::start(self.conn, &sql, self.deadline)
+        Transaction::start(self.conn, &sql, self.deadline, self.forget())
     }
 
     /// Runs `f` in the transaction: commits when it returns `Ok`, rolls back when it returns
@@ -158,7 +183,7 @@ impl<'a> TransactionBuilder<'a> {
         let sql = self.begin_sql();
         let mut attempt = 1;
         loop {
-            let tx = Transaction::start(self.conn, &sql, self.deadline)?;
+            let tx = Transaction::start(self.conn, &sql, self.deadline, self.forget())?;
             match tx.run(&mut f) {
                 Err(e) if e.is_retryable() && attempt < self.attempts => attempt += 1,
                 other => return other,
@@ -184,6 +209,10 @@ pub struct Transaction<'a> {
     done: bool,
     /// Bounds the statements inside (see [`TransactionBuilder::timeout`]).
     deadline: Option<(Instant, Duration)>,
+    /// The cache and the writes to forget in it when the outermost transaction ends
+    /// (savepoints share their parent's list).
+    #[cfg(feature = "cache")]
+    forget: Forget,
 }
 
 impl Connection {
@@ -194,7 +223,7 @@ impl Connection {
 
     /// Starts a transaction with the server's default options.
     pub fn begin(&mut self) -> Result<Transaction<'_>> {
-        Transaction::start(self, "BEGIN", None)
+        Transaction::start(self, "BEGIN", None, Forget::default())
     }
 
     /// Runs `f` in a transaction: commit on `Ok`, rollback on `Err` or panic.
@@ -221,6 +250,7 @@ impl<'a> Transaction<'a> {
         conn: &'a Connection,
         begin: &str,
         deadline: Option<(Instant, Duration)>,
+        forget: Forget,
     ) -> Result<Transaction<'a>> {
         Call {
             exclusive: true,
@@ -233,6 +263,8 @@ impl<'a> Transaction<'a> {
             depth: 0,
             done: false,
             deadline,
+            #[cfg(feature = "cache")]
+            forget,
         })
     }
 
@@ -278,6 +310,8 @@ impl<'a> Transaction<'a> {
             depth,
             done: false,
             deadline: self.deadline,
+            #[cfg(feature = "cache")]
+            forget: self.forget.clone(),
         })
     }
 
@@ -318,7 +352,9 @@ impl<'a> Transaction<'a> {
         };
         let failed =
             self.savepoint.is_none() && self.conn.transaction_status() == TransactionStatus::Failed;
-        self.control().simple_query(&sql)?;
+        let ended = self.control().simple_query(&sql);
+        self.ended();
+        ended?;
         // COMMIT of a failed transaction "succeeds" by rolling back; say so.
         if failed {
             return Err(Error::from_db(DbError {
@@ -335,8 +371,25 @@ impl<'a> Transaction<'a> {
     /// Rolls back (or rolls back to the savepoint and releases it).
     pub fn rollback(mut self) -> Result<()> {
         self.done = true;
-        self.control().simple_query(&self.rollback_sql()).map(drop)
+        let ended = self.control().simple_query(&self.rollback_sql()).map(drop);
+        self.ended();
+        ended
     }
+
+    /// After the outermost transaction's `COMMIT` or `ROLLBACK` (whatever its outcome; a
+    /// write that did not commit is only forgotten for nothing): forgets its ORM writes in
+    /// the cache, never before.
+    #[cfg(feature = "cache")]
+    fn ended(&self) {
+        if let (None, Some((cache, written))) = (&self.savepoint, &self.forget) {
+            for w in std::mem::take(&mut *crate::rt::lock(written)) {
+                cache.invalidate(&w);
+            }
+        }
+    }
+
+    #[cfg(not(feature = "cache"))]
+    fn ended(&self) {}
 
     fn rollback_sql(&self) -> String {
         match &self.savepoint {
@@ -353,8 +406,25 @@ impl Drop for Transaction<'_> {
             if let Err(e) = self.control().simple_query_detached(&self.rollback_sql()) {
                 tracing::debug!(target: "lifeguard::pg", "rollback on drop not sent: {e}");
             }
+            self.ended();
         }
     }
 }
 
+#[cfg(not(feature = "cache"))]
 impl_executor!(Transaction<'_>, |t| t.call());
+
+#[cfg(feature = "cache")]
+impl_executor!(Transaction<'_>, |t| t.call(), {
+    fn cache_invalidate(&self, written: crate::cache::Written) {
+        if let Some((_, pending)) = &self.forget {
+            crate::rt::lock(pending).push(written);
+        }
+    }
+});
+
+/// What a transaction forgets its cached writes in: the cache and the writes so far.
+#[cfg(feature = "cache")]
+type Forget = Option<(crate::cache::Cache, Arc<Mutex<Vec<crate::cache::Written>>>)>;
+#[cfg(not(feature = "cache"))]
+type Forget = ();

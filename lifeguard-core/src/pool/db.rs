@@ -110,6 +110,18 @@ impl Db {
         }
     }
 
+    /// A handle on the primary with this handle's deadline (the cache's loads).
+    #[cfg(feature = "cache")]
+    pub(crate) fn pinned_to_primary(&self) -> Db {
+        Db {
+            deadline: self.deadline,
+            ..Db::new(
+                self.pool.clone(),
+                ReadOptions::new(super::ReadPreference::Primary),
+            )
+        }
+    }
+
     /// The read options of this handle.
     pub fn options(&self) -> &ReadOptions {
         &self.opts
@@ -314,5 +326,15 @@ impl Executor for Db {
             .map(|(m, _)| m);
         self.note_write_if_sent(&result);
         result
+    }
+
+    #[cfg(feature = "cache")]
+    fn cache_scope(&self) -> Option<crate::cache::CacheScope> {
+        self.cache_scope_here()
+    }
+
+    #[cfg(feature = "cache")]
+    fn cache_invalidate(&self, written: crate::cache::Written) {
+        self.pool.cache_forget(&written);
     }
 }

@@ -20,6 +20,8 @@
 //! # Ok::<(), lifeguard_core::Error>(())
 //! ```
 
+#[cfg(feature = "cache")]
+mod cached;
 mod choose;
 mod config;
 mod db;
@@ -57,6 +59,8 @@ const READ_ATTEMPTS: u32 = 3;
 #[derive(Clone)]
 pub struct Pool {
     inner: Arc<PoolInner>,
+    #[cfg(feature = "cache")]
+    cache: Option<crate::cache::Cache>,
 }
 
 pub(crate) struct PoolInner {
@@ -136,7 +140,11 @@ impl Pool {
             config,
         });
         start_monitors(&inner, inner.config.monitor_interval)?;
-        Ok(Pool { inner })
+        Ok(Pool {
+            inner,
+            #[cfg(feature = "cache")]
+            cache: None,
+        })
     }
 
     /// The registry holding this pool's metrics (render it for `/metrics`). Only with the
@@ -170,10 +178,14 @@ impl Pool {
     /// As [`Pool::lease_primary`], waiting no later than `limit` either.
     pub(crate) fn lease_primary_until(&self, limit: Option<Instant>) -> Result<Lease> {
         self.inner.check_open()?;
-        self.inner
+        let lease = self
+            .inner
             .primary
             .node
-            .lease(self.inner.acquire_deadline(limit))
+            .lease(self.inner.acquire_deadline(limit))?;
+        #[cfg(feature = "cache")]
+        let lease = lease.with_cache(self.cache.clone());
+        Ok(lease)
     }
 
     /// A connection on the server `opts` selects, held exclusively (e.g. a read-only
@@ -424,5 +436,15 @@ impl Executor for Pool {
 
     fn query_pipelined(&self, sql: &str, batch: &[Params<'_>]) -> Result<Vec<Vec<Row>>> {
         self.route_sql(sql, |c| c.query_pipelined(sql, batch))
+    }
+
+    #[cfg(feature = "cache")]
+    fn cache_scope(&self) -> Option<crate::cache::CacheScope> {
+        self.cache_scope_with(&ReadOptions::default(), self.primary())
+    }
+
+    #[cfg(feature = "cache")]
+    fn cache_invalidate(&self, written: crate::cache::Written) {
+        self.cache_forget(&written);
     }
 }

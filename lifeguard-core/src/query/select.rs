@@ -441,6 +441,19 @@ impl<M: LifeModel> Select<M> {
 
     /// The first matching row, if any (adds `LIMIT 1` unless the query is a key lookup).
     pub fn one(&self, db: &(impl Executor + ?Sized)) -> Result<Option<M>> {
+        #[cfg(feature = "cache")]
+        if let (Some(hooks), Some(key), true) =
+            (M::CACHE.as_ref(), &self.key, self.is_plain_key_lookup())
+        {
+            if let Some(scope) = db.cache_scope() {
+                return crate::cache::find_one_cached(&scope, hooks, key, || self.one_uncached(db));
+            }
+        }
+        self.one_uncached(db)
+    }
+
+    /// [`Select::one`] from PostgreSQL.
+    fn one_uncached(&self, db: &(impl Executor + ?Sized)) -> Result<Option<M>> {
         let rows = if self.is_plain_key_lookup() {
             self.rows(db)?
         } else {

@@ -53,6 +53,9 @@ pub struct Lease {
     pub(super) node: Arc<Node>,
     pub(super) conn: Arc<Connection>,
     pub(super) id: u64,
+    /// The pool's cache, for the writes of transactions on a lease of the primary.
+    #[cfg(feature = "cache")]
+    pub(in crate::pool) cache: Option<crate::cache::Cache>,
 }
 
 impl Lease {
@@ -68,7 +71,10 @@ impl Lease {
 
     /// Options for a transaction on this connection.
     pub fn build_transaction(&self) -> crate::pg::TransactionBuilder<'_> {
-        crate::pg::TransactionBuilder::exclusive(&self.conn)
+        let builder = crate::pg::TransactionBuilder::exclusive(&self.conn);
+        #[cfg(feature = "cache")]
+        let builder = builder.with_cache(self.cache.clone());
+        builder
     }
 
     /// Starts a transaction on this connection.
@@ -114,6 +120,14 @@ impl Executor for Lease {
         batch: &[crate::pg::Params<'_>],
     ) -> Result<Vec<Vec<crate::pg::Row>>> {
         self.conn.query_pipelined(sql, batch)
+    }
+
+    #[cfg(feature = "cache")]
+    fn cache_invalidate(&self, written: crate::cache::Written) {
+        // Outside a transaction of its own, a lease's statements commit as they return.
+        if let Some(cache) = &self.cache {
+            cache.invalidate(&written);
+        }
     }
 }
 

@@ -214,6 +214,8 @@ impl Node {
             node: self.clone(),
             conn: picked.conn,
             id: picked.id,
+            #[cfg(feature = "cache")]
+            cache: None,
         };
         // On a timeout the lease drops, handing the slot back.
         picked.sharers.drain(deadline, started)?;
