@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use super::ddl::quote_ident;
 use super::source::{checksum, load_dir, Migration, SqlMigration};
 use super::Exclusive;
 use crate::error::{Error, Result};
 use crate::executor::Executor;
 use crate::pg::{Connection, TransactionBuilder};
+use crate::query::quote;
 
 /// The tracking table's name (in the migrator's schema, or unqualified).
 pub const TRACKING_TABLE: &str = "lifeguard_migrations";
@@ -353,8 +353,8 @@ impl Migrator {
     /// The quoted tracking table: `"schema"."lifeguard_migrations"`, or unqualified.
     pub fn tracking_table(&self) -> String {
         match &self.schema {
-            Some(s) => format!("{}.{}", quote_ident(s), quote_ident(TRACKING_TABLE)),
-            None => quote_ident(TRACKING_TABLE),
+            Some(s) => format!("{}.{}", quote(s), quote(TRACKING_TABLE)),
+            None => quote(TRACKING_TABLE),
         }
     }
 
@@ -629,10 +629,7 @@ impl Migrator {
     fn ensure_table(&self, conn: &Connection) -> Result<()> {
         let mut sql = String::new();
         if let Some(schema) = &self.schema {
-            sql.push_str(&format!(
-                "CREATE SCHEMA IF NOT EXISTS {};\n",
-                quote_ident(schema)
-            ));
+            sql.push_str(&format!("CREATE SCHEMA IF NOT EXISTS {};\n", quote(schema)));
         }
         sql.push_str(&format!(
             "CREATE TABLE IF NOT EXISTS {} (\n  version bigint PRIMARY KEY,\n  name text NOT NULL,\n  \

@@ -38,9 +38,7 @@ mod drift;
 mod migrator;
 mod source;
 
-pub use ddl::{
-    create_schema_sql, create_table_sql, quote_ident, ForeignKey, ReferentialAction, TableSpec,
-};
+pub use ddl::{create_schema_sql, create_table_sql, ForeignKey, ReferentialAction, TableSpec};
 pub use drift::{canonical_type, drift, ColumnShape, Difference};
 pub use migrator::{MigrationRun, MigrationState, MigrationStatus, Migrator, TRACKING_TABLE};
 pub use source::{checksum, load_dir, Migration, SqlMigration, DOWN_MARKER};
