@@ -11,6 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use lifeguard_core::error::{MigrateError, MigrateErrorKind};
 use lifeguard_core::migrate::cli::{Cli, EXIT_DRIFT, EXIT_ERROR, EXIT_OK};
 use lifeguard_core::migrate::{
     self, create_table_sql, ColumnShape, Difference, ForeignKey, Migration, MigrationState,
@@ -106,6 +107,15 @@ fn versions(runs: &[migrate::MigrationRun]) -> Vec<i64> {
     runs.iter().map(|r| r.version).collect()
 }
 
+/// The migration error `err` is, with its kind and the version it concerns checked.
+fn migrate_error(err: &Error, kind: MigrateErrorKind, version: Option<i64>) -> &MigrateError {
+    let Error::Migrate(e) = err else {
+        panic!("not a migration error: {err:?}")
+    };
+    assert_eq!((e.kind, e.version), (kind, version), "{err}");
+    e
+}
+
 #[test]
 fn up_applies_every_migration_in_order_with_a_tracking_row() {
     let (mut conn, schema) = fresh("lg_mig_up");
@@ -194,14 +204,14 @@ fn status_reports_pending_applied_changed_and_unknown() {
         .deny_unknown(true)
         .up(&mut conn)
         .unwrap_err();
-    assert!(
-        matches!(&err, Error::Config(m) if m.contains("does not know: 2")),
-        "{err}"
-    );
+    let e = migrate_error(&err, MigrateErrorKind::Unknown, Some(2));
+    assert!(e.message.contains("does not know: 2"), "{err}");
     // `down` never reverts what it does not know.
     let err = only_first.down(&mut conn, 1).unwrap_err();
+    let e = migrate_error(&err, MigrateErrorKind::Unknown, Some(2));
     assert!(
-        matches!(&err, Error::Config(m) if m.contains("cannot revert migration 2 (add_widget_color)")),
+        e.message
+            .contains("cannot revert migration 2 (add_widget_color)"),
         "{err}"
     );
 
@@ -262,10 +272,8 @@ fn down_refuses_an_irreversible_migration_before_reverting_anything() {
     .schema(schema.0.clone());
     m.up(&mut conn).unwrap();
     let err = m.down(&mut conn, 2).unwrap_err();
-    assert!(
-        matches!(&err, Error::Config(msg) if msg.contains("cannot revert migration 2 (u)")),
-        "{err}"
-    );
+    let e = migrate_error(&err, MigrateErrorKind::Irreversible, Some(2));
+    assert!(e.message.contains("cannot revert migration 2 (u)"), "{err}");
     assert!(exists(&conn, "v"), "3 was reverted although 2 cannot be");
     assert_eq!(tracked(&conn, &schema).len(), 3);
 }
@@ -284,14 +292,13 @@ fn a_changed_applied_migration_is_refused() {
     ])
     .schema(schema.0.clone());
     let err = edited.up(&mut conn).unwrap_err();
-    let Error::Config(msg) = &err else {
-        panic!("{err:?}")
-    };
+    let msg = &migrate_error(&err, MigrateErrorKind::Changed, Some(2)).message;
     assert!(
         msg.contains("migration 2 (add_widget_color) was changed after it was applied"),
         "{msg}"
     );
-    assert!(edited.down(&mut conn, 3).is_err());
+    let err = edited.down(&mut conn, 3).unwrap_err();
+    migrate_error(&err, MigrateErrorKind::Changed, Some(2));
     let status = edited.status(&conn).unwrap();
     assert_eq!(status[1].state(), MigrationState::Changed);
     assert!(!status[1].checksum_ok);
@@ -330,8 +337,11 @@ fn out_of_order_pending_migrations_are_refused_unless_allowed() {
     ])
     .schema(schema.0.clone());
     let err = all.up(&mut conn).unwrap_err();
+    let e = migrate_error(&err, MigrateErrorKind::OutOfOrder, Some(2));
     assert!(
-        matches!(&err, Error::Config(m) if m.contains("pending migration 2 (add_widget_color) is older than the newest applied one (4)")),
+        e.message.contains(
+            "pending migration 2 (add_widget_color) is older than the newest applied one (4)"
+        ),
         "{err}"
     );
     assert_eq!(
@@ -350,12 +360,11 @@ fn an_invalid_list_is_reported_before_touching_the_database() {
     ])
     .schema(schema.0.clone());
     let err = dup.up(&mut conn).unwrap_err();
-    let Error::Config(msg) = &err else {
-        panic!("{err:?}")
-    };
+    let msg = &migrate_error(&err, MigrateErrorKind::InvalidList, None).message;
     assert!(msg.contains("a and b share version 1"), "{msg}");
     assert!(msg.contains("c.sql must start with its version"), "{msg}");
-    assert!(dup.status(&conn).is_err());
+    let err = dup.status(&conn).unwrap_err();
+    migrate_error(&err, MigrateErrorKind::InvalidList, None);
     assert!(!exists(
         &conn,
         &format!("{}.lifeguard_migrations", schema.0)
@@ -375,6 +384,9 @@ fn a_failing_migration_rolls_back_and_leaves_no_tracking_row() {
     ])
     .schema(schema.0.clone());
     let err = broken.up(&mut conn).unwrap_err();
+    // The migration is named, and the server's error stays readable underneath.
+    let e = migrate_error(&err, MigrateErrorKind::Failed, Some(2));
+    assert_eq!(e.message, "applying migration 2 (half)");
     assert_eq!(err.sqlstate(), Some("22012"), "{err}");
     assert!(
         err.to_string().contains("applying migration 2 (half)"),
@@ -488,8 +500,11 @@ fn rust_migrations_run_next_to_sql_ones() {
         .with(FailsHalfWay)
         .schema(schema.0.clone());
     let err = failing.up(&mut conn).unwrap_err();
+    let e = migrate_error(&err, MigrateErrorKind::Failed, Some(3));
+    assert_eq!(e.message, "applying migration 3 (fails_half_way)");
+    let cause = e.source.as_deref().and_then(|s| s.downcast_ref::<Error>());
     assert!(
-        matches!(&err, Error::Config(m) if m == "applying migration 3 (fails_half_way): the back-fill found a bad row"),
+        matches!(cause, Some(Error::Config(m)) if m == "the back-fill found a bad row"),
         "{err}"
     );
     assert_eq!(
@@ -630,7 +645,7 @@ fn lock_timeout_gives_up_while_another_session_holds_the_lock() {
         .unwrap();
     let start = Instant::now();
     let err = m.up(&mut conn).unwrap_err();
-    assert!(matches!(err, Error::Timeout(_)), "{err}");
+    migrate_error(&err, MigrateErrorKind::LockTimeout, None);
     assert!(start.elapsed() >= Duration::from_millis(300));
     holder
         .query("SELECT pg_advisory_unlock($1)", &[&m.lock_key()])

@@ -240,7 +240,10 @@ struct IndexSpec {
 ///     r#"CREATE INDEX IF NOT EXISTS "posts_author_id_title_idx" ON "posts" ("author_id", "title")"#
 /// );
 /// assert!(authors.statements()?[0].contains(r#"CONSTRAINT "authors_email_key" UNIQUE ("email")"#));
-/// assert!(TableSpec::of::<Post>().index(["nope"]).statements().is_err());
+/// assert!(matches!(
+///     TableSpec::of::<Post>().index(["nope"]).statements(),
+///     Err(lifeguard_core::Error::InvalidUse(m)) if m.contains("names column nope")
+/// ));
 /// # Ok::<(), lifeguard_core::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -402,8 +405,9 @@ impl TableSpec {
     ///
     /// # Errors
     ///
-    /// `Error::Config` naming the table and column when an index, unique constraint or
-    /// foreign key names a column the model does not have (or no column at all).
+    /// `Error::InvalidUse` naming the table and column when an index, unique constraint or
+    /// foreign key names a column the model does not have (or no column at all): the spec
+    /// is wrong, whatever the database holds.
     pub fn statements(&self) -> Result<Vec<String>> {
         self.validate()?;
         let mut out = Vec::new();
@@ -468,13 +472,13 @@ impl TableSpec {
         );
         for (what, cols) in named {
             if cols.is_empty() {
-                return Err(Error::config(format!(
+                return Err(Error::invalid_use(format!(
                     "table {}: a {what} needs at least one column",
                     self.label()
                 )));
             }
             if let Some(bad) = cols.iter().find(|c| !known(c)) {
-                return Err(Error::config(format!(
+                return Err(Error::invalid_use(format!(
                     "table {}: {what} on ({}) names column {bad}, which the model does not have",
                     self.label(),
                     cols.join(", ")

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 
 use super::source::{checksum, load_dir, Migration, SqlMigration};
 use super::Exclusive;
-use crate::error::{Error, Result};
+use crate::error::{Error, MigrateError, MigrateErrorKind, Result};
 use crate::executor::Executor;
 use crate::pg::{Connection, TransactionBuilder};
 use crate::query::quote;
@@ -32,10 +32,11 @@ pub const TRACKING_TABLE: &str = "lifeguard_migrations";
 ///
 /// Before doing anything, `up` and `down` check the database against the code:
 ///
-/// - an applied migration whose checksum changed is refused (`Error::Config` naming it):
-///   edit a new migration instead;
+/// - an applied migration whose checksum changed is refused ([`MigrateErrorKind::Changed`]
+///   naming it): edit a new migration instead;
 /// - a pending migration older than the newest applied one (typically from a merged branch)
-///   is refused unless [`Migrator::out_of_order`] allows it;
+///   is refused ([`MigrateErrorKind::OutOfOrder`]) unless [`Migrator::out_of_order`] allows
+///   it;
 /// - versions applied in the database but unknown to this code (an older binary starting
 ///   after a newer one migrated, as in a rolling deploy or a rollback) are reported by
 ///   [`Migrator::status`] and logged, but do not stop `up`, unless
@@ -204,7 +205,8 @@ impl Migrator {
     /// [`migrations!`](crate::migrations). Add Rust migrations with [`Migrator::with`].
     ///
     /// A malformed name, a duplicate version or a second down marker is not reported here
-    /// but by every operation (as `Error::Config`), so a static list can be declared freely.
+    /// but by every operation (as [`MigrateErrorKind::InvalidList`]), so a static list can be
+    /// declared freely.
     ///
     /// ```
     /// let m = lifeguard_core::migrate::Migrator::new(&[("0001_a.sql", "SELECT 1")]);
@@ -215,7 +217,7 @@ impl Migrator {
         for (file, text) in sql {
             match SqlMigration::parse(file, text) {
                 Ok(m) => migrator.push(Arc::new(m)),
-                Err(Error::Config(problem)) => migrator.problems.push(problem),
+                Err(Error::Migrate(problem)) => migrator.problems.push(problem.to_string()),
                 Err(other) => migrator.problems.push(other.to_string()),
             }
         }
@@ -227,7 +229,8 @@ impl Migrator {
     ///
     /// # Errors
     ///
-    /// `Error::Config` when the directory or a file cannot be read or is malformed.
+    /// [`MigrateErrorKind::Source`] when the directory or a file cannot be read or is
+    /// malformed.
     pub fn from_dir(dir: impl AsRef<Path>) -> Result<Migrator> {
         let mut migrator = Migrator::default();
         for m in load_dir(dir)? {
@@ -313,8 +316,8 @@ impl Migrator {
         self
     }
 
-    /// Gives up (`Error::Timeout`) when another migrator holds the lock longer than
-    /// `timeout`. Without it the wait has no limit. The lock is polled
+    /// Gives up ([`MigrateErrorKind::LockTimeout`]) when another migrator holds the lock
+    /// longer than `timeout`. Without it the wait has no limit. The lock is polled
     /// (`pg_try_advisory_lock` every 100 ms), so a session `statement_timeout` never cuts the
     /// wait short.
     pub fn lock_timeout(mut self, timeout: Duration) -> Migrator {
@@ -369,9 +372,9 @@ impl Migrator {
         if self.problems.is_empty() {
             Ok(())
         } else {
-            Err(Error::config(format!(
-                "invalid migration list: {}",
-                self.problems.join("; ")
+            Err(Error::Migrate(MigrateError::new(
+                MigrateErrorKind::InvalidList,
+                format!("invalid migration list: {}", self.problems.join("; ")),
             )))
         }
     }
@@ -383,10 +386,11 @@ impl Migrator {
     ///
     /// # Errors
     ///
-    /// `Error::Config` for an invalid list, a changed applied migration, a refused
-    /// out-of-order or unknown version; the migration's own error when one fails (its
-    /// message then names the migration), after rolling it back. Migrations applied before
-    /// the failing one stay applied.
+    /// [`Error::Migrate`]: for an invalid list, a changed applied migration, a refused
+    /// out-of-order or unknown version, a lock not had within the lock timeout; when a
+    /// migration fails, [`MigrateErrorKind::Failed`] naming it, with the migration's own
+    /// error as the source (its SQLSTATE stays readable through [`Error::sqlstate`]), after
+    /// rolling it back. Migrations applied before the failing one stay applied.
     pub fn up(&self, conn: impl Exclusive) -> Result<Vec<MigrationRun>> {
         self.check_list()?;
         let conn = conn.exclusive();
@@ -403,8 +407,14 @@ impl Migrator {
             if !unknown.is_empty() {
                 let list = join(&unknown);
                 if self.deny_unknown {
-                    return Err(Error::config(format!(
-                        "the database has applied migrations this code does not know: {list}"
+                    return Err(Error::Migrate(concerning(
+                        MigrateError::new(
+                            MigrateErrorKind::Unknown,
+                            format!(
+                                "the database has applied migrations this code does not know: {list}"
+                            ),
+                        ),
+                        &unknown,
                     )));
                 }
                 tracing::warn!(target: "lifeguard::migrate", "the database has applied migrations this code does not know: {list}");
@@ -415,16 +425,28 @@ impl Migrator {
                 .filter(|m| !applied.contains_key(&m.version()))
                 .collect();
             if let (Some(newest), false) = (newest, self.out_of_order) {
-                let late: Vec<String> = pending
+                let late: Vec<&Arc<dyn Migration>> = pending
                     .iter()
                     .filter(|m| m.version() < newest)
-                    .map(|m| format!("{} ({})", m.version(), m.name()))
+                    .copied()
                     .collect();
                 if !late.is_empty() {
-                    return Err(Error::config(format!(
-                        "pending migration {} is older than the newest applied one ({newest}); \
-                         renumber it, or allow it with Migrator::out_of_order(true)",
-                        late.join(", ")
+                    let named: Vec<String> = late
+                        .iter()
+                        .map(|m| format!("{} ({})", m.version(), m.name()))
+                        .collect();
+                    let versions: Vec<i64> = late.iter().map(|m| m.version()).collect();
+                    return Err(Error::Migrate(concerning(
+                        MigrateError::new(
+                            MigrateErrorKind::OutOfOrder,
+                            format!(
+                                "pending migration {} is older than the newest applied one \
+                                 ({newest}); renumber it, or allow it with \
+                                 Migrator::out_of_order(true)",
+                                named.join(", ")
+                            ),
+                        ),
+                        &versions,
                     )));
                 }
             }
@@ -462,9 +484,11 @@ impl Migrator {
     ///
     /// # Errors
     ///
-    /// `Error::Config`, before reverting anything, when one of them is unknown to the code,
-    /// changed since it was applied or irreversible; the migration's own error when its down
-    /// step fails (it is rolled back; the ones reverted before it stay reverted).
+    /// [`Error::Migrate`], before reverting anything, when one of them is unknown to the
+    /// code ([`MigrateErrorKind::Unknown`]), changed since it was applied
+    /// ([`MigrateErrorKind::Changed`]) or irreversible ([`MigrateErrorKind::Irreversible`]);
+    /// [`MigrateErrorKind::Failed`] with the migration's own error as the source when its
+    /// down step fails (it is rolled back; the ones reverted before it stay reverted).
     pub fn down(&self, conn: impl Exclusive, n: usize) -> Result<Vec<MigrationRun>> {
         self.revert(conn.exclusive(), |applied| {
             applied.keys().rev().take(n).copied().collect()
@@ -500,19 +524,31 @@ impl Migrator {
             for v in versions {
                 let row = &applied[&v];
                 let Some(m) = by_version.get(&v) else {
-                    return Err(Error::config(format!(
-                        "cannot revert migration {v} ({}): this code does not know it",
-                        row.name
-                    )));
+                    return Err(Error::Migrate(
+                        MigrateError::new(
+                            MigrateErrorKind::Unknown,
+                            format!(
+                                "cannot revert migration {v} ({}): this code does not know it",
+                                row.name
+                            ),
+                        )
+                        .version(v),
+                    ));
                 };
                 if m.checksum() != row.checksum {
                     return Err(changed(&***m, row));
                 }
                 if !m.reversible() {
-                    return Err(Error::config(format!(
-                        "cannot revert migration {v} ({}): it has no down step",
-                        m.name()
-                    )));
+                    return Err(Error::Migrate(
+                        MigrateError::new(
+                            MigrateErrorKind::Irreversible,
+                            format!(
+                                "cannot revert migration {v} ({}): it has no down step",
+                                m.name()
+                            ),
+                        )
+                        .version(v),
+                    ));
                 }
                 plan.push(*m);
             }
@@ -545,8 +581,8 @@ impl Migrator {
     ///
     /// # Errors
     ///
-    /// `Error::Config` for an invalid list; a database error when the tracking table cannot
-    /// be read.
+    /// [`MigrateErrorKind::InvalidList`] for an invalid list; a database error when the
+    /// tracking table cannot be read.
     pub fn status(&self, db: &(impl Executor + ?Sized)) -> Result<Vec<MigrationStatus>> {
         self.check_list()?;
         let exists: bool = db
@@ -619,7 +655,13 @@ impl Migrator {
             }
             if let Some(limit) = self.lock_timeout {
                 if start.elapsed() >= limit {
-                    return Err(Error::Timeout(limit));
+                    return Err(Error::Migrate(MigrateError::new(
+                        MigrateErrorKind::LockTimeout,
+                        format!(
+                            "another migrator held the migration lock ({key}) for longer than \
+                             the lock timeout ({limit:?})"
+                        ),
+                    )));
                 }
             }
             may::coroutine::sleep(Duration::from_millis(100));
@@ -674,15 +716,30 @@ impl Migrator {
 }
 
 fn changed(m: &dyn Migration, row: &AppliedRow) -> Error {
-    Error::config(format!(
-        "migration {} ({}) was changed after it was applied on {} (checksum {} in the database, \
-         {} in the code); write a new migration instead of editing an applied one",
-        m.version(),
-        m.name(),
-        row.applied_at.format("%Y-%m-%d %H:%M:%S UTC"),
-        row.checksum,
-        m.checksum()
-    ))
+    Error::Migrate(
+        MigrateError::new(
+            MigrateErrorKind::Changed,
+            format!(
+                "migration {} ({}) was changed after it was applied on {} (checksum {} in the \
+                 database, {} in the code); write a new migration instead of editing an applied \
+                 one",
+                m.version(),
+                m.name(),
+                row.applied_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                row.checksum,
+                m.checksum()
+            ),
+        )
+        .version(m.version()),
+    )
+}
+
+/// Names the migration when the error concerns exactly one; a list stays in the message.
+fn concerning(e: MigrateError, versions: &[i64]) -> MigrateError {
+    match versions {
+        [one] => e.version(*one),
+        _ => e,
+    }
 }
 
 fn join(versions: &[i64]) -> String {
@@ -693,23 +750,14 @@ fn join(versions: &[i64]) -> String {
         .join(", ")
 }
 
-/// Names the migration in an error's message, keeping its kind (and SQLSTATE).
+/// A migration's failure: names the migration, and keeps its error whole (kind and
+/// SQLSTATE included) as the source.
 fn in_migration(e: Error, doing: &str, m: &dyn Migration) -> Error {
     let context = format!("{doing} migration {} ({})", m.version(), m.name());
     tracing::error!(target: "lifeguard::migrate", "{context} failed: {e}");
-    match e {
-        Error::Config(msg) if msg.contains(&format!("migration {} ", m.version())) => {
-            Error::Config(msg)
-        }
-        Error::Config(msg) => Error::Config(format!("{context}: {msg}")),
-        Error::Protocol(msg) => Error::Protocol(format!("{context}: {msg}")),
-        e => match e.db_error() {
-            Some(db) => {
-                let mut db = db.clone();
-                db.message = format!("{context}: {}", db.message);
-                Error::from_db(db)
-            }
-            None => e,
-        },
-    }
+    Error::Migrate(
+        MigrateError::new(MigrateErrorKind::Failed, context)
+            .version(m.version())
+            .caused_by(e),
+    )
 }
