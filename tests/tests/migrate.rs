@@ -1,6 +1,6 @@
 //! Migrations against the real primary: up, re-up, status, down, checksum changes, unknown
 //! and out-of-order versions, concurrent migrators, Rust migrations, failing migrations,
-//! DDL from models, drift, and the CLI runner.
+//! DDL from models, drift, and the commands a migration tool runs.
 //!
 //! Every test works in a schema of its own: its connection's `search_path` points there
 //! (the fixture SQL and the test models use unqualified names) and its tracking table lives
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use lifeguard_core::error::{MigrateError, MigrateErrorKind};
-use lifeguard_core::migrate::cli::{Cli, EXIT_DRIFT, EXIT_ERROR, EXIT_OK};
+use lifeguard_core::migrate::commands::{Command, Report};
 use lifeguard_core::migrate::{
     self, create_table_sql, ColumnShape, Difference, ForeignKey, Migration, MigrationState,
     Migrator, ReferentialAction, TableSpec,
@@ -215,10 +215,8 @@ fn status_reports_pending_applied_changed_and_unknown() {
         "{err}"
     );
 
-    // The CLI's table.
-    let mut out = Vec::new();
-    migrate::cli::write_status(&mut out, &all.status(&conn).unwrap()).unwrap();
-    let text = String::from_utf8(out).unwrap();
+    // The status command's table.
+    let text = Report::Status(all.status(&conn).unwrap()).to_string();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 4, "{text}");
     assert!(
@@ -906,58 +904,47 @@ fn drift_names_each_difference() {
 }
 
 #[test]
-fn cli_runner_up_status_drift_down() {
-    let schema = Schema(unique_name("lg_mig_cli"));
-    pg::connect()
-        .batch_execute(&format!("CREATE SCHEMA {}", schema.0))
-        .unwrap();
-    let url = format!("{}?options=-c%20search_path%3D{}", primary_url(), schema.0);
+fn commands_up_status_drift_down() {
+    let (mut conn, schema) = fresh("lg_mig_cmd");
     let dir = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../lifeguard-core/migrations_test"
     );
-    let cli = Cli::new(Migrator::default()).tables([TableSpec::of::<Maker>()]);
-    let run = |args: &[&str]| {
-        let (mut out, mut err) = (Vec::new(), Vec::new());
-        let mut all = vec!["--url", &url, "--schema", &schema.0, "--dir", dir];
-        all.extend_from_slice(args);
-        let code = cli.run(all.iter().map(|s| s.to_string()), &mut out, &mut err);
-        (
-            code,
-            String::from_utf8(out).unwrap(),
-            String::from_utf8(err).unwrap(),
-        )
-    };
-    let (code, out, err) = run(&["up"]);
-    assert_eq!(code, EXIT_OK, "{out}{err}");
+    let migrator = Migrator::from_dir(dir).unwrap().schema(schema.0.clone());
+    let tables = [TableSpec::of::<Maker>()];
+    let mut run = |command: Command| command.run(&migrator, &tables, &mut conn).unwrap();
+    let report = run(Command::Up);
+    let out = report.to_string();
     assert_eq!(out.lines().count(), 3, "{out}");
     assert!(out.starts_with("applied  1 create_widgets ("), "{out}");
-    let (code, out, _) = run(&["up"]);
     assert_eq!(
-        (code, out.trim()),
-        (EXIT_OK, "nothing to apply: the database is up to date")
+        run(Command::Up).to_string().trim(),
+        "nothing to apply: the database is up to date"
     );
-    let (code, out, _) = run(&["status"]);
-    assert_eq!(code, EXIT_OK);
+    let out = run(Command::Status).to_string();
     let applied = out
         .lines()
         .skip(1)
         .filter(|l| l.contains(" applied "))
         .count();
     assert_eq!(applied, 3, "{out}");
-    let (code, out, _) = run(&["drift"]);
-    assert_eq!(code, EXIT_DRIFT, "{out}");
+    let report = run(Command::Drift);
+    assert_eq!(report.differences(), 1, "{report}");
     assert!(
-        out.contains("DRIFT    makers: model says the table exists"),
-        "{out}"
+        report
+            .to_string()
+            .contains("DRIFT    makers: model says the table exists"),
+        "{report}"
     );
     TableSpec::of::<Maker>()
         .create(&connect_in(&schema.0))
         .unwrap();
-    let (code, out, _) = run(&["drift"]);
-    assert_eq!((code, out.trim()), (EXIT_OK, "ok       makers"));
-    let (code, out, _) = run(&["down", "--to", "1"]);
-    assert_eq!(code, EXIT_OK);
+    let report = run(Command::Drift);
+    assert_eq!(
+        (report.differences(), report.to_string().trim()),
+        (0, "ok       makers")
+    );
+    let out = run(Command::DownTo(1)).to_string();
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 2, "{out}");
     assert!(lines[0].starts_with("reverted 3 seed_widgets ("), "{out}");
@@ -965,9 +952,15 @@ fn cli_runner_up_status_drift_down() {
         lines[1].starts_with("reverted 2 add_widget_color ("),
         "{out}"
     );
-    let (code, _, err) = run(&["down", "9"]);
-    assert_eq!(code, EXIT_OK, "{err}");
-    let (code, _, err) = run(&["--url", "postgres://nobody@127.0.0.1:1/x", "status"]);
-    assert_eq!(code, EXIT_ERROR);
-    assert!(err.starts_with("lifeguard-migrate: "), "{err}");
+    assert!(run(Command::Down(9)).to_string().starts_with("reverted 1 "));
+    assert_eq!(run(Command::Down(1)).to_string(), "nothing to revert\n");
+    // Without models, drift compares nothing and says so.
+    let report = Command::Drift.run(&migrator, &[], &mut conn).unwrap();
+    assert_eq!(
+        (report.differences(), report.to_string().trim()),
+        (
+            0,
+            "no models registered with this binary: nothing to compare"
+        )
+    );
 }

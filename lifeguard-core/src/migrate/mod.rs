@@ -1,7 +1,7 @@
 //! Migrations and schema: versioned migrations (SQL embedded at compile time or read from a
 //! directory, and Rust ones) applied under an advisory lock with a tracking table; DDL from
-//! models; drift between models and the live schema; and the runner behind the
-//! `lifeguard-migrate` command line.
+//! models; drift between models and the live schema; and the [`commands`] a migration tool
+//! such as `lifeguard-migrate` runs, with the reports it prints.
 //!
 //! ```no_run
 //! use lifeguard_core::migrate::{self, Migrator, TableSpec};
@@ -32,7 +32,7 @@
 //! # Ok::<(), lifeguard_core::Error>(())
 //! ```
 
-pub mod cli;
+pub mod commands;
 mod ddl;
 mod drift;
 mod migrator;
