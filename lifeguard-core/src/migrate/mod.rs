@@ -35,12 +35,14 @@
 pub mod commands;
 mod ddl;
 mod drift;
+mod history;
 mod migrator;
 mod source;
 
 pub use ddl::{create_schema_sql, create_table_sql, ForeignKey, ReferentialAction, TableSpec};
 pub use drift::{canonical_type, drift, ColumnShape, Difference};
-pub use migrator::{MigrationRun, MigrationState, MigrationStatus, Migrator, TRACKING_TABLE};
+pub use history::{MigrationRun, MigrationState, MigrationStatus};
+pub use migrator::{Migrator, TRACKING_TABLE};
 pub use source::{checksum, load_dir, Migration, SqlMigration, DOWN_MARKER};
 
 use crate::error::Result;
