@@ -8,7 +8,8 @@
 //! - `Author` *has many* `Book`s; `Book` *belongs to* an `Author` and *has many* `Review`s;
 //!   `Review` *belongs to* a `Book`.
 //! - `created_at` / `updated_at` are written by the database clock (`now()`) on insert and
-//!   on every update that changes something.
+//!   on every update that changes something; `default_expr = "now()"` states the columns'
+//!   default as the migration creates it, so `lifeguard-migrate drift` finds none missing.
 //! - `Book` is soft-deleted: `DELETE /books/{id}` sets `deleted_at`; queries, `find_by_id`
 //!   and the relation loaders then skip it.
 //! - Records validate their fields before any SQL (`#[lifeguard(hooks)]` and
@@ -43,10 +44,10 @@ pub struct Author {
     /// Optional biography, at most 2,000 characters.
     pub bio: Option<String>,
     /// When the author was created (database clock).
-    #[lifeguard(created_at)]
+    #[lifeguard(created_at, default_expr = "now()")]
     pub created_at: DateTime<Utc>,
     /// When the author last changed (database clock).
-    #[lifeguard(updated_at)]
+    #[lifeguard(updated_at, default_expr = "now()")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -68,10 +69,10 @@ pub struct Book {
     /// Year of first publication, 1450 to 2100.
     pub published_year: Option<i32>,
     /// When the book was created (database clock).
-    #[lifeguard(created_at)]
+    #[lifeguard(created_at, default_expr = "now()")]
     pub created_at: DateTime<Utc>,
     /// When the book last changed (database clock).
-    #[lifeguard(updated_at)]
+    #[lifeguard(updated_at, default_expr = "now()")]
     pub updated_at: DateTime<Utc>,
     /// Set by a delete; deleted books are never returned.
     #[serde(skip)]
@@ -99,7 +100,7 @@ pub struct Review {
     /// Optional text, at most 5,000 characters.
     pub body: Option<String>,
     /// When the review was written (database clock).
-    #[lifeguard(created_at)]
+    #[lifeguard(created_at, default_expr = "now()")]
     pub created_at: DateTime<Utc>,
 }
 

@@ -1,7 +1,7 @@
 //! Smoke test of the `lifeguard-migrate` binary against the real primary: usage errors,
-//! `up`, `status`, `drift`, `down` over the fixture migrations read with `--dir`, in a
-//! schema of the test's own (tracking table via `--schema`, tables via the URL's
-//! `search_path` option).
+//! `up`, `status`, `drift`, `down` over the fixture migrations read with `--dir`, and the
+//! embedded service migrations against the service's models, each in a schema of the
+//! test's own (tracking table via `--schema`, tables via the URL's `search_path` option).
 //!
 //! Needs `LIFEGUARD_PRIMARY_URL` (`eval "$(scripts/services env)"`, or `scripts/test`).
 
@@ -64,23 +64,26 @@ fn usage_errors_exit_2_without_a_database() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("pass --url"));
 }
 
+impl Schema {
+    /// A new schema, and the URL whose `search_path` is it.
+    fn create(prefix: &str) -> (Schema, String) {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let name = format!("{prefix}_{}_{nanos}", std::process::id());
+        let conn = Connection::open(&primary_url()).unwrap();
+        conn.batch_execute(&format!("CREATE SCHEMA {name}"))
+            .unwrap();
+        let url = format!("{}?options=-c%20search_path%3D{name}", primary_url());
+        (Schema { name, conn }, url)
+    }
+}
+
 #[test]
 fn up_status_drift_down_through_the_binary() {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    let name = format!("lg_cli_{}_{nanos}", std::process::id());
-    let conn = Connection::open(&primary_url()).unwrap();
-    conn.batch_execute(&format!("CREATE SCHEMA {name}"))
-        .unwrap();
-    let schema = Schema { name, conn };
     // The binary finds the URL in DATABASE_URL; search_path rides in the URL.
-    let url = format!(
-        "{}?options=-c%20search_path%3D{}",
-        primary_url(),
-        schema.name
-    );
+    let (schema, url) = Schema::create("lg_cli");
     let run = |args: &[&str]| {
         let o = Command::new(BIN)
             .args(["--dir", FIXTURES, "--schema", &schema.name])
@@ -127,10 +130,14 @@ fn up_status_drift_down_through_the_binary() {
         "{all}"
     );
 
-    // The example service registers no models yet.
+    // The binary compares the example service's models, whose tables the fixtures lack.
     let (code, out, all) = run(&["drift"]);
-    assert_eq!(code, Some(0), "{all}");
-    assert!(out.contains("no models registered"), "{all}");
+    assert_eq!(code, Some(3), "{all}");
+    assert!(
+        out.contains("DRIFT    authors: model says the table exists, database has no such table"),
+        "{all}"
+    );
+    assert!(out.ends_with("5 difference(s)\n"), "{all}");
 
     let (code, out, all) = run(&["down", "2"]);
     assert_eq!(code, Some(0), "{all}");
@@ -161,4 +168,39 @@ fn up_status_drift_down_through_the_binary() {
     let _ = std::fs::remove_dir_all(&bad);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(String::from_utf8_lossy(&o.stderr).contains("init.sql must start with its version"));
+}
+
+#[test]
+fn the_embedded_migrations_create_what_the_models_describe() {
+    let (schema, url) = Schema::create("lg_cli_embedded");
+    let run = |args: &[&str]| {
+        let o = Command::new(BIN)
+            .args(["--url", &url, "--schema", &schema.name])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            text(&o),
+        )
+    };
+    let (code, out, all) = run(&["up"]);
+    assert_eq!(code, Some(0), "{all}");
+    assert!(out.starts_with("applied  1 library ("), "{all}");
+    assert!(out.contains("applied  2 techempower ("), "{all}");
+    let (code, out, all) = run(&["drift"]);
+    assert_eq!(code, Some(0), "{all}");
+    let tables: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        tables,
+        [
+            "ok       authors",
+            "ok       books",
+            "ok       reviews",
+            "ok       world",
+            "ok       fortune"
+        ],
+        "{all}"
+    );
 }

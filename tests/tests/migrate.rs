@@ -1,6 +1,6 @@
 //! Migrations against the real primary: up, re-up, status, down, checksum changes, unknown
 //! and out-of-order versions, concurrent migrators, Rust migrations, failing migrations,
-//! DDL from models, drift, and the CLI runner.
+//! DDL from models, drift, and the commands a migration tool runs.
 //!
 //! Every test works in a schema of its own: its connection's `search_path` points there
 //! (the fixture SQL and the test models use unqualified names) and its tracking table lives
@@ -11,7 +11,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use lifeguard_core::migrate::cli::{Cli, EXIT_DRIFT, EXIT_ERROR, EXIT_OK};
+use lifeguard_core::error::{MigrateError, MigrateErrorKind};
+use lifeguard_core::migrate::commands::{Command, Report};
 use lifeguard_core::migrate::{
     self, create_table_sql, ColumnShape, Difference, ForeignKey, Migration, MigrationState,
     Migrator, ReferentialAction, TableSpec,
@@ -106,6 +107,15 @@ fn versions(runs: &[migrate::MigrationRun]) -> Vec<i64> {
     runs.iter().map(|r| r.version).collect()
 }
 
+/// The migration error `err` is, with its kind and the version it concerns checked.
+fn migrate_error(err: &Error, kind: MigrateErrorKind, version: Option<i64>) -> &MigrateError {
+    let Error::Migrate(e) = err else {
+        panic!("not a migration error: {err:?}")
+    };
+    assert_eq!((e.kind, e.version), (kind, version), "{err}");
+    e
+}
+
 #[test]
 fn up_applies_every_migration_in_order_with_a_tracking_row() {
     let (mut conn, schema) = fresh("lg_mig_up");
@@ -194,21 +204,19 @@ fn status_reports_pending_applied_changed_and_unknown() {
         .deny_unknown(true)
         .up(&mut conn)
         .unwrap_err();
-    assert!(
-        matches!(&err, Error::Config(m) if m.contains("does not know: 2")),
-        "{err}"
-    );
+    let e = migrate_error(&err, MigrateErrorKind::Unknown, Some(2));
+    assert!(e.message.contains("does not know: 2"), "{err}");
     // `down` never reverts what it does not know.
     let err = only_first.down(&mut conn, 1).unwrap_err();
+    let e = migrate_error(&err, MigrateErrorKind::Unknown, Some(2));
     assert!(
-        matches!(&err, Error::Config(m) if m.contains("cannot revert migration 2 (add_widget_color)")),
+        e.message
+            .contains("cannot revert migration 2 (add_widget_color)"),
         "{err}"
     );
 
-    // The CLI's table.
-    let mut out = Vec::new();
-    migrate::cli::write_status(&mut out, &all.status(&conn).unwrap()).unwrap();
-    let text = String::from_utf8(out).unwrap();
+    // The status command's table.
+    let text = Report::Status(all.status(&conn).unwrap()).to_string();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 4, "{text}");
     assert!(
@@ -262,10 +270,8 @@ fn down_refuses_an_irreversible_migration_before_reverting_anything() {
     .schema(schema.0.clone());
     m.up(&mut conn).unwrap();
     let err = m.down(&mut conn, 2).unwrap_err();
-    assert!(
-        matches!(&err, Error::Config(msg) if msg.contains("cannot revert migration 2 (u)")),
-        "{err}"
-    );
+    let e = migrate_error(&err, MigrateErrorKind::Irreversible, Some(2));
+    assert!(e.message.contains("cannot revert migration 2 (u)"), "{err}");
     assert!(exists(&conn, "v"), "3 was reverted although 2 cannot be");
     assert_eq!(tracked(&conn, &schema).len(), 3);
 }
@@ -284,14 +290,13 @@ fn a_changed_applied_migration_is_refused() {
     ])
     .schema(schema.0.clone());
     let err = edited.up(&mut conn).unwrap_err();
-    let Error::Config(msg) = &err else {
-        panic!("{err:?}")
-    };
+    let msg = &migrate_error(&err, MigrateErrorKind::Changed, Some(2)).message;
     assert!(
         msg.contains("migration 2 (add_widget_color) was changed after it was applied"),
         "{msg}"
     );
-    assert!(edited.down(&mut conn, 3).is_err());
+    let err = edited.down(&mut conn, 3).unwrap_err();
+    migrate_error(&err, MigrateErrorKind::Changed, Some(2));
     let status = edited.status(&conn).unwrap();
     assert_eq!(status[1].state(), MigrationState::Changed);
     assert!(!status[1].checksum_ok);
@@ -330,8 +335,11 @@ fn out_of_order_pending_migrations_are_refused_unless_allowed() {
     ])
     .schema(schema.0.clone());
     let err = all.up(&mut conn).unwrap_err();
+    let e = migrate_error(&err, MigrateErrorKind::OutOfOrder, Some(2));
     assert!(
-        matches!(&err, Error::Config(m) if m.contains("pending migration 2 (add_widget_color) is older than the newest applied one (4)")),
+        e.message.contains(
+            "pending migration 2 (add_widget_color) is older than the newest applied one (4)"
+        ),
         "{err}"
     );
     assert_eq!(
@@ -350,12 +358,11 @@ fn an_invalid_list_is_reported_before_touching_the_database() {
     ])
     .schema(schema.0.clone());
     let err = dup.up(&mut conn).unwrap_err();
-    let Error::Config(msg) = &err else {
-        panic!("{err:?}")
-    };
+    let msg = &migrate_error(&err, MigrateErrorKind::InvalidList, None).message;
     assert!(msg.contains("a and b share version 1"), "{msg}");
     assert!(msg.contains("c.sql must start with its version"), "{msg}");
-    assert!(dup.status(&conn).is_err());
+    let err = dup.status(&conn).unwrap_err();
+    migrate_error(&err, MigrateErrorKind::InvalidList, None);
     assert!(!exists(
         &conn,
         &format!("{}.lifeguard_migrations", schema.0)
@@ -375,6 +382,9 @@ fn a_failing_migration_rolls_back_and_leaves_no_tracking_row() {
     ])
     .schema(schema.0.clone());
     let err = broken.up(&mut conn).unwrap_err();
+    // The migration is named, and the server's error stays readable underneath.
+    let e = migrate_error(&err, MigrateErrorKind::Failed, Some(2));
+    assert_eq!(e.message, "applying migration 2 (half)");
     assert_eq!(err.sqlstate(), Some("22012"), "{err}");
     assert!(
         err.to_string().contains("applying migration 2 (half)"),
@@ -488,8 +498,11 @@ fn rust_migrations_run_next_to_sql_ones() {
         .with(FailsHalfWay)
         .schema(schema.0.clone());
     let err = failing.up(&mut conn).unwrap_err();
+    let e = migrate_error(&err, MigrateErrorKind::Failed, Some(3));
+    assert_eq!(e.message, "applying migration 3 (fails_half_way)");
+    let cause = e.source.as_deref().and_then(|s| s.downcast_ref::<Error>());
     assert!(
-        matches!(&err, Error::Config(m) if m == "applying migration 3 (fails_half_way): the back-fill found a bad row"),
+        matches!(cause, Some(Error::Config(m)) if m == "the back-fill found a bad row"),
         "{err}"
     );
     assert_eq!(
@@ -630,7 +643,7 @@ fn lock_timeout_gives_up_while_another_session_holds_the_lock() {
         .unwrap();
     let start = Instant::now();
     let err = m.up(&mut conn).unwrap_err();
-    assert!(matches!(err, Error::Timeout(_)), "{err}");
+    migrate_error(&err, MigrateErrorKind::LockTimeout, None);
     assert!(start.elapsed() >= Duration::from_millis(300));
     holder
         .query("SELECT pg_advisory_unlock($1)", &[&m.lock_key()])
@@ -891,58 +904,47 @@ fn drift_names_each_difference() {
 }
 
 #[test]
-fn cli_runner_up_status_drift_down() {
-    let schema = Schema(unique_name("lg_mig_cli"));
-    pg::connect()
-        .batch_execute(&format!("CREATE SCHEMA {}", schema.0))
-        .unwrap();
-    let url = format!("{}?options=-c%20search_path%3D{}", primary_url(), schema.0);
+fn commands_up_status_drift_down() {
+    let (mut conn, schema) = fresh("lg_mig_cmd");
     let dir = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../lifeguard-core/migrations_test"
     );
-    let cli = Cli::new(Migrator::default()).tables([TableSpec::of::<Maker>()]);
-    let run = |args: &[&str]| {
-        let (mut out, mut err) = (Vec::new(), Vec::new());
-        let mut all = vec!["--url", &url, "--schema", &schema.0, "--dir", dir];
-        all.extend_from_slice(args);
-        let code = cli.run(all.iter().map(|s| s.to_string()), &mut out, &mut err);
-        (
-            code,
-            String::from_utf8(out).unwrap(),
-            String::from_utf8(err).unwrap(),
-        )
-    };
-    let (code, out, err) = run(&["up"]);
-    assert_eq!(code, EXIT_OK, "{out}{err}");
+    let migrator = Migrator::from_dir(dir).unwrap().schema(schema.0.clone());
+    let tables = [TableSpec::of::<Maker>()];
+    let mut run = |command: Command| command.run(&migrator, &tables, &mut conn).unwrap();
+    let report = run(Command::Up);
+    let out = report.to_string();
     assert_eq!(out.lines().count(), 3, "{out}");
     assert!(out.starts_with("applied  1 create_widgets ("), "{out}");
-    let (code, out, _) = run(&["up"]);
     assert_eq!(
-        (code, out.trim()),
-        (EXIT_OK, "nothing to apply: the database is up to date")
+        run(Command::Up).to_string().trim(),
+        "nothing to apply: the database is up to date"
     );
-    let (code, out, _) = run(&["status"]);
-    assert_eq!(code, EXIT_OK);
+    let out = run(Command::Status).to_string();
     let applied = out
         .lines()
         .skip(1)
         .filter(|l| l.contains(" applied "))
         .count();
     assert_eq!(applied, 3, "{out}");
-    let (code, out, _) = run(&["drift"]);
-    assert_eq!(code, EXIT_DRIFT, "{out}");
+    let report = run(Command::Drift);
+    assert_eq!(report.differences(), 1, "{report}");
     assert!(
-        out.contains("DRIFT    makers: model says the table exists"),
-        "{out}"
+        report
+            .to_string()
+            .contains("DRIFT    makers: model says the table exists"),
+        "{report}"
     );
     TableSpec::of::<Maker>()
         .create(&connect_in(&schema.0))
         .unwrap();
-    let (code, out, _) = run(&["drift"]);
-    assert_eq!((code, out.trim()), (EXIT_OK, "ok       makers"));
-    let (code, out, _) = run(&["down", "--to", "1"]);
-    assert_eq!(code, EXIT_OK);
+    let report = run(Command::Drift);
+    assert_eq!(
+        (report.differences(), report.to_string().trim()),
+        (0, "ok       makers")
+    );
+    let out = run(Command::DownTo(1)).to_string();
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 2, "{out}");
     assert!(lines[0].starts_with("reverted 3 seed_widgets ("), "{out}");
@@ -950,9 +952,15 @@ fn cli_runner_up_status_drift_down() {
         lines[1].starts_with("reverted 2 add_widget_color ("),
         "{out}"
     );
-    let (code, _, err) = run(&["down", "9"]);
-    assert_eq!(code, EXIT_OK, "{err}");
-    let (code, _, err) = run(&["--url", "postgres://nobody@127.0.0.1:1/x", "status"]);
-    assert_eq!(code, EXIT_ERROR);
-    assert!(err.starts_with("lifeguard-migrate: "), "{err}");
+    assert!(run(Command::Down(9)).to_string().starts_with("reverted 1 "));
+    assert_eq!(run(Command::Down(1)).to_string(), "nothing to revert\n");
+    // Without models, drift compares nothing and says so.
+    let report = Command::Drift.run(&migrator, &[], &mut conn).unwrap();
+    assert_eq!(
+        (report.differences(), report.to_string().trim()),
+        (
+            0,
+            "no models registered with this binary: nothing to compare"
+        )
+    );
 }

@@ -21,6 +21,9 @@ pub enum MigrateErrorKind {
     OutOfOrder,
     /// A revert was asked of a migration that has no down step.
     Irreversible,
+    /// Another migrator held the advisory lock for longer than
+    /// [`Migrator::lock_timeout`](crate::migrate::Migrator::lock_timeout); nothing was done.
+    LockTimeout,
     /// A migration's SQL or code failed; the error it returned is the source, and the
     /// migration's transaction was rolled back.
     Failed,

@@ -247,7 +247,8 @@ impl Error {
         Error::Protocol(message.into())
     }
 
-    /// The server's error, whatever its kind.
+    /// The server's error, whatever its kind; for a failed migration
+    /// ([`MigrateErrorKind::Failed`]), the server's error that made it fail.
     pub fn db_error(&self) -> Option<&DbError> {
         match self {
             Error::UniqueViolation { db, .. }
@@ -257,6 +258,10 @@ impl Error {
             | Error::SerializationFailure(db)
             | Error::Deadlock(db)
             | Error::Db(db) => Some(db),
+            Error::Migrate(MigrateError {
+                source: Some(cause),
+                ..
+            }) => cause.downcast_ref::<Error>().and_then(Error::db_error),
             _ => None,
         }
     }
@@ -387,5 +392,22 @@ mod tests {
         assert!(Error::from_db(db("40P01", None)).is_retryable());
         assert!(matches!(Error::from_db(db("42P01", None)), Error::Db(_)));
         assert!(!Error::connection("x", None).is_retryable());
+    }
+
+    #[test]
+    fn a_failed_migration_shows_the_server_error_underneath() {
+        let unique = Error::from_db(db(SqlState::UNIQUE_VIOLATION, Some("users_email_key")));
+        let failed = Error::Migrate(
+            MigrateError::new(MigrateErrorKind::Failed, "applying migration 2 (seed)")
+                .version(2)
+                .caused_by(unique),
+        );
+        assert_eq!(failed.sqlstate(), Some("23505"));
+        assert_eq!(failed.constraint(), Some("users_email_key"));
+        let io = Error::Migrate(
+            MigrateError::new(MigrateErrorKind::Source, "cannot read migration 1_a.sql")
+                .caused_by(io::Error::from(io::ErrorKind::NotFound)),
+        );
+        assert_eq!(io.db_error(), None);
     }
 }

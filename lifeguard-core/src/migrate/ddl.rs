@@ -7,28 +7,7 @@ use super::drift::{canonical_type, drift_spec, Difference};
 use crate::error::{Error, Result};
 use crate::executor::Executor;
 use crate::model::{ColumnDef, LifeModel};
-
-/// Quotes an SQL identifier: `users` -> `"users"`, doubling embedded quotes.
-///
-/// ```
-/// assert_eq!(lifeguard_core::migrate::quote_ident(r#"a"b"#), r#""a""b""#);
-/// ```
-pub fn quote_ident(ident: &str) -> String {
-    format!("\"{}\"", ident.replace('"', "\"\""))
-}
-
-/// Quotes a possibly schema-qualified table name (`app.users` -> `"app"."users"`); a name
-/// that already holds a double quote is taken as written.
-fn quote_path(name: &str) -> String {
-    if name.contains('"') {
-        name.to_owned()
-    } else {
-        name.split('.')
-            .map(quote_ident)
-            .collect::<Vec<_>>()
-            .join(".")
-    }
-}
+use crate::query::{quote, quote_path};
 
 /// `CREATE TABLE IF NOT EXISTS` for a model, from its column metadata alone (use
 /// [`TableSpec`] for indexes, unique constraints, foreign keys and checks).
@@ -81,7 +60,7 @@ pub fn create_table_sql<M: LifeModel>() -> String {
 /// );
 /// ```
 pub fn create_schema_sql<M: LifeModel>() -> Option<String> {
-    M::SCHEMA.map(|s| format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(s)))
+    M::SCHEMA.map(|s| format!("CREATE SCHEMA IF NOT EXISTS {}", quote(s)))
 }
 
 /// What a foreign key does when the referenced row is deleted or its key updated.
@@ -132,8 +111,8 @@ pub struct ForeignKey {
 }
 
 impl ForeignKey {
-    /// `columns` reference `ref_columns` of `table` (`"authors"` or `"app.authors"`; quoted
-    /// unless it already holds quotes).
+    /// `columns` reference `ref_columns` of `table` (`authors`, `app.authors`, or already
+    /// quoted as a model's `QUALIFIED` is; see [`quote_path`]).
     pub fn new<I, J>(columns: I, table: &str, ref_columns: J) -> ForeignKey
     where
         I: IntoIterator,
@@ -191,7 +170,7 @@ impl ForeignKey {
     pub fn to_sql(&self, table: &str) -> String {
         let mut sql = format!(
             "CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({})",
-            quote_ident(&format!("{table}_{}_fkey", self.columns.join("_"))),
+            quote(&format!("{table}_{}_fkey", self.columns.join("_"))),
             column_list(&self.columns),
             self.references,
             column_list(&self.ref_columns)
@@ -261,7 +240,10 @@ struct IndexSpec {
 ///     r#"CREATE INDEX IF NOT EXISTS "posts_author_id_title_idx" ON "posts" ("author_id", "title")"#
 /// );
 /// assert!(authors.statements()?[0].contains(r#"CONSTRAINT "authors_email_key" UNIQUE ("email")"#));
-/// assert!(TableSpec::of::<Post>().index(["nope"]).statements().is_err());
+/// assert!(matches!(
+///     TableSpec::of::<Post>().index(["nope"]).statements(),
+///     Err(lifeguard_core::Error::InvalidUse(m)) if m.contains("names column nope")
+/// ));
 /// # Ok::<(), lifeguard_core::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -400,7 +382,7 @@ impl TableSpec {
         for cols in &self.uniques {
             lines.push(format!(
                 "CONSTRAINT {} UNIQUE ({})",
-                quote_ident(&format!("{}_{}_key", self.table, cols.join("_"))),
+                quote(&format!("{}_{}_key", self.table, cols.join("_"))),
                 column_list(cols)
             ));
         }
@@ -423,23 +405,21 @@ impl TableSpec {
     ///
     /// # Errors
     ///
-    /// `Error::Config` naming the table and column when an index, unique constraint or
-    /// foreign key names a column the model does not have (or no column at all).
+    /// `Error::InvalidUse` naming the table and column when an index, unique constraint or
+    /// foreign key names a column the model does not have (or no column at all): the spec
+    /// is wrong, whatever the database holds.
     pub fn statements(&self) -> Result<Vec<String>> {
         self.validate()?;
         let mut out = Vec::new();
         if let Some(schema) = &self.schema {
-            out.push(format!(
-                "CREATE SCHEMA IF NOT EXISTS {}",
-                quote_ident(schema)
-            ));
+            out.push(format!("CREATE SCHEMA IF NOT EXISTS {}", quote(schema)));
         }
         out.push(self.create_table_sql());
         for index in &self.indexes {
             out.push(format!(
                 "CREATE {}INDEX IF NOT EXISTS {} ON {} ({})",
                 if index.unique { "UNIQUE " } else { "" },
-                quote_ident(&format!("{}_{}_idx", self.table, index.columns.join("_"))),
+                quote(&format!("{}_{}_idx", self.table, index.columns.join("_"))),
                 self.qualified,
                 column_list(&index.columns)
             ));
@@ -492,13 +472,13 @@ impl TableSpec {
         );
         for (what, cols) in named {
             if cols.is_empty() {
-                return Err(Error::config(format!(
+                return Err(Error::invalid_use(format!(
                     "table {}: a {what} needs at least one column",
                     self.label()
                 )));
             }
             if let Some(bad) = cols.iter().find(|c| !known(c)) {
-                return Err(Error::config(format!(
+                return Err(Error::invalid_use(format!(
                     "table {}: {what} on ({}) names column {bad}, which the model does not have",
                     self.label(),
                     cols.join(", ")
@@ -520,14 +500,11 @@ impl fmt::Display for TableSpec {
 }
 
 fn column_list(cols: &[String]) -> String {
-    cols.iter()
-        .map(|c| quote_ident(c))
-        .collect::<Vec<_>>()
-        .join(", ")
+    cols.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ")
 }
 
 fn column_sql(c: &ColumnDef) -> String {
-    let mut sql = format!("{} {}", quote_ident(c.name), c.sql_type);
+    let mut sql = format!("{} {}", quote(c.name), c.sql_type);
     let identity = c.auto_increment
         && c.default_expr.is_none()
         && matches!(

@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use super::ddl::quote_ident;
 use super::source::{checksum, load_dir, Migration, SqlMigration};
-use super::Exclusive;
-use crate::error::{Error, Result};
+use super::{Exclusive, MigrationRun, MigrationStatus};
+use crate::error::{Error, MigrateError, MigrateErrorKind, Result};
 use crate::executor::Executor;
 use crate::pg::{Connection, TransactionBuilder};
+use crate::query::quote;
 
 /// The tracking table's name (in the migrator's schema, or unqualified).
 pub const TRACKING_TABLE: &str = "lifeguard_migrations";
@@ -32,10 +32,11 @@ pub const TRACKING_TABLE: &str = "lifeguard_migrations";
 ///
 /// Before doing anything, `up` and `down` check the database against the code:
 ///
-/// - an applied migration whose checksum changed is refused (`Error::Config` naming it):
-///   edit a new migration instead;
+/// - an applied migration whose checksum changed is refused ([`MigrateErrorKind::Changed`]
+///   naming it): edit a new migration instead;
 /// - a pending migration older than the newest applied one (typically from a merged branch)
-///   is refused unless [`Migrator::out_of_order`] allows it;
+///   is refused ([`MigrateErrorKind::OutOfOrder`]) unless [`Migrator::out_of_order`] allows
+///   it;
 /// - versions applied in the database but unknown to this code (an older binary starting
 ///   after a newer one migrated, as in a rolling deploy or a rollback) are reported by
 ///   [`Migrator::status`] and logged, but do not stop `up`, unless
@@ -92,105 +93,6 @@ impl fmt::Debug for Migrator {
     }
 }
 
-/// A migration that was applied or reverted, and how long it took.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MigrationRun {
-    /// Its version.
-    pub version: i64,
-    /// Its name.
-    pub name: String,
-    /// The time its up (or down) step took, tracking row included.
-    pub duration: Duration,
-}
-
-impl fmt::Display for MigrationRun {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} {} ({} ms)",
-            self.version,
-            self.name,
-            self.duration.as_millis()
-        )
-    }
-}
-
-/// Where one migration stands, from [`Migrator::status`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MigrationState {
-    /// Known to the code, not applied.
-    Pending,
-    /// Applied, with the checksum the code has.
-    Applied,
-    /// Applied, but the code's checksum differs: the migration was edited afterwards.
-    Changed,
-    /// Applied, but unknown to the code.
-    Unknown,
-}
-
-impl MigrationState {
-    /// `pending`, `applied`, `CHANGED` or `unknown`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MigrationState::Pending => "pending",
-            MigrationState::Applied => "applied",
-            MigrationState::Changed => "CHANGED",
-            MigrationState::Unknown => "unknown",
-        }
-    }
-}
-
-/// One row of [`Migrator::status`]: every migration the code or the database knows, by
-/// version.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MigrationStatus {
-    /// The version.
-    pub version: i64,
-    /// The name (the code's, else the one recorded when it was applied).
-    pub name: String,
-    /// When it was applied, if it was.
-    pub applied_at: Option<DateTime<Utc>>,
-    /// How long applying it took, if it was applied.
-    pub duration_ms: Option<i64>,
-    /// `false` only when it was applied and the code's checksum differs from the recorded one.
-    pub checksum_ok: bool,
-    /// Whether the code knows this migration (`false`: only the database does).
-    pub known: bool,
-}
-
-impl MigrationStatus {
-    /// Whether it is applied.
-    pub fn is_applied(&self) -> bool {
-        self.applied_at.is_some()
-    }
-
-    /// Pending, applied, changed or unknown.
-    pub fn state(&self) -> MigrationState {
-        match (self.is_applied(), self.known, self.checksum_ok) {
-            (false, _, _) => MigrationState::Pending,
-            (true, false, _) => MigrationState::Unknown,
-            (true, true, false) => MigrationState::Changed,
-            (true, true, true) => MigrationState::Applied,
-        }
-    }
-}
-
-impl fmt::Display for MigrationStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} {} {}",
-            self.version,
-            self.name,
-            self.state().as_str()
-        )?;
-        if let Some(at) = self.applied_at {
-            write!(f, " at {}", at.format("%Y-%m-%d %H:%M:%S UTC"))?;
-        }
-        Ok(())
-    }
-}
-
 /// A row of the tracking table.
 struct AppliedRow {
     name: String,
@@ -204,7 +106,8 @@ impl Migrator {
     /// [`migrations!`](crate::migrations). Add Rust migrations with [`Migrator::with`].
     ///
     /// A malformed name, a duplicate version or a second down marker is not reported here
-    /// but by every operation (as `Error::Config`), so a static list can be declared freely.
+    /// but by every operation (as [`MigrateErrorKind::InvalidList`]), so a static list can be
+    /// declared freely.
     ///
     /// ```
     /// let m = lifeguard_core::migrate::Migrator::new(&[("0001_a.sql", "SELECT 1")]);
@@ -215,7 +118,7 @@ impl Migrator {
         for (file, text) in sql {
             match SqlMigration::parse(file, text) {
                 Ok(m) => migrator.push(Arc::new(m)),
-                Err(Error::Config(problem)) => migrator.problems.push(problem),
+                Err(Error::Migrate(problem)) => migrator.problems.push(problem.to_string()),
                 Err(other) => migrator.problems.push(other.to_string()),
             }
         }
@@ -227,7 +130,8 @@ impl Migrator {
     ///
     /// # Errors
     ///
-    /// `Error::Config` when the directory or a file cannot be read or is malformed.
+    /// [`MigrateErrorKind::Source`] when the directory or a file cannot be read or is
+    /// malformed.
     pub fn from_dir(dir: impl AsRef<Path>) -> Result<Migrator> {
         let mut migrator = Migrator::default();
         for m in load_dir(dir)? {
@@ -313,8 +217,8 @@ impl Migrator {
         self
     }
 
-    /// Gives up (`Error::Timeout`) when another migrator holds the lock longer than
-    /// `timeout`. Without it the wait has no limit. The lock is polled
+    /// Gives up ([`MigrateErrorKind::LockTimeout`]) when another migrator holds the lock
+    /// longer than `timeout`. Without it the wait has no limit. The lock is polled
     /// (`pg_try_advisory_lock` every 100 ms), so a session `statement_timeout` never cuts the
     /// wait short.
     pub fn lock_timeout(mut self, timeout: Duration) -> Migrator {
@@ -353,8 +257,8 @@ impl Migrator {
     /// The quoted tracking table: `"schema"."lifeguard_migrations"`, or unqualified.
     pub fn tracking_table(&self) -> String {
         match &self.schema {
-            Some(s) => format!("{}.{}", quote_ident(s), quote_ident(TRACKING_TABLE)),
-            None => quote_ident(TRACKING_TABLE),
+            Some(s) => format!("{}.{}", quote(s), quote(TRACKING_TABLE)),
+            None => quote(TRACKING_TABLE),
         }
     }
 
@@ -369,9 +273,9 @@ impl Migrator {
         if self.problems.is_empty() {
             Ok(())
         } else {
-            Err(Error::config(format!(
-                "invalid migration list: {}",
-                self.problems.join("; ")
+            Err(Error::Migrate(MigrateError::new(
+                MigrateErrorKind::InvalidList,
+                format!("invalid migration list: {}", self.problems.join("; ")),
             )))
         }
     }
@@ -383,10 +287,11 @@ impl Migrator {
     ///
     /// # Errors
     ///
-    /// `Error::Config` for an invalid list, a changed applied migration, a refused
-    /// out-of-order or unknown version; the migration's own error when one fails (its
-    /// message then names the migration), after rolling it back. Migrations applied before
-    /// the failing one stay applied.
+    /// [`Error::Migrate`]: for an invalid list, a changed applied migration, a refused
+    /// out-of-order or unknown version, a lock not had within the lock timeout; when a
+    /// migration fails, [`MigrateErrorKind::Failed`] naming it, with the migration's own
+    /// error as the source (its SQLSTATE stays readable through [`Error::sqlstate`]), after
+    /// rolling it back. Migrations applied before the failing one stay applied.
     pub fn up(&self, conn: impl Exclusive) -> Result<Vec<MigrationRun>> {
         self.check_list()?;
         let conn = conn.exclusive();
@@ -403,8 +308,14 @@ impl Migrator {
             if !unknown.is_empty() {
                 let list = join(&unknown);
                 if self.deny_unknown {
-                    return Err(Error::config(format!(
-                        "the database has applied migrations this code does not know: {list}"
+                    return Err(Error::Migrate(concerning(
+                        MigrateError::new(
+                            MigrateErrorKind::Unknown,
+                            format!(
+                                "the database has applied migrations this code does not know: {list}"
+                            ),
+                        ),
+                        &unknown,
                     )));
                 }
                 tracing::warn!(target: "lifeguard::migrate", "the database has applied migrations this code does not know: {list}");
@@ -415,16 +326,28 @@ impl Migrator {
                 .filter(|m| !applied.contains_key(&m.version()))
                 .collect();
             if let (Some(newest), false) = (newest, self.out_of_order) {
-                let late: Vec<String> = pending
+                let late: Vec<&Arc<dyn Migration>> = pending
                     .iter()
                     .filter(|m| m.version() < newest)
-                    .map(|m| format!("{} ({})", m.version(), m.name()))
+                    .copied()
                     .collect();
                 if !late.is_empty() {
-                    return Err(Error::config(format!(
-                        "pending migration {} is older than the newest applied one ({newest}); \
-                         renumber it, or allow it with Migrator::out_of_order(true)",
-                        late.join(", ")
+                    let named: Vec<String> = late
+                        .iter()
+                        .map(|m| format!("{} ({})", m.version(), m.name()))
+                        .collect();
+                    let versions: Vec<i64> = late.iter().map(|m| m.version()).collect();
+                    return Err(Error::Migrate(concerning(
+                        MigrateError::new(
+                            MigrateErrorKind::OutOfOrder,
+                            format!(
+                                "pending migration {} is older than the newest applied one \
+                                 ({newest}); renumber it, or allow it with \
+                                 Migrator::out_of_order(true)",
+                                named.join(", ")
+                            ),
+                        ),
+                        &versions,
                     )));
                 }
             }
@@ -462,9 +385,11 @@ impl Migrator {
     ///
     /// # Errors
     ///
-    /// `Error::Config`, before reverting anything, when one of them is unknown to the code,
-    /// changed since it was applied or irreversible; the migration's own error when its down
-    /// step fails (it is rolled back; the ones reverted before it stay reverted).
+    /// [`Error::Migrate`], before reverting anything, when one of them is unknown to the
+    /// code ([`MigrateErrorKind::Unknown`]), changed since it was applied
+    /// ([`MigrateErrorKind::Changed`]) or irreversible ([`MigrateErrorKind::Irreversible`]);
+    /// [`MigrateErrorKind::Failed`] with the migration's own error as the source when its
+    /// down step fails (it is rolled back; the ones reverted before it stay reverted).
     pub fn down(&self, conn: impl Exclusive, n: usize) -> Result<Vec<MigrationRun>> {
         self.revert(conn.exclusive(), |applied| {
             applied.keys().rev().take(n).copied().collect()
@@ -500,19 +425,31 @@ impl Migrator {
             for v in versions {
                 let row = &applied[&v];
                 let Some(m) = by_version.get(&v) else {
-                    return Err(Error::config(format!(
-                        "cannot revert migration {v} ({}): this code does not know it",
-                        row.name
-                    )));
+                    return Err(Error::Migrate(
+                        MigrateError::new(
+                            MigrateErrorKind::Unknown,
+                            format!(
+                                "cannot revert migration {v} ({}): this code does not know it",
+                                row.name
+                            ),
+                        )
+                        .version(v),
+                    ));
                 };
                 if m.checksum() != row.checksum {
                     return Err(changed(&***m, row));
                 }
                 if !m.reversible() {
-                    return Err(Error::config(format!(
-                        "cannot revert migration {v} ({}): it has no down step",
-                        m.name()
-                    )));
+                    return Err(Error::Migrate(
+                        MigrateError::new(
+                            MigrateErrorKind::Irreversible,
+                            format!(
+                                "cannot revert migration {v} ({}): it has no down step",
+                                m.name()
+                            ),
+                        )
+                        .version(v),
+                    ));
                 }
                 plan.push(*m);
             }
@@ -545,8 +482,8 @@ impl Migrator {
     ///
     /// # Errors
     ///
-    /// `Error::Config` for an invalid list; a database error when the tracking table cannot
-    /// be read.
+    /// [`MigrateErrorKind::InvalidList`] for an invalid list; a database error when the
+    /// tracking table cannot be read.
     pub fn status(&self, db: &(impl Executor + ?Sized)) -> Result<Vec<MigrationStatus>> {
         self.check_list()?;
         let exists: bool = db
@@ -619,7 +556,13 @@ impl Migrator {
             }
             if let Some(limit) = self.lock_timeout {
                 if start.elapsed() >= limit {
-                    return Err(Error::Timeout(limit));
+                    return Err(Error::Migrate(MigrateError::new(
+                        MigrateErrorKind::LockTimeout,
+                        format!(
+                            "another migrator held the migration lock ({key}) for longer than \
+                             the lock timeout ({limit:?})"
+                        ),
+                    )));
                 }
             }
             may::coroutine::sleep(Duration::from_millis(100));
@@ -629,10 +572,7 @@ impl Migrator {
     fn ensure_table(&self, conn: &Connection) -> Result<()> {
         let mut sql = String::new();
         if let Some(schema) = &self.schema {
-            sql.push_str(&format!(
-                "CREATE SCHEMA IF NOT EXISTS {};\n",
-                quote_ident(schema)
-            ));
+            sql.push_str(&format!("CREATE SCHEMA IF NOT EXISTS {};\n", quote(schema)));
         }
         sql.push_str(&format!(
             "CREATE TABLE IF NOT EXISTS {} (\n  version bigint PRIMARY KEY,\n  name text NOT NULL,\n  \
@@ -677,15 +617,30 @@ impl Migrator {
 }
 
 fn changed(m: &dyn Migration, row: &AppliedRow) -> Error {
-    Error::config(format!(
-        "migration {} ({}) was changed after it was applied on {} (checksum {} in the database, \
-         {} in the code); write a new migration instead of editing an applied one",
-        m.version(),
-        m.name(),
-        row.applied_at.format("%Y-%m-%d %H:%M:%S UTC"),
-        row.checksum,
-        m.checksum()
-    ))
+    Error::Migrate(
+        MigrateError::new(
+            MigrateErrorKind::Changed,
+            format!(
+                "migration {} ({}) was changed after it was applied on {} (checksum {} in the \
+                 database, {} in the code); write a new migration instead of editing an applied \
+                 one",
+                m.version(),
+                m.name(),
+                row.applied_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                row.checksum,
+                m.checksum()
+            ),
+        )
+        .version(m.version()),
+    )
+}
+
+/// Names the migration when the error concerns exactly one; a list stays in the message.
+fn concerning(e: MigrateError, versions: &[i64]) -> MigrateError {
+    match versions {
+        [one] => e.version(*one),
+        _ => e,
+    }
 }
 
 fn join(versions: &[i64]) -> String {
@@ -696,23 +651,14 @@ fn join(versions: &[i64]) -> String {
         .join(", ")
 }
 
-/// Names the migration in an error's message, keeping its kind (and SQLSTATE).
+/// A migration's failure: names the migration, and keeps its error whole (kind and
+/// SQLSTATE included) as the source.
 fn in_migration(e: Error, doing: &str, m: &dyn Migration) -> Error {
     let context = format!("{doing} migration {} ({})", m.version(), m.name());
     tracing::error!(target: "lifeguard::migrate", "{context} failed: {e}");
-    match e {
-        Error::Config(msg) if msg.contains(&format!("migration {} ", m.version())) => {
-            Error::Config(msg)
-        }
-        Error::Config(msg) => Error::Config(format!("{context}: {msg}")),
-        Error::Protocol(msg) => Error::Protocol(format!("{context}: {msg}")),
-        e => match e.db_error() {
-            Some(db) => {
-                let mut db = db.clone();
-                db.message = format!("{context}: {}", db.message);
-                Error::from_db(db)
-            }
-            None => e,
-        },
-    }
+    Error::Migrate(
+        MigrateError::new(MigrateErrorKind::Failed, context)
+            .version(m.version())
+            .caused_by(e),
+    )
 }

@@ -1,7 +1,7 @@
 //! Migrations and schema: versioned migrations (SQL embedded at compile time or read from a
 //! directory, and Rust ones) applied under an advisory lock with a tracking table; DDL from
-//! models; drift between models and the live schema; and the runner behind the
-//! `lifeguard-migrate` command line.
+//! models; drift between models and the live schema; and the [`commands`] a migration tool
+//! such as `lifeguard-migrate` runs, with the reports it prints.
 //!
 //! ```no_run
 //! use lifeguard_core::migrate::{self, Migrator, TableSpec};
@@ -32,17 +32,17 @@
 //! # Ok::<(), lifeguard_core::Error>(())
 //! ```
 
-pub mod cli;
+pub mod commands;
 mod ddl;
 mod drift;
+mod history;
 mod migrator;
 mod source;
 
-pub use ddl::{
-    create_schema_sql, create_table_sql, quote_ident, ForeignKey, ReferentialAction, TableSpec,
-};
+pub use ddl::{create_schema_sql, create_table_sql, ForeignKey, ReferentialAction, TableSpec};
 pub use drift::{canonical_type, drift, ColumnShape, Difference};
-pub use migrator::{MigrationRun, MigrationState, MigrationStatus, Migrator, TRACKING_TABLE};
+pub use history::{MigrationRun, MigrationState, MigrationStatus};
+pub use migrator::{Migrator, TRACKING_TABLE};
 pub use source::{checksum, load_dir, Migration, SqlMigration, DOWN_MARKER};
 
 use crate::error::Result;

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::path::Path;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, MigrateError, MigrateErrorKind, Result};
 use crate::executor::Executor;
 use crate::pg::Transaction;
 
@@ -139,15 +139,19 @@ impl SqlMigration {
     ///
     /// # Errors
     ///
-    /// `Error::Config` naming the file when its name has no leading digits, the version is
-    /// 0 or does not fit an `i64`, or the file has more than one down marker.
+    /// [`MigrateErrorKind::Source`] naming the file when its name has no leading digits,
+    /// the version is 0 or does not fit an `i64`, or the file has more than one down marker.
     pub fn parse(file_name: &str, sql: &str) -> Result<SqlMigration> {
         let (version, name) = parse_file_name(file_name)?;
         let mut sections = split_sections(sql);
         if sections.len() > 2 {
-            return Err(Error::config(format!(
-                "migration file {file_name} has more than one `{DOWN_MARKER}` line"
-            )));
+            return Err(Error::Migrate(
+                MigrateError::new(
+                    MigrateErrorKind::Source,
+                    format!("migration file {file_name} has more than one `{DOWN_MARKER}` line"),
+                )
+                .version(version),
+            ));
         }
         let down = (sections.len() == 2).then(|| sections.pop().unwrap_or_default());
         let up = sections.pop().unwrap_or_default();
@@ -204,10 +208,16 @@ impl Migration for SqlMigration {
     fn down(&self, tx: &Transaction<'_>) -> Result<()> {
         match &self.down {
             Some(sql) => run_sql(tx, sql),
-            None => Err(Error::config(format!(
-                "migration {} ({}) cannot be reverted: {} has no `{DOWN_MARKER}` section",
-                self.version, self.name, self.file
-            ))),
+            None => Err(Error::Migrate(
+                MigrateError::new(
+                    MigrateErrorKind::Irreversible,
+                    format!(
+                        "migration {} ({}) cannot be reverted: {} has no `{DOWN_MARKER}` section",
+                        self.version, self.name, self.file
+                    ),
+                )
+                .version(self.version),
+            )),
         }
     }
 
@@ -248,7 +258,7 @@ fn parse_file_name(file_name: &str) -> Result<(i64, String)> {
     let stem = base.strip_suffix(".sql").unwrap_or(base);
     let digits = stem.bytes().take_while(u8::is_ascii_digit).count();
     if digits == 0 {
-        return Err(Error::config(format!(
+        return Err(malformed(format!(
             "migration file {file_name} must start with its version, e.g. 0001_create_users.sql"
         )));
     }
@@ -257,7 +267,7 @@ fn parse_file_name(file_name: &str) -> Result<(i64, String)> {
         .ok()
         .filter(|v| *v > 0)
         .ok_or_else(|| {
-            Error::config(format!(
+            malformed(format!(
                 "migration file {file_name}: version {} is not between 1 and {}",
                 &stem[..digits],
                 i64::MAX
@@ -266,6 +276,10 @@ fn parse_file_name(file_name: &str) -> Result<(i64, String)> {
     let name = stem[digits..].trim_start_matches(['_', '-', '.', ' ']);
     let name = if name.is_empty() { stem } else { name };
     Ok((version, name.to_owned()))
+}
+
+fn malformed(message: String) -> Error {
+    Error::Migrate(MigrateError::new(MigrateErrorKind::Source, message))
 }
 
 /// Reads every `*.sql` file of `dir` (not recursing), sorted by file name, as
@@ -282,20 +296,23 @@ fn parse_file_name(file_name: &str) -> Result<(i64, String)> {
 ///
 /// # Errors
 ///
-/// `Error::Config` when the directory or a file cannot be read, or a file name or file is
-/// malformed (see [`SqlMigration::parse`]).
+/// [`MigrateErrorKind::Source`] when the directory or a file cannot be read (the I/O error
+/// is the source), or a file name or file is malformed (see [`SqlMigration::parse`]).
 pub fn load_dir(dir: impl AsRef<Path>) -> Result<Vec<SqlMigration>> {
     let dir = dir.as_ref();
+    let unreadable = |what: String, e: std::io::Error| {
+        Error::Migrate(MigrateError::new(MigrateErrorKind::Source, what).caused_by(e))
+    };
     let entries = std::fs::read_dir(dir).map_err(|e| {
-        Error::config(format!(
-            "cannot read migration directory {}: {e}",
-            dir.display()
-        ))
+        unreadable(
+            format!("cannot read migration directory {}", dir.display()),
+            e,
+        )
     })?;
     let mut files = Vec::new();
     for entry in entries {
         let path = entry
-            .map_err(|e| Error::config(format!("cannot list {}: {e}", dir.display())))?
+            .map_err(|e| unreadable(format!("cannot list {}", dir.display()), e))?
             .path();
         if path.is_file() && path.extension().is_some_and(|e| e == "sql") {
             files.push(path);
@@ -305,11 +322,10 @@ pub fn load_dir(dir: impl AsRef<Path>) -> Result<Vec<SqlMigration>> {
     files
         .iter()
         .map(|path| {
-            let sql = std::fs::read_to_string(path).map_err(|e| {
-                Error::config(format!("cannot read migration {}: {e}", path.display()))
-            })?;
+            let sql = std::fs::read_to_string(path)
+                .map_err(|e| unreadable(format!("cannot read migration {}", path.display()), e))?;
             let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
-                Error::config(format!(
+                malformed(format!(
                     "migration file name {} is not UTF-8",
                     path.display()
                 ))
@@ -392,9 +408,14 @@ mod tests {
         let no_down = SqlMigration::parse("1_a.sql", "CREATE TABLE a ();").unwrap();
         assert!(!no_down.reversible());
         assert_eq!(m.checksum(), no_down.checksum());
-        assert!(
+        let Err(Error::Migrate(twice)) =
             SqlMigration::parse("1_a.sql", "x\n-- lifeguard:down\ny\n-- lifeguard:down\nz")
-                .is_err()
+        else {
+            panic!("two down markers are refused")
+        };
+        assert_eq!(
+            (twice.kind, twice.version),
+            (MigrateErrorKind::Source, Some(1))
         );
     }
 
@@ -438,6 +459,25 @@ mod tests {
             ]
         );
         assert!(all.iter().all(|m| m.down_sql().is_some()));
-        assert!(load_dir("/nonexistent/lifeguard").is_err());
+        // The I/O error stays reachable as the source, not only as text.
+        let Err(Error::Migrate(e)) = load_dir("/nonexistent/lifeguard") else {
+            panic!("a missing directory is a migration source error")
+        };
+        assert_eq!(e.kind, MigrateErrorKind::Source);
+        let io = e
+            .source
+            .as_deref()
+            .and_then(|s| s.downcast_ref::<std::io::Error>());
+        assert_eq!(
+            io.map(std::io::Error::kind),
+            Some(std::io::ErrorKind::NotFound)
+        );
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "cannot read migration directory /nonexistent/lifeguard: {}",
+                io.unwrap()
+            )
+        );
     }
 }

@@ -173,14 +173,76 @@ impl Expr {
     }
 }
 
-/// Quotes an identifier for PostgreSQL, doubling embedded quotes.
+/// Quotes one identifier for PostgreSQL, taken as a name and never as SQL: `users` ->
+/// `"users"`, an embedded `"` doubled, a `.` kept inside the name.
+///
+/// A NUL byte is kept, not dropped (which would name another object): no statement can
+/// carry one, so the statement is refused when it is sent (`Error::InvalidUse`).
+///
+/// ```
+/// use lifeguard_core::query::quote;
+/// assert_eq!(quote("users"), r#""users""#);
+/// assert_eq!(quote(r#"a"b"#), r#""a""b""#);
+/// assert_eq!(quote("app.users"), r#""app.users""#);
+/// ```
 pub fn quote(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
 }
 
-/// Quotes each dot-separated part of `schema.table.column`.
+/// Quotes a possibly qualified name, `schema.table` or `table.column`, part by part: a part
+/// that is already a well-formed quoted identifier (`"App"`, `"my.schema"`, `"a""b"`) is
+/// kept as written, and any other part is quoted with [`quote`], so a stray `"` can never
+/// end the identifier early.
+///
+/// ```
+/// use lifeguard_core::query::quote_path;
+/// assert_eq!(quote_path("app.users"), r#""app"."users""#);
+/// assert_eq!(quote_path(r#""app"."users""#), r#""app"."users""#);
+/// assert_eq!(quote_path(r#""my.schema".users"#), r#""my.schema"."users""#);
+/// assert_eq!(quote_path(r#"we"ird.t"#), r#""we""ird"."t""#);
+/// ```
 pub fn quote_path(path: &str) -> String {
-    path.split('.').map(quote).collect::<Vec<_>>().join(".")
+    let mut out = String::with_capacity(path.len() + 4);
+    let mut rest = path;
+    loop {
+        // Each part ends where the next `.` is, or at the end of the path.
+        let end = match quoted_part(rest) {
+            Some(len) => {
+                out.push_str(&rest[..len]);
+                len
+            }
+            None => {
+                let end = rest.find('.').unwrap_or(rest.len());
+                out.push_str(&quote(&rest[..end]));
+                end
+            }
+        };
+        match rest[end..].strip_prefix('.') {
+            Some(next) => {
+                out.push('.');
+                rest = next;
+            }
+            None => return out,
+        }
+    }
+}
+
+/// The length of the quoted identifier `s` starts with, when one does and a `.` or the end
+/// follows it.
+fn quoted_part(s: &str) -> Option<usize> {
+    let body = s.strip_prefix('"')?;
+    let mut chars = body.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        if c != '"' {
+            continue;
+        }
+        if chars.next_if(|&(_, c)| c == '"').is_some() {
+            continue;
+        }
+        let len = 1 + i + 1;
+        return (len == s.len() || s[len..].starts_with('.')).then_some(len);
+    }
+    None
 }
 
 /// Several conditions joined by `AND` ([`Condition::all`]) or `OR` ([`Condition::any`]).
@@ -348,3 +410,49 @@ pub trait ColumnExpr: ModelColumn {
 }
 
 impl<C: ModelColumn> ColumnExpr for C {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quote_takes_the_whole_text_as_one_name() {
+        assert_eq!(quote("users"), r#""users""#);
+        assert_eq!(quote(r#"we"ird"#), r#""we""ird""#);
+        assert_eq!(quote("app.users"), r#""app.users""#);
+        assert_eq!(quote(""), r#""""#);
+        // Kept, so the statement is refused when sent rather than naming a shorter object.
+        assert_eq!(quote("a\0b"), "\"a\0b\"");
+    }
+
+    #[test]
+    fn quote_path_quotes_unquoted_parts() {
+        assert_eq!(quote_path("users"), r#""users""#);
+        assert_eq!(quote_path("app.users"), r#""app"."users""#);
+        assert_eq!(quote_path("app.users.id"), r#""app"."users"."id""#);
+    }
+
+    #[test]
+    fn quote_path_keeps_parts_already_quoted() {
+        // A model's QUALIFIED name passes through unchanged instead of being quoted twice.
+        assert_eq!(quote_path(r#""app"."users""#), r#""app"."users""#);
+        assert_eq!(quote_path(r#""App".users"#), r#""App"."users""#);
+        assert_eq!(quote_path(r#"app."Users""#), r#""app"."Users""#);
+        assert_eq!(quote_path(r#""a""b".c"#), r#""a""b"."c""#);
+        // A dot inside a quoted part is part of the name, not a separator.
+        assert_eq!(quote_path(r#""my.schema".users"#), r#""my.schema"."users""#);
+    }
+
+    #[test]
+    fn quote_path_never_lets_a_stray_quote_end_a_name() {
+        // Not well-formed quoted identifiers: quoted as text, so the SQL stays one name.
+        assert_eq!(quote_path(r#"we"ird.t"#), r#""we""ird"."t""#);
+        assert_eq!(quote_path(r#""open.t"#), r#""""open"."t""#);
+        assert_eq!(quote_path(r#""a"b"#), r#""""a""b""#);
+        assert_eq!(
+            quote_path(r#"x"; DROP TABLE t; --"#),
+            r#""x""; DROP TABLE t; --""#
+        );
+        assert_eq!(quote_path(r#""a"."#), r#""a"."""#);
+    }
+}
