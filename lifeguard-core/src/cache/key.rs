@@ -140,22 +140,32 @@ fn key_kind(sql_type: &str) -> Option<KeyKind> {
     }
 }
 
-/// The keys of one cached model in one namespace and generation.
+/// The keys of one cached model's rows in one namespace and generation.
+///
+/// ```
+/// use lifeguard_core::cache::key::{lease_key, KeySpace};
+///
+/// let space = KeySpace::new("app", 0x1234_abcd, 0, "public.authors");
+/// let row = space.row("", "i:7");
+/// assert_eq!(row, "lg:app:1234abcd:0:{public.authors::i:7}");
+/// assert_eq!(lease_key(&row), format!("{row}:lease"));
+/// ```
 #[derive(Debug, Clone)]
-pub(crate) struct KeySpace {
+pub struct KeySpace {
     /// `lg:<ns>:<fmt>:<gen>:{<table>:`, everything a row's key starts with.
     prefix: String,
 }
 
 impl KeySpace {
-    pub(crate) fn new(ns: &str, layout: u32, gen: u64, table: &str) -> KeySpace {
+    /// The rows of `table` (`schema.table`) with layout hash `layout`, generation `gen`.
+    pub fn new(ns: &str, layout: u32, gen: u64, table: &str) -> KeySpace {
         KeySpace {
             prefix: format!("lg:{ns}:{layout:08x}:{gen}:{{{table}:"),
         }
     }
 
     /// The row key for the canonical `tenant` (empty when none) and `pk` texts.
-    pub(crate) fn row(&self, tenant: &str, pk: &str) -> String {
+    pub fn row(&self, tenant: &str, pk: &str) -> String {
         let mut key = String::with_capacity(self.prefix.len() + tenant.len() + pk.len() + 2);
         key.push_str(&self.prefix);
         key.push_str(tenant);
@@ -167,17 +177,17 @@ impl KeySpace {
 }
 
 /// The lease key of a row key.
-pub(crate) fn lease_key(row_key: &str) -> String {
+pub fn lease_key(row_key: &str) -> String {
     format!("{row_key}:lease")
 }
 
 /// The heartbeat key of namespace `ns`.
-pub(crate) fn heartbeat_key(ns: &str) -> String {
+pub fn heartbeat_key(ns: &str) -> String {
     format!("lg:{{{ns}}}:hb")
 }
 
 /// The epoch key of namespace `ns`.
-pub(crate) fn epoch_key(ns: &str) -> String {
+pub fn epoch_key(ns: &str) -> String {
     format!("lg:{{{ns}}}:epoch")
 }
 

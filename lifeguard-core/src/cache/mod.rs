@@ -30,7 +30,8 @@
 mod capture;
 mod flight;
 mod heartbeat;
-mod key;
+pub mod key;
+mod payload;
 mod read;
 pub mod redis;
 mod write;
@@ -38,6 +39,7 @@ mod write;
 pub use capture::{change_capture_sql, install_change_capture, CaptureOptions};
 pub use heartbeat::Heartbeat;
 pub use key::KeyPart;
+pub use payload::{encode_payload, scripts};
 pub use read::CacheScope;
 pub(crate) use read::{find_each_cached, find_one_cached};
 pub use write::Written;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use super::flight::{Join, Loaded};
 use super::heartbeat::{Heartbeat, Look};
 use super::key::{lease_key, KeySpace};
-use super::redis::{cmd, Script};
+use super::redis::cmd;
 use super::{Cache, CacheHooks, Layout};
 use crate::error::{Error, Result};
 use crate::executor::Executor;
@@ -58,11 +58,6 @@ impl Bypass {
             Bypass::RedisError => "redis_error",
         }
     }
-}
-
-fn fill_script() -> &'static Script {
-    static FILL: std::sync::OnceLock<Script> = std::sync::OnceLock::new();
-    FILL.get_or_init(|| Script::new(include_str!("scripts/fill.lua")))
 }
 
 /// `M::find_by_id(key).one(db)` through the cache; `Ok(None)` when there is no such row.
@@ -281,9 +276,7 @@ impl CacheScope {
         lock(&self.cache.inner().columns)
             .entry(std::any::TypeId::of::<M>())
             .or_insert_with(|| row.columns_shared());
-        let mut payload = Vec::with_capacity(64);
-        row.write_values(0..n + 1, &mut payload);
-        Ok(Some((payload, version)))
+        Ok(Some((super::encode_payload(row, 0), version)))
     }
 
     /// Stores a loaded row under the lease; a refused fill only costs the next reader a
@@ -304,7 +297,7 @@ impl CacheScope {
         let ttl = millis(hooks.spec.ttl).to_string();
         let outcome = self.cache.redis_call(|deadline| {
             inner.redis.eval_until::<String>(
-                fill_script(),
+                super::scripts::fill(),
                 &[row_key.as_bytes(), lease.as_bytes()],
                 &[
                     token.as_bytes(),

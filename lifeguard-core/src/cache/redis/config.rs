@@ -9,7 +9,7 @@ use redis::{ConnectionAddr, IntoConnectionInfo};
 use crate::error::{Error, Result};
 
 /// The address of a Redis server.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RedisAddr {
     /// A TCP host and port.
     Tcp {
