@@ -46,6 +46,7 @@ pub use relation::{
     has_column, load, load_many, load_many_to_many, load_one, many, one, Leaf, LoadSpec, Many,
     Nest, One, Related, RelationDef, RelationKind, SelectTwo, SelectWithRelated, ViaDef, With,
 };
+pub use shapes::Returning;
 
 use crate::error::Result;
 use crate::executor::Executor;

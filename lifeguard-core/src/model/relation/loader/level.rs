@@ -8,7 +8,7 @@ use crate::error::Result;
 use crate::executor::Executor;
 use crate::model::relation::def::Related;
 use crate::model::relation::sql::{column, model_columns};
-use crate::model::shapes::{cached, remember, Kind};
+use crate::model::shapes::{cached, remember, Kind, Order};
 use crate::model::LifeModel;
 use crate::query::{as_params, IntoOrderExpr, Select};
 
@@ -21,15 +21,15 @@ fn order_by_key<M: LifeModel>(mut select: Select<M>) -> Select<M> {
 }
 
 /// Loads the `R`s of every parent with one query; one group per parent, in order. When
-/// `select` is `R::find()` as it comes, the statement is cached. `first_by_key`:
-/// only a parent's first child is kept, so the rows are ordered by the children's primary
-/// key to make that pick stable; otherwise they come as the server sends them (as from
-/// SeaORM's and Diesel's loaders), and a caller wanting an order asks for it with
-/// [`Many::query`](super::Many::query).
+/// `select` is `R::find()` as it comes, the statement is cached. [`Order::ByChildKey`]
+/// is for a level that keeps only a parent's first child: the rows are ordered by the
+/// children's primary key to make that pick stable. [`Order::AsSent`] leaves them as the
+/// server sends them (as from SeaORM's and Diesel's loaders); a caller wanting an order
+/// asks for it with [`Many::query`](super::Many::query).
 pub(super) fn load_groups<P, R, E>(
     db: &E,
     select: &Select<R>,
-    first_by_key: bool,
+    order: Order,
     parents: &[P],
 ) -> Result<Vec<Vec<R>>>
 where
@@ -59,7 +59,10 @@ where
     // An unrefined level's text depends only on the two types and the order; its one
     // parameter is the key array.
     let shape = select.is_plain().then(|| {
-        let kind = Kind::Load(TypeId::of::<P>(), first_by_key);
+        let kind = Kind::Load {
+            parent: TypeId::of::<P>(),
+            order,
+        };
         (TypeId::of::<R>(), kind, 0)
     });
     let rows = match shape.and_then(cached) {
@@ -83,7 +86,7 @@ where
             if let Some(via) = &def.via {
                 query = query.join_sql(def.via_join_from_target(via));
             }
-            if first_by_key {
+            if order == Order::ByChildKey {
                 query = order_by_key(query);
             }
             let (sql, params) = query.build();

@@ -7,6 +7,7 @@ use super::level::load_groups;
 use crate::error::Result;
 use crate::executor::Executor;
 use crate::model::relation::def::Related;
+use crate::model::shapes::Order;
 use crate::model::LifeModel;
 use crate::query::{Expr, Select};
 
@@ -165,7 +166,7 @@ spec_builders!(One);
 fn load_level<P, R, N, E>(
     db: &E,
     select: &Select<R>,
-    first_by_key: bool,
+    order: Order,
     nest: &N,
     parents: &[P],
 ) -> Result<Vec<Vec<N::Item>>>
@@ -175,7 +176,7 @@ where
     N: Nest<R>,
     E: Executor + ?Sized,
 {
-    let groups = load_groups::<P, R, E>(db, select, first_by_key, parents)?;
+    let groups = load_groups::<P, R, E>(db, select, order, parents)?;
     nest.attach(db, groups)
 }
 
@@ -188,7 +189,7 @@ where
     type Out = Vec<N::Item>;
 
     fn load_for<E: Executor + ?Sized>(&self, db: &E, parents: &[P]) -> Result<Vec<Self::Out>> {
-        load_level(db, &self.select, false, &self.nest, parents)
+        load_level(db, &self.select, Order::AsSent, &self.nest, parents)
     }
 }
 
@@ -201,10 +202,12 @@ where
     type Out = Option<N::Item>;
 
     fn load_for<E: Executor + ?Sized>(&self, db: &E, parents: &[P]) -> Result<Vec<Self::Out>> {
-        Ok(load_level(db, &self.select, true, &self.nest, parents)?
-            .into_iter()
-            .map(|group| group.into_iter().next())
-            .collect())
+        Ok(
+            load_level(db, &self.select, Order::ByChildKey, &self.nest, parents)?
+                .into_iter()
+                .map(|group| group.into_iter().next())
+                .collect(),
+        )
     }
 }
 
