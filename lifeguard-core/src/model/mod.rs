@@ -35,11 +35,11 @@ mod crud;
 mod relation;
 pub(crate) mod shapes;
 
+pub use crate::error::{FieldError, ValidationErrors};
 pub use active::{ActiveValue, Field, NotSet, Set, Unchanged};
+pub use behaviour::RecordHooks;
 #[doc(hidden)]
 pub use behaviour::{run_after, run_before, WriteDone, WriteOp};
-pub use crate::error::{FieldError, ValidationErrors};
-pub use behaviour::RecordHooks;
 pub use bulk::{DeleteMany, OnConflict, UpdateMany};
 pub use crud::InsertMany;
 pub use relation::{
@@ -166,6 +166,40 @@ pub trait LifeModel: FromRow + Clone + Send + Sync + 'static {
     /// The column written as `now()` on insert when unset and on every update that changes
     /// something unless set explicitly (`#[lifeguard(updated_at)]`), unquoted.
     const UPDATED_AT: Option<&'static str> = None;
+    /// Every relation the model declares, in declaration order: one [`RelationDef`] per
+    /// `has_one`, `has_many`, `belongs_to` and `has_many_through` attribute, the one its
+    /// [`Related::def`] returns. It is for code that walks a model's relations without
+    /// naming the related types (a generated GraphQL schema, documentation):
+    /// [`RelationDef::to_model`] names each target. The derive always writes it (`&[]` for
+    /// a model without relations); it has no default, so a hand-written impl states its
+    /// relations too.
+    ///
+    /// ```
+    /// use lifeguard_core::model::{LifeModel, RelationKind};
+    /// use lifeguard_core::LifeModel;
+    ///
+    /// #[derive(Debug, Clone, LifeModel)]
+    /// #[lifeguard(table_name = "authors", has_many(Post, from = "id", to = "author_id"))]
+    /// pub struct Author {
+    ///     #[lifeguard(primary_key)]
+    ///     pub id: i64,
+    /// }
+    ///
+    /// #[derive(Debug, Clone, LifeModel)]
+    /// #[lifeguard(table_name = "posts", belongs_to(Author, from = "author_id", to = "id"))]
+    /// pub struct Post {
+    ///     #[lifeguard(primary_key)]
+    ///     pub id: i64,
+    ///     pub author_id: i64,
+    /// }
+    ///
+    /// let posts = &Author::RELATIONS[0];
+    /// assert_eq!(posts.kind, RelationKind::HasMany);
+    /// assert_eq!((posts.to_model, posts.to_table, posts.to_column), ("Post", r#""posts""#, "author_id"));
+    /// assert_eq!(Post::RELATIONS[0].to_model, "Author");
+    /// assert_eq!(Author::RELATIONS.len(), 1);
+    /// ```
+    const RELATIONS: &'static [RelationDef];
 
     /// This row's primary key.
     fn primary_key(&self) -> Self::PrimaryKey;

@@ -9,7 +9,8 @@
 //! | `belongs_to(Author, from = "author_id", to = "id")` | the `Author` this row's `author_id` names | |
 //! | `has_many_through(Tag, via = BookTag, from = "id", via_from = "book_id", via_to = "tag_id", to = "id")` | many-to-many through the junction model `BookTag` | |
 //!
-//! Each one implements [`Related<Target>`](Related) for the model. Then:
+//! Each one implements [`Related<Target>`](Related) for the model, and the model lists them
+//! all in [`LifeModel::RELATIONS`](super::LifeModel::RELATIONS). Then:
 //!
 //! - **lazy** ([`lazy`]): [`LifeModel::find_related`](super::LifeModel::find_related) gives
 //!   a [`Select`](crate::query::Select) over the related rows, to refine and run;
