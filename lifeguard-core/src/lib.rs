@@ -7,6 +7,8 @@
 
 #![warn(missing_docs)]
 
+#[doc(hidden)]
+pub mod __private;
 pub mod error;
 pub mod executor;
 pub mod migrate;

@@ -43,7 +43,8 @@
 //! ```
 //!
 //! The generated code names `::lifeguard_core` paths only, so a crate using the derives
-//! depends on `lifeguard-core` and nothing else.
+//! depends on `lifeguard-core` and nothing else; the helpers that exist only for it are
+//! under the hidden `::lifeguard_core::__private`.
 //!
 //! # Attributes
 //!

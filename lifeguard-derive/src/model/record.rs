@@ -71,15 +71,15 @@ pub(super) fn items(r: &Record, columns: &[&Column], keys: &[&Column]) -> TokenS
         quote! {
             const __LIFEGUARD_HOOKS: bool = true;
 
-            fn __lifeguard_before(&mut self, op: #lg::model::WriteOp) -> #lg::Result<()> {
-                #lg::model::run_before::<Self>(self, op)
+            fn __lifeguard_before(&mut self, op: #lg::__private::WriteOp) -> #lg::Result<()> {
+                #lg::__private::run_before::<Self>(self, op)
             }
 
             fn __lifeguard_after(
                 &self,
-                done: #lg::model::WriteDone<'_, #model>,
+                done: #lg::__private::WriteDone<'_, #model>,
             ) -> #lg::Result<()> {
-                #lg::model::run_after::<Self>(self, done)
+                #lg::__private::run_after::<Self>(self, done)
             }
         }
     } else {
