@@ -16,6 +16,8 @@
 
 #![warn(missing_docs)]
 
+#[doc(hidden)]
+pub mod __private;
 #[cfg(feature = "cache")]
 pub mod cache;
 pub mod error;

@@ -43,7 +43,8 @@
 //! ```
 //!
 //! The generated code names `::lifeguard_core` paths only, so a crate using the derives
-//! depends on `lifeguard-core` and nothing else.
+//! depends on `lifeguard-core` and nothing else; the helpers that exist only for it are
+//! under the hidden `::lifeguard_core::__private`.
 //!
 //! # Attributes
 //!
@@ -70,7 +71,8 @@
 //! | field | `updated_at` | the same on insert, and on every update that changes something unless set |
 //!
 //! Relation columns are SQL names: `from` is checked against this model, `to` (and the
-//! junction's columns) against the other model at compile time. Relation attributes may be
+//! junction's columns) against the other model at compile time. Every relation attribute
+//! is also an entry of `LifeModel::RELATIONS`, in declaration order. Relation attributes may be
 //! split over several `#[lifeguard(...)]` lines (clippy's `duplicated_attributes` lint
 //! may mistake two relations' equal `to = "id"` for a repeated attribute: allow it on the
 //! struct). See `lifeguard_core::model` for
@@ -121,7 +123,8 @@ mod value_enum;
 /// key field's type, or a tuple of the key fields' types in declaration order. All SQL the
 /// trait exposes as constants (`QUALIFIED`, `COLUMN_LIST`, `FIND_BY_PK_SQL`,
 /// `DELETE_BY_PK_SQL`, and the soft-delete variants) is written at compile time,
-/// identifiers quoted. `FromRow::from_row_at` decodes the model from any column offset, so
+/// identifiers quoted; so is `RELATIONS`, the relation attributes in declaration order
+/// (`&[]` without any). `FromRow::from_row_at` decodes the model from any column offset, so
 /// a join can decode two models from one row.
 ///
 /// `ColumnDef::sql_type` is the `column_type` attribute, else derived from the last path

@@ -1,6 +1,10 @@
 //! `#[derive(LifeModel)]`: the column enum, the record, and every trait impl.
 
+mod record;
+mod relations;
 mod typed;
+
+pub use record::expand_record;
 
 use std::collections::HashMap;
 
@@ -10,7 +14,7 @@ use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{DeriveInput, Error, Ident, Result, Type, Visibility};
 
-use crate::attr::{self, Derive, Errors, RelationAttr, RelationKind};
+use crate::attr::{self, Derive, Errors, RelationAttr};
 use crate::input::named_fields;
 use crate::names::{camel_case, is_timestamp, option_inner, quote_ident, sql_type};
 
@@ -208,39 +212,7 @@ pub fn expand(input: &DeriveInput) -> Result<TokenStream> {
             Some(_) => Some(name),
         }
     });
-    // Relations: this model's columns are checked here, the other models' at compile time
-    // by a constant assertion.
-    let mut targets: HashMap<String, Span> = HashMap::new();
-    for rel in &sattrs.relations {
-        if !columns.iter().any(|c| c.name == rel.from.value()) {
-            errors.push(Error::new_spanned(
-                &rel.from,
-                format!(
-                    "`from` names no column of `{model}`: `{}` is not one of {}",
-                    rel.from.value(),
-                    columns
-                        .iter()
-                        .map(|c| format!("`{}`", c.name))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            ));
-        }
-        let rel_target = &rel.target;
-        let target_text = quote!(#rel_target).to_string().replace(' ', "");
-        if targets
-            .insert(target_text.clone(), rel.target.span())
-            .is_some()
-        {
-            errors.push(Error::new_spanned(
-                &rel.target,
-                format!(
-                    "`{model}` is related to `{target_text}` twice; a model has one relation \
-                     to each other model"
-                ),
-            ));
-        }
-    }
+    relations::check(model, &sattrs.relations, &columns, &mut errors);
     errors.finish()?;
     let table = sattrs.table_name.expect("checked above").value();
     let schema = sattrs.schema_name.map(|s| s.value());
@@ -436,58 +408,26 @@ fn generate(
         )
     };
 
-    // ---- the record ----
     let col_idents: Vec<&Ident> = columns.iter().map(|c| c.ident).collect();
-    let col_vis: Vec<&Visibility> = columns.iter().map(|c| c.vis).collect();
-    let col_types: Vec<&Type> = columns.iter().map(|c| c.ty).collect();
-    let col_field_names: Vec<&str> = columns.iter().map(|c| c.field.as_str()).collect();
-    let record_field_docs = columns
-        .iter()
-        .map(|c| format!("Column `{}`.", quote_ident(&c.name)));
-    let record_doc = format!(
-        "The change set of [`{model}`]: every stored field as an \
-         [`ActiveValue`](::lifeguard_core::model::ActiveValue). Insert, update, save or \
-         delete it with [`LifeRecord`](::lifeguard_core::model::LifeRecord)."
+    let record_items = record::items(
+        &record::Record {
+            model,
+            vis,
+            record: &record,
+            column_enum: &column_enum,
+            pk_type: &pk_type,
+            key: record_key,
+            hooks: extras.hooks,
+        },
+        columns,
+        keys,
     );
-    let field_count = columns.len();
-    let record_fields = columns.iter().map(|c| {
-        let ident = c.ident;
-        let ty = c.ty;
-        let variant = &c.variant;
-        quote_spanned!(ty.span()=> (#column_enum::#variant, self.#ident.field()))
-    });
-    let record_clone = columns.iter().map(|c| {
-        let ident = c.ident;
-        let ty = c.ty;
-        quote_spanned!(ty.span()=> #ident: ::core::clone::Clone::clone(&self.#ident))
-    });
-    let key_unchanged = keys.iter().map(|c| {
-        let ident = c.ident;
-        quote!(::core::matches!(self.#ident, #lg::model::ActiveValue::Unchanged(_)))
-    });
-    let record_name = record.to_string();
-    let hook_methods = if extras.hooks {
-        quote! {
-            const __LIFEGUARD_HOOKS: bool = true;
-
-            fn __lifeguard_before(&mut self, op: #lg::model::WriteOp) -> #lg::Result<()> {
-                #lg::model::run_before::<Self>(self, op)
-            }
-
-            fn __lifeguard_after(
-                &self,
-                done: #lg::model::WriteDone<'_, #model>,
-            ) -> #lg::Result<()> {
-                #lg::model::run_after::<Self>(self, done)
-            }
-        }
-    } else {
-        TokenStream::new()
-    };
-    let relations = extras
+    let relation_defs = relations::defs(&extras.relations);
+    let related_impls = extras
         .relations
         .iter()
-        .map(|rel| relation_impl(model, rel, columns));
+        .enumerate()
+        .map(|(i, rel)| relations::related_impl(model, i, rel, columns));
     let typed_columns = typed::typed_columns(model, &column_enum, columns);
 
     quote! {
@@ -549,6 +489,7 @@ fn generate(
             const RESTORE_BY_PK_SQL: ::core::option::Option<&'static str> = #restore_sql;
             const CREATED_AT: ::core::option::Option<&'static str> = #created_at_tokens;
             const UPDATED_AT: ::core::option::Option<&'static str> = #updated_at_tokens;
+            const RELATIONS: &'static [#lg::model::RelationDef] = #relation_defs;
 
             fn primary_key(&self) -> Self::PrimaryKey {
                 #model_key
@@ -569,201 +510,10 @@ fn generate(
             }
         }
 
-        #[doc = #record_doc]
-        #vis struct #record {
-            #(
-                #[doc = #record_field_docs]
-                #col_vis #col_idents: #lg::model::ActiveValue<#col_types>,
-            )*
-        }
-
-        #[automatically_derived]
-        impl ::core::default::Default for #record {
-            fn default() -> Self {
-                Self {
-                    #(#col_idents: #lg::model::ActiveValue::NotSet,)*
-                }
-            }
-        }
-
-        #[automatically_derived]
-        impl ::core::clone::Clone for #record {
-            fn clone(&self) -> Self {
-                Self {
-                    #(#record_clone,)*
-                }
-            }
-        }
-
-        /// Shows which fields are set, not their values (which need not be `Debug`).
-        #[automatically_derived]
-        impl ::core::fmt::Debug for #record {
-            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-                struct State<'a, T>(&'a #lg::model::ActiveValue<T>);
-                impl<T> ::core::fmt::Debug for State<'_, T> {
-                    fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-                        match self.0 {
-                            #lg::model::ActiveValue::NotSet => f.write_str("NotSet"),
-                            #lg::model::ActiveValue::Set(_) => f.write_str("Set(..)"),
-                            #lg::model::ActiveValue::Unchanged(_) => f.write_str("Unchanged(..)"),
-                            #lg::model::ActiveValue::Expr(e) => {
-                                f.write_str("Expr(")?;
-                                ::core::fmt::Debug::fmt(e, f)?;
-                                f.write_str(")")
-                            }
-                        }
-                    }
-                }
-                f.debug_struct(#record_name)
-                    #(.field(#col_field_names, &State(&self.#col_idents)))*
-                    .finish()
-            }
-        }
-
-        #[automatically_derived]
-        impl #lg::model::LifeRecord for #record {
-            type Model = #model;
-
-            type Fields<'a> = [(#column_enum, #lg::model::Field<'a>); #field_count];
-
-            fn fields(&self) -> Self::Fields<'_> {
-                [#(#record_fields),*]
-            }
-
-            fn primary_key(&self) -> ::core::option::Option<#pk_type> {
-                #record_key
-            }
-
-            fn key_unchanged(&self) -> bool {
-                #(#key_unchanged)&&*
-            }
-
-            #hook_methods
-        }
-
-        #[automatically_derived]
-        impl ::core::convert::From<#model> for #record {
-            fn from(model: #model) -> Self {
-                <#model as #lg::model::LifeModel>::into_record(model)
-            }
-        }
+        #record_items
 
         #typed_columns
 
-        #(#relations)*
+        #(#related_impls)*
     }
-}
-
-/// `impl Related<Target> for Model`, and constant checks that the other models have the
-/// columns the relation names.
-fn relation_impl(model: &Ident, rel: &RelationAttr, columns: &[&Column]) -> TokenStream {
-    let lg = quote!(::lifeguard_core);
-    let target = &rel.target;
-    let from = rel.from.value();
-    let to = rel.to.value();
-    let column = columns
-        .iter()
-        .find(|c| c.name == from)
-        .expect("`from` was checked against the columns");
-    let field = column.ident;
-    let (key_ty, related_key) = match option_inner(column.ty) {
-        Some(inner) => (inner, quote!(::core::clone::Clone::clone(&self.#field))),
-        None => (
-            column.ty,
-            quote!(::core::option::Option::Some(::core::clone::Clone::clone(&self.#field))),
-        ),
-    };
-    let kind = match rel.kind {
-        RelationKind::HasMany => quote!(HasMany),
-        RelationKind::HasOne => quote!(HasOne),
-        RelationKind::BelongsTo => quote!(BelongsTo),
-        RelationKind::HasManyThrough => quote!(ManyToMany),
-    };
-    let target_text = quote!(#target).to_string().replace(' ', "");
-    let check = |owner: TokenStream, owner_text: &str, lit: &syn::LitStr, key: &str| {
-        let msg = format!(
-            "{} `{}`: `{owner_text}` has no column `{}` (`{key}` names an SQL column)",
-            rel.kind.key(),
-            model,
-            lit.value()
-        );
-        let name = lit.value();
-        quote_spanned! {lit.span()=>
-            const _: () = ::core::assert!(
-                #lg::model::has_column(<#owner as #lg::model::LifeModel>::COLUMNS, #name),
-                #msg
-            );
-        }
-    };
-    let mut checks = vec![check(quote!(#target), &target_text, &rel.to, "to")];
-    let via = match &rel.via {
-        Some((via, via_from, via_to)) => {
-            let via_text = quote!(#via).to_string().replace(' ', "");
-            checks.push(check(quote!(#via), &via_text, via_from, "via_from"));
-            checks.push(check(quote!(#via), &via_text, via_to, "via_to"));
-            let (via_from, via_to) = (via_from.value(), via_to.value());
-            quote! {
-                ::core::option::Option::Some(#lg::model::ViaDef {
-                    table: <#via as #lg::model::LifeModel>::QUALIFIED,
-                    from_column: #via_from,
-                    to_column: #via_to,
-                    soft_delete: <#via as #lg::model::LifeModel>::SOFT_DELETE,
-                })
-            }
-        }
-        None => quote!(::core::option::Option::None),
-    };
-    let doc = format!(
-        "`{}({target_text}, from = \"{from}\", to = \"{to}\")`",
-        rel.kind.key()
-    );
-    let span = rel.key.span();
-    quote_spanned! {span=>
-        #[doc = #doc]
-        #[automatically_derived]
-        impl #lg::model::Related<#target> for #model {
-            type Key = #key_ty;
-
-            fn def() -> #lg::model::RelationDef {
-                #lg::model::RelationDef {
-                    kind: #lg::model::RelationKind::#kind,
-                    from_table: <Self as #lg::model::LifeModel>::QUALIFIED,
-                    from_column: #from,
-                    to_table: <#target as #lg::model::LifeModel>::QUALIFIED,
-                    to_column: #to,
-                    via: #via,
-                }
-            }
-
-            fn related_key(&self) -> ::core::option::Option<#key_ty> {
-                #related_key
-            }
-
-            fn keys_param(keys: ::std::vec::Vec<#key_ty>) -> #lg::query::Expr {
-                #lg::query::Expr::val(keys)
-            }
-        }
-
-        #(#checks)*
-    }
-}
-
-/// `#[derive(LifeRecord)]`: the record comes from `LifeModel`; this only checks the model
-/// derives it, so a forgotten `LifeModel` reads as a missing trait, not a missing type.
-pub fn expand_record(input: &DeriveInput) -> Result<TokenStream> {
-    named_fields(input, "LifeRecord")?;
-    if input.generics.lt_token.is_some() {
-        // LifeModel reports generics itself.
-        return Ok(TokenStream::new());
-    }
-    let model = &input.ident;
-    Ok(quote_spanned! {model.span()=>
-        const _: () = {
-            fn __lifeguard_record_needs_derive_life_model<
-                T: ::lifeguard_core::model::LifeModel,
-            >() {
-            }
-            let _ = __lifeguard_record_needs_derive_life_model::<#model>;
-        };
-    })
 }

@@ -210,7 +210,7 @@ pub fn expand(input: &DeriveInput) -> Result<TokenStream> {
                         ).into()),
                     }
                 },
-                quote! { ::lifeguard_core::pg::types::accepts_label(ty) },
+                quote! { ::lifeguard_core::__private::accepts_label(ty) },
             )
         }
         Repr::Int(int) => {
@@ -242,7 +242,7 @@ pub fn expand(input: &DeriveInput) -> Result<TokenStream> {
             fn to_sql(
                 &self,
                 ty: &::lifeguard_core::pg::Type,
-                out: &mut ::lifeguard_core::pg::types::BytesMut,
+                out: &mut ::lifeguard_core::__private::BytesMut,
             ) -> ::core::result::Result<::lifeguard_core::pg::types::IsNull, #err> {
                 #to_sql
             }
@@ -254,9 +254,9 @@ pub fn expand(input: &DeriveInput) -> Result<TokenStream> {
             fn to_sql_checked(
                 &self,
                 ty: &::lifeguard_core::pg::Type,
-                out: &mut ::lifeguard_core::pg::types::BytesMut,
+                out: &mut ::lifeguard_core::__private::BytesMut,
             ) -> ::core::result::Result<::lifeguard_core::pg::types::IsNull, #err> {
-                ::lifeguard_core::pg::types::checked_to_sql(self, ty, out)
+                ::lifeguard_core::__private::checked_to_sql(self, ty, out)
             }
         }
 

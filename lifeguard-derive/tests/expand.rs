@@ -408,3 +408,93 @@ fn relations_generate_related_impls() {
         "{sql}"
     );
 }
+
+// ---- the list of relations ----
+
+/// One relation of each kind, declared in this order.
+#[derive(Debug, Clone, LifeModel)]
+#[lifeguard(table_name = "orgs", schema_name = "app")]
+#[lifeguard(has_many(Team, from = "id", to = "org_id"))]
+#[lifeguard(has_one(Charter, from = "id", to = "org"))]
+#[lifeguard(belongs_to(User, from = "admin_id", to = "id"))]
+#[lifeguard(has_many_through(crate::Tag, via = OrgTag, from = "id", via_from = "org_id", via_to = "tag_id", to = "id"))]
+pub struct Org {
+    #[lifeguard(primary_key)]
+    pub id: i64,
+    pub admin_id: Option<i64>,
+}
+
+#[derive(Debug, Clone, LifeModel)]
+#[lifeguard(table_name = "teams", schema_name = "app")]
+pub struct Team {
+    #[lifeguard(primary_key)]
+    pub id: i64,
+    pub org_id: i64,
+}
+
+#[derive(Debug, Clone, LifeModel)]
+#[lifeguard(table_name = "charters")]
+pub struct Charter {
+    #[lifeguard(primary_key)]
+    pub id: i64,
+    pub org: i64,
+}
+
+#[derive(Debug, Clone, LifeModel)]
+#[lifeguard(table_name = "tags")]
+pub struct Tag {
+    #[lifeguard(primary_key)]
+    pub id: i64,
+}
+
+#[derive(Debug, Clone, LifeModel)]
+#[lifeguard(table_name = "org_tags", soft_delete)]
+pub struct OrgTag {
+    #[lifeguard(primary_key)]
+    pub org_id: i64,
+    #[lifeguard(primary_key)]
+    pub tag_id: i64,
+    pub deleted_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+#[test]
+fn relations_lists_every_relation_in_declaration_order() {
+    use lifeguard_core::model::{Related, RelationDef, RelationKind, ViaDef};
+    let org = |kind, to_model, to_table, to_column| RelationDef {
+        kind,
+        to_model,
+        from_table: r#""app"."orgs""#,
+        from_column: "id",
+        to_table,
+        to_column,
+        via: None,
+    };
+    assert_eq!(
+        Org::RELATIONS,
+        [
+            org(RelationKind::HasMany, "Team", r#""app"."teams""#, "org_id"),
+            org(RelationKind::HasOne, "Charter", r#""charters""#, "org"),
+            RelationDef {
+                from_column: "admin_id",
+                ..org(RelationKind::BelongsTo, "User", r#""app"."users""#, "id")
+            },
+            RelationDef {
+                via: Some(ViaDef {
+                    table: r#""org_tags""#,
+                    from_column: "org_id",
+                    to_column: "tag_id",
+                    soft_delete: Some("deleted_at"),
+                }),
+                ..org(RelationKind::ManyToMany, "crate::Tag", r#""tags""#, "id")
+            },
+        ]
+    );
+    // Each `Related` impl gives its entry of the list.
+    assert_eq!(<Org as Related<Team>>::def(), Org::RELATIONS[0]);
+    assert_eq!(<Org as Related<Charter>>::def(), Org::RELATIONS[1]);
+    assert_eq!(<Org as Related<User>>::def(), Org::RELATIONS[2]);
+    assert_eq!(<Org as Related<Tag>>::def(), Org::RELATIONS[3]);
+    // A model without relation attributes lists none.
+    assert!(Team::RELATIONS.is_empty());
+    assert_eq!(Doc::RELATIONS.len(), 2);
+}

@@ -1,7 +1,7 @@
 //! The typed column constants the derive generates, checked without a database: their
 //! types, their names, and that they go wherever a plain column goes.
 
-use lifeguard_core::model::{LifeModel, OnConflict};
+use lifeguard_core::model::{LifeModel, OnConflict, Returning};
 use lifeguard_core::query::{ColumnExpr, Expr, TypedColumn};
 use lifeguard_core::{LifeEnum, LifeModel};
 
@@ -152,7 +152,7 @@ fn typed_columns_go_where_columns_go() {
         .set_value(Doc::COL_TITLE, "t".to_string())
         .filter(Doc::COL_ID.eq(1));
     assert_eq!(
-        update.build(false).0,
+        update.build(Returning::Nothing).0,
         r#"UPDATE "docs" SET "visits" = "visits" + $1, "heading" = $2 WHERE ("docs"."id" = $3)"#
     );
 

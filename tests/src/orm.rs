@@ -1,4 +1,5 @@
-//! Models and schema for the ORM tests (`orm_crud`, `orm_query`, `orm_behaviour`).
+//! Models and schema for the ORM tests (`orm_crud`, `orm_query`, `orm_errors_and_transactions`,
+//! `orm_pool_concurrency`), and helpers the others share.
 //!
 //! Models need fixed table names, so every table lives in the schema `orm_test`, created
 //! once per test binary by [`setup`]. Several binaries (and several runs) share the tables:
@@ -8,8 +9,9 @@ use std::sync::Once;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use lifeguard_core::model::ActiveValue::Set;
-use lifeguard_core::model::LifeRecord as _;
+use lifeguard_core::model::{LifeModel as _, LifeRecord as _};
 use lifeguard_core::pg::{Connection, Json};
+use lifeguard_core::query::ColumnExpr as _;
 use lifeguard_core::{Executor, FromRow, LifeModel, LifeRecord};
 use postgres_types::{FromSql, ToSql};
 use rust_decimal::Decimal;
@@ -321,19 +323,36 @@ pub struct UserSummary {
     pub name: Option<String>,
 }
 
+/// A record of a user with this email and `name` (a run tag), to insert.
+pub fn user_record(email: &str, name: &str) -> UserRecord {
+    UserRecord {
+        email: Set(email.to_owned()),
+        name: Set(Some(name.to_owned())),
+        ..Default::default()
+    }
+}
+
 /// Inserts a user with this email and `name` (a run tag) and returns it.
 ///
 /// # Panics
 ///
 /// Panics when the insert fails.
 pub fn new_user(db: &(impl Executor + ?Sized), email: &str, name: &str) -> User {
-    UserRecord {
-        email: Set(email.to_owned()),
-        name: Set(Some(name.to_owned())),
-        ..Default::default()
-    }
-    .insert(db)
-    .unwrap_or_else(|e| panic!("insert user {email}: {e}"))
+    user_record(email, name)
+        .insert(db)
+        .unwrap_or_else(|e| panic!("insert user {email}: {e}"))
+}
+
+/// Whether `db` sees a user with this email.
+///
+/// # Panics
+///
+/// Panics when the query fails.
+pub fn user_exists(db: &(impl Executor + ?Sized), email: &str) -> bool {
+    User::find()
+        .filter(UserColumn::Email.eq(email.to_owned()))
+        .exists(db)
+        .unwrap_or_else(|e| panic!("look up user {email}: {e}"))
 }
 
 /// Inserts `n` users tagged with `name = run` and returns them in insert order.

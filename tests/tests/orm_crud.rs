@@ -87,6 +87,22 @@ fn insert_with_every_column_set_and_an_expression() {
 }
 
 #[test]
+fn insert_writes_set_values_only_unchanged_ones_are_left_to_defaults() {
+    // Documented behaviour (crud.rs: Unchanged is "not written"): a record from a loaded
+    // model inserts only what is Set, unlike SeaORM, whose insert also writes Unchanged.
+    let conn = connect();
+    let run = run_id("b_copy");
+    let original = new_user(&conn, &email(&run, 0), &run);
+    let mut copy = original.clone().into_record();
+    copy.id = ActiveValue::NotSet;
+    copy.email = Set(email(&run, 1));
+    let copied = copy.insert(&conn).unwrap();
+    assert_ne!(copied.id, original.id);
+    assert_eq!(copied.email, email(&run, 1));
+    assert_eq!(copied.name, None, "the Unchanged name was not copied");
+}
+
+#[test]
 fn find_by_id_hit_and_miss() {
     let conn = connect();
     let run = run_id("crud_find");
@@ -323,6 +339,30 @@ fn expression_update_increments_in_the_database() {
     let updated = change.update(&conn).unwrap();
     assert_eq!(updated.visits, -3);
     assert_eq!(updated.name.as_deref(), Some("both"));
+}
+
+#[test]
+fn expression_values_in_filters_and_updates_use_parameters() {
+    // `Expr::cust_with_values` in an update's SET and in a filter.
+    let conn = connect();
+    let run = run_id("b_custv");
+    let u = new_user(&conn, &email(&run, 0), &run);
+    let mut change = u.clone().into_record();
+    change.name = ActiveValue::Expr(Expr::cust_with_values(
+        "upper($1) || $2",
+        [Expr::val("it's ".to_string()), Expr::val(run.clone())],
+    ));
+    let updated = change.update(&conn).unwrap();
+    assert_eq!(updated.name, Some(format!("IT'S {run}")));
+    let found = User::find()
+        .filter(Expr::cust_with_values(
+            "lower(name) = lower($1)",
+            [Expr::val(format!("IT'S {run}"))],
+        ))
+        .all(&conn)
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].id, u.id);
 }
 
 #[test]

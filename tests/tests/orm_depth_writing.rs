@@ -8,7 +8,7 @@ use std::sync::Once;
 use std::time::Instant;
 
 use lifeguard_core::model::ActiveValue::{NotSet, Set};
-use lifeguard_core::model::{LifeModel, LifeRecord, OnConflict};
+use lifeguard_core::model::{LifeModel, LifeRecord, OnConflict, Returning};
 use lifeguard_core::pg::{Connection, TransactionStatus};
 use lifeguard_core::pool::{Pool, PoolConfig};
 use lifeguard_core::query::{ColumnExpr, Expr};
@@ -135,7 +135,7 @@ fn update_many_sets_expressions_and_values_by_filter() {
     let (sql, params) = Account::update_many()
         .set(AccountColumn::Visits, AccountColumn::Visits.add(1))
         .filter(AccountColumn::Id.eq(1i64))
-        .build(true);
+        .build(Returning::All);
     assert_eq!(
         sql,
         r#"UPDATE "orm_depth"."accounts" SET "visits" = "visits" + $1 WHERE ("orm_depth"."accounts"."id" = $2) RETURNING "id", "tag", "email", "name", "visits""#

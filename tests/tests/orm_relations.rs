@@ -3,7 +3,8 @@
 //! by a wrapping executor).
 //!
 //! The tables live in the schema `orm_rel`, created once per binary under an advisory lock
-//! (shared with `orm_behaviours`); tests isolate themselves by unique names.
+//! (shared with `orm_hooks_soft_delete_timestamps`); tests isolate themselves by unique
+//! names.
 
 use std::sync::Once;
 

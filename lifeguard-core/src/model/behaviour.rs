@@ -170,8 +170,8 @@ pub trait RecordHooks: LifeRecord {
     }
 }
 
-/// Which write is about to run (for the derive's hook dispatch).
-#[doc(hidden)]
+/// Which write is about to run (for the derive's hook dispatch, through
+/// [`crate::__private`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteOp {
     /// `insert`.
@@ -182,8 +182,8 @@ pub enum WriteOp {
     Delete,
 }
 
-/// A write that ran, with its outcome (for the derive's hook dispatch).
-#[doc(hidden)]
+/// A write that ran, with its outcome (for the derive's hook dispatch, through
+/// [`crate::__private`]).
 #[derive(Debug)]
 pub enum WriteDone<'a, M> {
     /// `insert` stored this row.
@@ -196,7 +196,6 @@ pub enum WriteDone<'a, M> {
 
 /// Runs the `before_*` hooks and the validator of `op`; called by derived records marked
 /// `#[lifeguard(hooks)]`.
-#[doc(hidden)]
 pub fn run_before<R: RecordHooks>(record: &mut R, op: WriteOp) -> Result<()> {
     match op {
         WriteOp::Insert => {
@@ -215,7 +214,6 @@ pub fn run_before<R: RecordHooks>(record: &mut R, op: WriteOp) -> Result<()> {
 
 /// Runs the `after_*` hooks of a write; called by derived records marked
 /// `#[lifeguard(hooks)]`.
-#[doc(hidden)]
 pub fn run_after<R: RecordHooks>(record: &R, done: WriteDone<'_, R::Model>) -> Result<()> {
     match done {
         WriteDone::Insert(m) => {

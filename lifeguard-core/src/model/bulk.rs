@@ -5,6 +5,7 @@ use std::marker::PhantomData;
 
 use super::active::Field;
 use super::crud::push_value;
+use super::shapes::Returning;
 use super::{FromRow, LifeModel, LifeRecord, ModelColumn};
 use crate::error::{Error, Result};
 use crate::executor::Executor;
@@ -45,7 +46,7 @@ pub struct UpdateMany<M: LifeModel> {
 
 impl<M: LifeModel> std::fmt::Debug for UpdateMany<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.build(false).0)
+        f.write_str(&self.build(Returning::Nothing).0)
     }
 }
 
@@ -103,8 +104,9 @@ impl<M: LifeModel> UpdateMany<M> {
         }
     }
 
-    /// The SQL and its parameters.
-    pub fn build(&self, returning: bool) -> (String, Vec<Value>) {
+    /// The SQL and its parameters, with or without `RETURNING` every column (see
+    /// [`Returning`]).
+    pub fn build(&self, returning: Returning) -> (String, Vec<Value>) {
         let mut sql = format!("UPDATE {} SET ", M::QUALIFIED);
         let mut params = Vec::new();
         for (i, (col, value)) in self.sets.iter().enumerate() {
@@ -123,7 +125,7 @@ impl<M: LifeModel> UpdateMany<M> {
         }
         let filters = with_live_rows::<M>(&self.filters);
         write_filters(&mut sql, &mut params, &filters);
-        if returning {
+        if returning == Returning::All {
             sql.push_str(" RETURNING ");
             sql.push_str(M::COLUMN_LIST);
         }
@@ -143,14 +145,14 @@ impl<M: LifeModel> UpdateMany<M> {
     /// Runs the update; returns how many rows it changed.
     pub fn exec(&self, db: &(impl Executor + ?Sized)) -> Result<u64> {
         self.check()?;
-        let (sql, params) = self.build(false);
+        let (sql, params) = self.build(Returning::Nothing);
         db.execute(&sql, &as_params(&params))
     }
 
     /// Runs the update and returns the changed rows as stored.
     pub fn exec_with_returning(&self, db: &(impl Executor + ?Sized)) -> Result<Vec<M>> {
         self.check()?;
-        let (sql, params) = self.build(true);
+        let (sql, params) = self.build(Returning::All);
         db.query(&sql, &as_params(&params))?
             .iter()
             .map(M::from_row)
@@ -180,7 +182,7 @@ pub struct DeleteMany<M: LifeModel> {
 
 impl<M: LifeModel> std::fmt::Debug for DeleteMany<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.build(false).0)
+        f.write_str(&self.build(Returning::Nothing).0)
     }
 }
 
@@ -230,9 +232,10 @@ impl<M: LifeModel> DeleteMany<M> {
         self
     }
 
-    /// The SQL and its parameters. On a soft-delete model (unless forced) this marks the
-    /// matching live rows deleted instead of removing them.
-    pub fn build(&self, returning: bool) -> (String, Vec<Value>) {
+    /// The SQL and its parameters, with or without `RETURNING` every column (see
+    /// [`Returning`]). On a soft-delete model (unless forced) this marks the matching live
+    /// rows deleted instead of removing them.
+    pub fn build(&self, returning: Returning) -> (String, Vec<Value>) {
         let mut params = Vec::new();
         let mut sql = match (M::SOFT_DELETE, self.force) {
             (Some(col), false) => {
@@ -250,7 +253,7 @@ impl<M: LifeModel> DeleteMany<M> {
                 sql
             }
         };
-        if returning {
+        if returning == Returning::All {
             sql.push_str(" RETURNING ");
             sql.push_str(M::COLUMN_LIST);
         }
@@ -259,13 +262,13 @@ impl<M: LifeModel> DeleteMany<M> {
 
     /// Runs the delete; returns how many rows went.
     pub fn exec(&self, db: &(impl Executor + ?Sized)) -> Result<u64> {
-        let (sql, params) = self.build(false);
+        let (sql, params) = self.build(Returning::Nothing);
         db.execute(&sql, &as_params(&params))
     }
 
     /// Runs the delete and returns the deleted rows.
     pub fn exec_with_returning(&self, db: &(impl Executor + ?Sized)) -> Result<Vec<M>> {
-        let (sql, params) = self.build(true);
+        let (sql, params) = self.build(Returning::All);
         db.query(&sql, &as_params(&params))?
             .iter()
             .map(M::from_row)

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use super::active::Field;
 use super::bulk::OnConflict;
-use super::shapes::{cached, statement, Kind, ShapeKey};
+use super::shapes::{cached, statement, Kind, Returning, ShapeKey};
 use super::{FromRow, LifeModel, LifeRecord, ModelColumn};
 use crate::error::{Error, Result};
 use crate::executor::Executor;
@@ -51,20 +51,27 @@ fn now_expr() -> &'static Expr {
     NOW.get_or_init(|| Expr::cust("now()"))
 }
 
+/// The write that fills the automatic timestamp columns.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Write {
+    Insert,
+    Update,
+}
+
 /// Whether column `name` is one the write fills with `now()` when the record leaves it
 /// unset: `created_at` and `updated_at` on insert, `updated_at` on update.
-fn is_auto_timestamp<M: LifeModel>(name: &str, insert: bool) -> bool {
-    (insert && M::CREATED_AT == Some(name)) || M::UPDATED_AT == Some(name)
+fn is_auto_timestamp<M: LifeModel>(name: &str, write: Write) -> bool {
+    (write == Write::Insert && M::CREATED_AT == Some(name)) || M::UPDATED_AT == Some(name)
 }
 
 /// Adds `now()` for the automatic timestamp columns the record does not set. The set mask
 /// is left alone: these columns follow from it, so the cached statement stays right.
-fn add_auto_timestamps<M: LifeModel>(c: &mut Changes<'_, M::Column>, insert: bool) {
+fn add_auto_timestamps<M: LifeModel>(c: &mut Changes<'_, M::Column>, write: Write) {
     if M::CREATED_AT.is_none() && M::UPDATED_AT.is_none() {
         return;
     }
     for &col in <M::Column as ModelColumn>::ALL {
-        if is_auto_timestamp::<M>(col.name(), insert) && !c.set.iter().any(|(s, _)| *s == col) {
+        if is_auto_timestamp::<M>(col.name(), write) && !c.set.iter().any(|(s, _)| *s == col) {
             c.set.push((col, Field::Expr(now_expr())));
         }
     }
@@ -107,7 +114,7 @@ pub(super) fn push_value<'a>(
 pub(crate) fn insert<R: LifeRecord>(record: &R, db: &(impl Executor + ?Sized)) -> Result<R::Model> {
     type M<R> = <R as LifeRecord>::Model;
     let mut c = changes(record);
-    add_auto_timestamps::<M<R>>(&mut c, true);
+    add_auto_timestamps::<M<R>>(&mut c, Write::Insert);
     let key = shape_key::<R>(Kind::Insert, &c);
     let mut params = Vec::with_capacity(c.set.len());
     if let Some(sql) = key.and_then(cached) {
@@ -156,12 +163,12 @@ fn update_key<R: LifeRecord>(record: &R) -> Result<Key<R>> {
 }
 
 /// Runs the update of `record`'s set fields on the row with `key` through `run` (given the
-/// statement and its parameters), with `RETURNING` every column or without; `None`, sending
-/// nothing, when the record sets nothing.
+/// statement and its parameters), returning what `returning` says; `None`, sending nothing,
+/// when the record sets nothing.
 fn run_update<R: LifeRecord, T>(
     record: &R,
     key: &Key<R>,
-    returning: bool,
+    returning: Returning,
     run: impl FnOnce(&str, &[&(dyn ToSql + Sync)]) -> Result<T>,
 ) -> Result<Option<T>> {
     type M<R> = <R as LifeRecord>::Model;
@@ -169,7 +176,7 @@ fn run_update<R: LifeRecord, T>(
     if c.set.is_empty() {
         return Ok(None);
     }
-    add_auto_timestamps::<M<R>>(&mut c, false);
+    add_auto_timestamps::<M<R>>(&mut c, Write::Update);
     let shape = shape_key::<R>(Kind::Update(returning), &c);
     let mut params = Vec::with_capacity(c.set.len() + 1);
     if let Some(sql) = shape.and_then(cached) {
@@ -201,7 +208,7 @@ fn run_update<R: LifeRecord, T>(
             M::<R>::QUALIFIED,
             keys.join(" AND ")
         );
-        if returning {
+        if returning == Returning::All {
             sql.push_str(" RETURNING ");
             sql.push_str(M::<R>::COLUMN_LIST);
         }
@@ -217,13 +224,17 @@ pub(crate) fn update_returning<R: LifeRecord>(
     db: &(impl Executor + ?Sized),
 ) -> Result<Option<R::Model>> {
     let key = update_key(record)?;
-    let row = run_update(record, &key, true, |sql, params| db.query_opt(sql, params))?;
+    let row = run_update(record, &key, Returning::All, |sql, params| {
+        db.query_opt(sql, params)
+    })?;
     row.flatten().as_ref().map(R::Model::from_row).transpose()
 }
 
 pub(crate) fn update<R: LifeRecord>(record: &R, db: &(impl Executor + ?Sized)) -> Result<R::Model> {
     let key = update_key(record)?;
-    match run_update(record, &key, true, |sql, params| db.query_opt(sql, params))? {
+    match run_update(record, &key, Returning::All, |sql, params| {
+        db.query_opt(sql, params)
+    })? {
         Some(row) => require(row.as_ref().map(R::Model::from_row).transpose()?),
         // Nothing to write is not an error: the row as stored.
         None => require(R::Model::find_by_id(key).one(db)?),
@@ -234,7 +245,9 @@ pub(crate) fn update<R: LifeRecord>(record: &R, db: &(impl Executor + ?Sized)) -
 /// nothing.
 pub(crate) fn update_rows<R: LifeRecord>(record: &R, db: &(impl Executor + ?Sized)) -> Result<u64> {
     let key = update_key(record)?;
-    let rows = run_update(record, &key, false, |sql, params| db.execute(sql, params))?;
+    let rows = run_update(record, &key, Returning::Nothing, |sql, params| {
+        db.execute(sql, params)
+    })?;
     Ok(rows.unwrap_or(0))
 }
 
@@ -283,7 +296,7 @@ impl<R: LifeRecord> InsertMany<R> {
     /// Inserts and returns how many rows went in.
     pub fn exec(&self, db: &(impl Executor + ?Sized)) -> Result<u64> {
         let mut total = 0;
-        self.each_chunk(false, |sql, params| {
+        self.each_chunk(Returning::Nothing, |sql, params| {
             total += db.execute(sql, params)?;
             Ok(())
         })?;
@@ -293,7 +306,7 @@ impl<R: LifeRecord> InsertMany<R> {
     /// Inserts and returns the stored rows, in order.
     pub fn exec_with_returning(&self, db: &(impl Executor + ?Sized)) -> Result<Vec<R::Model>> {
         let mut out = Vec::with_capacity(self.records.len());
-        self.each_chunk(true, |sql, params| {
+        self.each_chunk(Returning::All, |sql, params| {
             for row in db.query(sql, params)? {
                 out.push(R::Model::from_row(&row)?);
             }
@@ -304,7 +317,7 @@ impl<R: LifeRecord> InsertMany<R> {
 
     fn each_chunk(
         &self,
-        returning: bool,
+        returning: Returning,
         mut run: impl FnMut(&str, &[&(dyn ToSql + Sync)]) -> Result<()>,
     ) -> Result<()> {
         type M<R> = <R as LifeRecord>::Model;
@@ -350,7 +363,7 @@ impl<R: LifeRecord> InsertMany<R> {
         }
         let auto: Vec<bool> = first
             .iter()
-            .map(|(col, _)| is_auto_timestamp::<M<R>>(col.name(), true))
+            .map(|(col, _)| is_auto_timestamp::<M<R>>(col.name(), Write::Insert))
             .collect();
         // A column is written when some record sets it, or it is an automatic timestamp.
         let columns: Vec<usize> = (0..width)
@@ -386,7 +399,10 @@ impl<R: LifeRecord> InsertMany<R> {
             let key = cacheable.then(|| {
                 (
                     TypeId::of::<R>(),
-                    Kind::InsertMany(chunk.len(), returning),
+                    Kind::InsertMany {
+                        rows: chunk.len(),
+                        returning,
+                    },
                     params_mask,
                 )
             });
@@ -429,7 +445,7 @@ impl<R: LifeRecord> InsertMany<R> {
                     M::<R>::QUALIFIED,
                     names.join(", ")
                 );
-                if returning {
+                if returning == Returning::All {
                     sql.push_str(" RETURNING ");
                     sql.push_str(M::<R>::COLUMN_LIST);
                 }

@@ -8,17 +8,60 @@ use std::sync::{Mutex, OnceLock};
 
 use crate::rt::lock;
 
+/// What a write statement sends back: the written rows (`RETURNING` every column) or
+/// nothing but the count of rows it changed.
+///
+/// ```
+/// # use lifeguard_core::{LifeModel, model::LifeModel as _};
+/// # #[derive(Debug, Clone, LifeModel)]
+/// # #[lifeguard(table_name = "users")]
+/// # pub struct User { #[lifeguard(primary_key)] pub id: i64, pub visits: i32 }
+/// use lifeguard_core::model::Returning;
+/// use lifeguard_core::query::ColumnExpr;
+///
+/// let bump = User::update_many().set(UserColumn::Visits, UserColumn::Visits.add(1));
+/// assert_eq!(
+///     bump.build(Returning::Nothing).0,
+///     r#"UPDATE "users" SET "visits" = "visits" + $1"#
+/// );
+/// assert_eq!(
+///     bump.build(Returning::All).0,
+///     r#"UPDATE "users" SET "visits" = "visits" + $1 RETURNING "id", "visits""#
+/// );
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Returning {
+    /// `RETURNING` every column of the model, in `COLUMNS` order.
+    All,
+    /// No `RETURNING` clause: the server sends no row back.
+    Nothing,
+}
+
+/// How a loader orders the related rows it fetches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Order {
+    /// By the children's primary key, so the first child of a parent is always the same.
+    ByChildKey,
+    /// As the server sends them.
+    AsSent,
+}
+
 /// What a statement does.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Kind {
     Insert,
-    /// An update by primary key, with or without `RETURNING`.
-    Update(bool),
-    /// A multi-row insert of this many rows, with or without `RETURNING`.
-    InsertMany(usize, bool),
-    /// The loader of the model's rows related to this parent type, unrefined; ordered by
-    /// the children's primary key or not.
-    Load(TypeId, bool),
+    /// An update by primary key.
+    Update(Returning),
+    /// A multi-row insert.
+    InsertMany {
+        rows: usize,
+        returning: Returning,
+    },
+    /// The loader of the model's rows related to the `parent` type, unrefined.
+    Load {
+        parent: TypeId,
+        order: Order,
+    },
     /// `find()` as it comes: every row (that is not soft-deleted).
     FindAll,
     /// The cache's read by primary key, with the row version.

@@ -5,9 +5,6 @@
 
 pub use postgres_types::{FromSql, IsNull, Json, Kind, ToSql, Type, WrongType};
 
-#[doc(hidden)]
-pub use bytes::BytesMut;
-
 use postgres_types::Field;
 
 use super::call::Call;
@@ -61,23 +58,4 @@ pub(crate) fn lookup(call: &Call<'_>, oid: u32) -> Result<Type> {
 
 fn resolve(call: &Call<'_>, oid: u32) -> Result<Type> {
     call.resolve_type(oid)
-}
-
-/// Whether a column of type `ty` can hold an enum label: a native enum, or text.
-#[doc(hidden)]
-pub fn accepts_label(ty: &Type) -> bool {
-    matches!(ty.kind(), Kind::Enum(_)) || <&str as ToSql>::accepts(ty)
-}
-
-/// `ToSql::to_sql_checked` for derived impls: refuses a type the value does not accept.
-#[doc(hidden)]
-pub fn checked_to_sql<T: ToSql>(
-    value: &T,
-    ty: &Type,
-    out: &mut BytesMut,
-) -> std::result::Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
-    if !T::accepts(ty) {
-        return Err(Box::new(WrongType::new::<T>(ty.clone())));
-    }
-    value.to_sql(ty, out)
 }

@@ -251,8 +251,10 @@ where
     /// # #[derive(Debug, Clone, LifeModel)]
     /// # #[lifeguard(table_name = "users")]
     /// # pub struct User { #[lifeguard(primary_key)] pub id: i64, pub visits: i32 }
+    /// use lifeguard_core::model::Returning;
+    ///
     /// let bump = User::update_many().set(User::COL_VISITS, User::COL_VISITS.add(1));
-    /// assert_eq!(bump.build(false).0, r#"UPDATE "users" SET "visits" = "visits" + $1"#);
+    /// assert_eq!(bump.build(Returning::Nothing).0, r#"UPDATE "users" SET "visits" = "visits" + $1"#);
     /// ```
     #[allow(clippy::should_implement_trait)]
     pub fn add(self, value: impl ColumnValue<T>) -> Expr
@@ -409,11 +411,11 @@ numeric_fields!(i16, i32, i64, f32, f64, rust_decimal::Decimal);
 /// # #[derive(Debug, Clone, LifeModel)]
 /// # #[lifeguard(table_name = "users")]
 /// # pub struct User { #[lifeguard(primary_key)] pub id: i64, pub email: String }
-/// use lifeguard_core::model::OnConflict;
+/// use lifeguard_core::model::{OnConflict, Returning};
 /// let upsert = OnConflict::columns([User::COL_ID.column()])
 ///     .update_expr(User::COL_EMAIL, lifeguard_core::query::Expr::cust("EXCLUDED.email"));
 /// assert_eq!(upsert.to_sql_string(), r#" ON CONFLICT ("id") DO UPDATE SET "email" = EXCLUDED.email"#);
-/// let (sql, _) = User::update_many().set(User::COL_EMAIL, User::COL_EMAIL.expr()).build(false);
+/// let (sql, _) = User::update_many().set(User::COL_EMAIL, User::COL_EMAIL.expr()).build(Returning::Nothing);
 /// assert_eq!(sql, r#"UPDATE "users" SET "email" = "users"."email""#);
 /// ```
 pub trait IntoColumn<C> {
@@ -442,10 +444,12 @@ impl<C: ModelColumn, T> IntoColumn<C> for TypedColumn<C, T> {
 /// # #[derive(Debug, Clone, LifeModel)]
 /// # #[lifeguard(table_name = "users")]
 /// # pub struct User { #[lifeguard(primary_key)] pub id: i64, pub name: Option<String> }
+/// use lifeguard_core::model::Returning;
+///
 /// let (sql, _) = User::update_many()
 ///     .set_value(User::COL_NAME, "anonymous") // typed: `&str` for `Option<String>`
 ///     .set_value(UserColumn::Id, 7_i64) // untyped
-///     .build(false);
+///     .build(Returning::Nothing);
 /// assert_eq!(sql, r#"UPDATE "users" SET "name" = $1, "id" = $2"#);
 /// ```
 ///

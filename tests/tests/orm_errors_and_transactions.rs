@@ -1,37 +1,21 @@
-//! ORM behaviour against the real primary: error kinds through the ORM, decode and encode
-//! errors, transactions (commit, rollback, panic, savepoints, isolation, retried
-//! conflicts), the pool (read-your-writes, transactions) and a 1,000-coroutine CRUD run.
+//! Errors and transactions through the ORM against the real primary: error kinds
+//! (unique, foreign-key, not-null and check violations), decode and encode errors naming
+//! the column or parameter, call timeouts, and transactions (commit, rollback on error, on
+//! panic and on drop, savepoints, isolation, retried serialization conflicts).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Arc;
 use std::time::Instant;
 
 use lifeguard_core::model::ActiveValue::{self, Set};
 use lifeguard_core::model::{LifeModel, LifeRecord};
-use lifeguard_core::pg::{Connection, IsolationLevel, TransactionStatus};
-use lifeguard_core::pool::{Pool, PoolConfig, ReadOptions};
+use lifeguard_core::pg::{IsolationLevel, TransactionStatus};
 use lifeguard_core::query::{ColumnExpr, Expr};
 use lifeguard_core::{Error, Executor, ExecutorExt, FromRow};
 use lifeguard_tests::orm::{
-    connect, email, new_user, run_id, Mismatch, MismatchRecord, Post, PostColumn, PostRecord, User,
-    UserColumn, UserRecord,
+    connect, email, new_user, run_id, user_exists, user_record, Mismatch, MismatchRecord, Post,
+    PostRecord, User, UserColumn, UserRecord,
 };
 use rust_decimal::Decimal;
-
-fn user_exists(db: &impl Executor, email: &str) -> bool {
-    User::find()
-        .filter(UserColumn::Email.eq(email.to_owned()))
-        .exists(db)
-        .unwrap()
-}
-
-fn record(email: &str, name: &str) -> UserRecord {
-    UserRecord {
-        email: Set(email.to_owned()),
-        name: Set(Some(name.to_owned())),
-        ..Default::default()
-    }
-}
 
 // ------------------------------------------------------------------ errors --
 
@@ -57,7 +41,9 @@ fn unique_violation_names_the_constraint() {
     let conn = connect();
     let run = run_id("b_uniq");
     let first = new_user(&conn, &email(&run, 0), &run);
-    let e = record(&email(&run, 0), &run).insert(&conn).unwrap_err();
+    let e = user_record(&email(&run, 0), &run)
+        .insert(&conn)
+        .unwrap_err();
     match &e {
         Error::UniqueViolation { constraint, db } => {
             assert_eq!(constraint.as_deref(), Some("users_email_key"));
@@ -210,485 +196,6 @@ fn decode_mismatch_names_column_and_types() {
     );
 }
 
-// ------------------------------------------------------------ transactions --
-
-#[test]
-fn transaction_commits_on_ok() {
-    let mut conn = connect();
-    let other = connect();
-    let run = run_id("b_txok");
-    let (uid, pid) = conn
-        .transaction(|tx| {
-            let u = record(&email(&run, 0), &run).insert(tx)?;
-            let p = PostRecord {
-                author_id: Set(u.id),
-                title: Set("in tx".into()),
-                ..Default::default()
-            }
-            .insert(tx)?;
-            // Visible inside, not outside yet.
-            assert!(User::find_by_id(u.id).one(tx)?.is_some());
-            assert!(User::find_by_id(u.id).one(&other)?.is_none());
-            let mut change = u.into_record();
-            change.visits = ActiveValue::Expr(UserColumn::Visits.add(1));
-            let u = change.update(tx)?;
-            Ok((u.id, p.id))
-        })
-        .unwrap();
-    assert_eq!(conn.transaction_status(), TransactionStatus::Idle);
-    assert_eq!(
-        User::find_by_id(uid).one(&other).unwrap().unwrap().visits,
-        1
-    );
-    assert!(Post::find_by_id(pid).one(&other).unwrap().is_some());
-}
-
-#[test]
-fn transaction_rolls_back_on_err() {
-    let mut conn = connect();
-    let run = run_id("b_txerr");
-    let e = conn
-        .transaction(|tx| {
-            record(&email(&run, 0), &run).insert(tx)?;
-            record(&email(&run, 1), &run).insert(tx)?;
-            // Fails: the whole transaction goes.
-            record(&email(&run, 0), &run).insert(tx)?;
-            Ok(())
-        })
-        .unwrap_err();
-    assert!(matches!(e, Error::UniqueViolation { .. }), "{e:?}");
-    assert!(!user_exists(&conn, &email(&run, 0)));
-    assert!(!user_exists(&conn, &email(&run, 1)));
-    // An application error rolls back too.
-    let e = conn
-        .transaction(|tx| -> lifeguard_core::Result<()> {
-            record(&email(&run, 2), &run).insert(tx)?;
-            Err(Error::config("changed my mind"))
-        })
-        .unwrap_err();
-    assert!(matches!(e, Error::Config(_)), "{e:?}");
-    assert!(!user_exists(&conn, &email(&run, 2)));
-    // A swallowed server error still aborts the transaction: the commit says so.
-    let e = conn
-        .transaction(|tx| {
-            record(&email(&run, 3), &run).insert(tx)?;
-            let dup = record(&email(&run, 3), &run).insert(tx);
-            assert!(dup.is_err());
-            Ok(())
-        })
-        .unwrap_err();
-    assert_eq!(e.sqlstate(), Some("25P02"), "{e:?}");
-    assert!(!user_exists(&conn, &email(&run, 3)));
-    assert_eq!(conn.transaction_status(), TransactionStatus::Idle);
-}
-
-#[test]
-fn transaction_rolls_back_on_panic() {
-    let mut conn = connect();
-    let run = run_id("b_txpanic");
-    let caught = catch_unwind(AssertUnwindSafe(|| {
-        conn.transaction(|tx| -> lifeguard_core::Result<()> {
-            record(&email(&run, 0), &run).insert(tx)?;
-            panic!("boom inside the transaction");
-        })
-    }));
-    let panic = caught.unwrap_err();
-    assert_eq!(
-        panic.downcast_ref::<&str>().copied(),
-        Some("boom inside the transaction")
-    );
-    assert_eq!(conn.transaction_status(), TransactionStatus::Idle);
-    assert!(!user_exists(&conn, &email(&run, 0)));
-    // The connection is still good for the next transaction.
-    let u = conn
-        .transaction(|tx| record(&email(&run, 1), &run).insert(tx))
-        .unwrap();
-    assert!(User::find_by_id(u.id).one(&conn).unwrap().is_some());
-}
-
-#[test]
-fn savepoint_rolls_back_only_the_inner_work() {
-    let mut conn = connect();
-    let run = run_id("b_sp");
-    conn.transaction(|tx| {
-        record(&email(&run, 0), &run).insert(tx)?;
-        // Inner error: only the inner insert goes.
-        let inner = tx.transaction(|sp| -> lifeguard_core::Result<()> {
-            record(&email(&run, 1), &run).insert(sp)?;
-            assert!(user_exists(sp, &email(&run, 1)));
-            Err(Error::config("inner fails"))
-        });
-        assert!(matches!(inner, Err(Error::Config(_))));
-        assert!(!user_exists(tx, &email(&run, 1)));
-        // Inner server error: the outer transaction stays usable.
-        let inner = tx.transaction(|sp| {
-            record(&email(&run, 2), &run).insert(sp)?;
-            record(&email(&run, 0), &run).insert(sp)
-        });
-        assert!(matches!(inner, Err(Error::UniqueViolation { .. })));
-        // Inner panic, caught by the caller: rolled back to the savepoint.
-        let inner = catch_unwind(AssertUnwindSafe(|| {
-            tx.transaction(|sp| -> lifeguard_core::Result<()> {
-                record(&email(&run, 3), &run).insert(sp)?;
-                panic!("inner panic");
-            })
-        }));
-        assert!(inner.is_err());
-        // Inner success, two levels deep, is kept.
-        tx.transaction(|sp| {
-            record(&email(&run, 4), &run).insert(sp)?;
-            sp.transaction(|sp2| record(&email(&run, 5), &run).insert(sp2))
-        })?;
-        record(&email(&run, 6), &run).insert(tx)?;
-        Ok(())
-    })
-    .unwrap();
-    let present: Vec<bool> = (0..7)
-        .map(|i| user_exists(&conn, &email(&run, i)))
-        .collect();
-    assert_eq!(
-        present,
-        vec![true, false, false, false, true, true, true],
-        "users 0, 4, 5, 6 committed"
-    );
-}
-
-#[test]
-fn serializable_read_only_transaction() {
-    let mut conn = connect();
-    let run = run_id("b_ro");
-    let u = new_user(&conn, &email(&run, 0), &run);
-    let found = conn
-        .build_transaction()
-        .isolation_level(IsolationLevel::Serializable)
-        .read_only(true)
-        .run(|tx| {
-            let iso: String = tx.query_one("SHOW transaction_isolation", &[])?.get(0);
-            let ro: String = tx.query_one("SHOW transaction_read_only", &[])?.get(0);
-            assert_eq!((iso.as_str(), ro.as_str()), ("serializable", "on"));
-            User::find_by_id(u.id).one(tx)
-        })
-        .unwrap();
-    assert_eq!(found.unwrap().email, u.email);
-    // Writes are refused (25006) and the transaction rolls back.
-    let e = conn
-        .build_transaction()
-        .isolation_level(IsolationLevel::Serializable)
-        .read_only(true)
-        .run(|tx| record(&email(&run, 1), &run).insert(tx))
-        .unwrap_err();
-    assert_eq!(e.sqlstate(), Some("25006"), "{e:?}");
-    assert!(!user_exists(&conn, &email(&run, 1)));
-    assert_eq!(conn.transaction_status(), TransactionStatus::Idle);
-}
-
-#[test]
-fn retry_conflicts_reruns_a_serialization_failure() {
-    let mut a = connect();
-    let mut b = connect();
-    let run = run_id("b_retry");
-    let mine = || User::find().filter(UserColumn::Name.eq(run.clone()));
-    let mut attempts = 0;
-    let seen = a
-        .build_transaction()
-        .isolation_level(IsolationLevel::Serializable)
-        .retry_conflicts(3)
-        .run(|tx| {
-            attempts += 1;
-            let seen = mine().count(tx)?;
-            if attempts == 1 {
-                // A concurrent serializable writer reads the same predicate and inserts
-                // into it first: classic write skew, so this transaction must fail.
-                b.build_transaction()
-                    .isolation_level(IsolationLevel::Serializable)
-                    .run(|tb| {
-                        let n = mine().count(tb)?;
-                        assert_eq!(n, 0);
-                        record(&email(&run, 100), &run).insert(tb)
-                    })
-                    .unwrap();
-            }
-            record(&email(&run, attempts), &run).insert(tx)?;
-            Ok(seen)
-        })
-        .unwrap();
-    assert_eq!(attempts, 2, "one failure, one retry");
-    assert_eq!(seen, 1, "the retry saw the other writer's row");
-    assert!(user_exists(&a, &email(&run, 100)));
-    assert!(!user_exists(&a, &email(&run, 1)));
-    assert!(user_exists(&a, &email(&run, 2)));
-    assert_eq!(mine().count(&a).unwrap(), 2);
-    // Without retries, the same conflict surfaces as SerializationFailure.
-    let run2 = run_id("b_noretry");
-    let mine2 = || User::find().filter(UserColumn::Name.eq(run2.clone()));
-    let e = a
-        .build_transaction()
-        .isolation_level(IsolationLevel::Serializable)
-        .run(|tx| {
-            mine2().count(tx)?;
-            b.build_transaction()
-                .isolation_level(IsolationLevel::Serializable)
-                .run(|tb| {
-                    mine2().count(tb)?;
-                    record(&email(&run2, 100), &run2).insert(tb)
-                })
-                .unwrap();
-            record(&email(&run2, 1), &run2).insert(tx)
-        })
-        .unwrap_err();
-    assert!(matches!(e, Error::SerializationFailure(_)), "{e:?}");
-    assert!(e.is_retryable());
-}
-
-// -------------------------------------------------------------------- pool --
-
-fn pool() -> Pool {
-    // Only for the schema it makes sure of.
-    drop(connect());
-    Pool::connect(PoolConfig::from_env().expect("pool config from env")).expect("connect pool")
-}
-
-#[test]
-fn orm_over_the_pool() {
-    let pool = pool();
-    let run = run_id("b_pool");
-    // Through a per-request handle: the read after the write sees it.
-    let db = pool.db(ReadOptions::default());
-    let u = record(&email(&run, 0), &run).insert(&db).unwrap();
-    let found = User::find_by_id(u.id).one(&db).unwrap();
-    assert_eq!(found.map(|f| f.email), Some(email(&run, 0)));
-    let listed = User::find()
-        .filter(UserColumn::Name.eq(run.clone()))
-        .all(&db)
-        .unwrap();
-    assert_eq!(listed.len(), 1);
-    let mut change = u.clone().into_record();
-    change.visits = ActiveValue::Expr(UserColumn::Visits.add(5));
-    assert_eq!(change.update(&db).unwrap().visits, 5);
-    // A locking read through a handle that has not written must go to the primary.
-    let fresh = pool.db(ReadOptions::default());
-    let locked = User::find()
-        .filter(UserColumn::Id.eq(u.id))
-        .for_update()
-        .all(&fresh);
-    assert!(locked.is_ok(), "{locked:?}");
-    // Through the pool itself (writes go to the primary).
-    let p = PostRecord {
-        author_id: Set(u.id),
-        title: Set("via pool".into()),
-        ..Default::default()
-    }
-    .insert(&pool)
-    .unwrap();
-    assert!(Post::find_by_id(p.id)
-        .one(&pool.primary())
-        .unwrap()
-        .is_some());
-    // Transactions on the pool and on the handle.
-    let (a, b) = pool
-        .transaction(|tx| {
-            let a = record(&email(&run, 1), &run).insert(tx)?;
-            let b = record(&email(&run, 2), &run).insert(tx)?;
-            Ok((a.id, b.id))
-        })
-        .unwrap();
-    let e = db
-        .transaction(|tx| -> lifeguard_core::Result<()> {
-            record(&email(&run, 3), &run).insert(tx)?;
-            Err(Error::config("roll back"))
-        })
-        .unwrap_err();
-    assert!(matches!(e, Error::Config(_)));
-    let primary = pool.primary();
-    assert!(User::find_by_id(a).one(&primary).unwrap().is_some());
-    assert!(User::find_by_id(b).one(&primary).unwrap().is_some());
-    assert!(!user_exists(&primary, &email(&run, 3)));
-    // Deletes through the handle.
-    assert_eq!(
-        User::find()
-            .filter(UserColumn::Name.eq(run.clone()))
-            .count(&db)
-            .unwrap(),
-        3
-    );
-    for id in [u.id, a, b] {
-        assert_eq!(User::delete_by_id(&db, id).unwrap(), 1);
-    }
-    assert_eq!(
-        Post::find()
-            .filter(PostColumn::AuthorId.eq(u.id))
-            .count(&db)
-            .unwrap(),
-        0,
-        "cascaded"
-    );
-    pool.close();
-}
-
-/// One coroutine's CRUD cycle on `db`, checking every step.
-fn crud_cycle(db: &impl Executor, run: &str, i: usize) -> Result<(), String> {
-    let check = |ok: bool, what: &str| {
-        if ok {
-            Ok(())
-        } else {
-            Err(format!("#{i}: {what}"))
-        }
-    };
-    let err = |e: Error| format!("#{i}: {e}");
-    let visits = i as i32;
-    let u = UserRecord {
-        email: Set(email(run, i)),
-        name: Set(Some(run.to_owned())),
-        visits: Set(visits),
-        ..Default::default()
-    }
-    .insert(db)
-    .map_err(err)?;
-    check(
-        u.email == email(run, i) && u.visits == visits,
-        "inserted values",
-    )?;
-    let found = User::find_by_id(u.id)
-        .one(db)
-        .map_err(err)?
-        .ok_or_else(|| format!("#{i}: not found after insert"))?;
-    check(
-        found.email == u.email && found.visits == visits && found.created_at == u.created_at,
-        "read back",
-    )?;
-    let mut change = found.into_record();
-    change.visits = ActiveValue::Expr(UserColumn::Visits.add(1000));
-    change.tags = Set(vec![format!("t{i}")]);
-    let updated = change.update(db).map_err(err)?;
-    check(
-        updated.visits == visits + 1000 && updated.tags == vec![format!("t{i}")],
-        "updated values",
-    )?;
-    let again = User::find()
-        .filter(UserColumn::Email.eq(email(run, i)))
-        .one(db)
-        .map_err(err)?
-        .ok_or_else(|| format!("#{i}: not found after update"))?;
-    check(
-        again.id == u.id && again.visits == visits + 1000 && again.tags == updated.tags,
-        "read after update",
-    )?;
-    check(
-        User::delete_by_id(db, u.id).map_err(err)? == 1,
-        "deleted one row",
-    )?;
-    check(
-        User::find_by_id(u.id).one(db).map_err(err)?.is_none(),
-        "gone after delete",
-    )?;
-    Ok(())
-}
-
-fn join_all(handles: Vec<may::coroutine::JoinHandle<Result<(), String>>>) -> Vec<String> {
-    let mut failures = Vec::new();
-    for h in handles {
-        match h.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => failures.push(e),
-            Err(_) => failures.push("a coroutine panicked".into()),
-        }
-    }
-    failures
-}
-
-fn remaining(run: &str) -> i64 {
-    User::find()
-        .filter(UserColumn::Name.eq(run.to_owned()))
-        .count(&connect())
-        .unwrap()
-}
-
-#[test]
-fn thousand_coroutines_crud_through_the_pool() {
-    let pool = pool();
-    let run = Arc::new(run_id("b_many_pool"));
-    let started = Instant::now();
-    let handles: Vec<_> = (0..1000)
-        .map(|i| {
-            let pool = pool.clone();
-            let run = run.clone();
-            may::go!(move || {
-                // A handle per coroutine, like a request: reads after its write stay on
-                // the primary.
-                let db = pool.db(ReadOptions::default());
-                crud_cycle(&db, &run, i)
-            })
-        })
-        .collect();
-    let failures = join_all(handles);
-    assert!(
-        failures.is_empty(),
-        "{} failures, first: {:?}",
-        failures.len(),
-        &failures[..failures.len().min(5)]
-    );
-    assert_eq!(remaining(&run), 0);
-    eprintln!(
-        "1000 CRUD cycles through the pool in {:?}",
-        started.elapsed()
-    );
-    pool.close();
-}
-
-#[test]
-fn thousand_coroutines_crud_on_four_shared_connections() {
-    let conns: Vec<Arc<Connection>> = (0..4).map(|_| Arc::new(connect())).collect();
-    let run = Arc::new(run_id("b_many_conn"));
-    let started = Instant::now();
-    let handles: Vec<_> = (0..1000)
-        .map(|i| {
-            let conn = conns[i % 4].clone();
-            let run = run.clone();
-            may::go!(move || crud_cycle(&*conn, &run, i))
-        })
-        .collect();
-    let failures = join_all(handles);
-    assert!(
-        failures.is_empty(),
-        "{} failures, first: {:?}",
-        failures.len(),
-        &failures[..failures.len().min(5)]
-    );
-    assert_eq!(remaining(&run), 0);
-    // 1000 cycles of the same shapes: a handful of statements per connection.
-    for c in &conns {
-        assert!(c.cached_statements() <= 8, "{}", c.cached_statements());
-    }
-    eprintln!(
-        "1000 CRUD cycles on 4 shared connections in {:?}",
-        started.elapsed()
-    );
-}
-
-#[test]
-fn expression_values_in_filters_and_updates_use_parameters() {
-    // `Expr::cust_with_values` in an update's SET and in a filter.
-    let conn = connect();
-    let run = run_id("b_custv");
-    let u = new_user(&conn, &email(&run, 0), &run);
-    let mut change = u.clone().into_record();
-    change.name = ActiveValue::Expr(Expr::cust_with_values(
-        "upper($1) || $2",
-        [Expr::val("it's ".to_string()), Expr::val(run.clone())],
-    ));
-    let updated = change.update(&conn).unwrap();
-    assert_eq!(updated.name, Some(format!("IT'S {run}")));
-    let found = User::find()
-        .filter(Expr::cust_with_values(
-            "lower(name) = lower($1)",
-            [Expr::val(format!("IT'S {run}"))],
-        ))
-        .all(&conn)
-        .unwrap();
-    assert_eq!(found.len(), 1);
-    assert_eq!(found[0].id, u.id);
-}
-
 #[test]
 fn a_filter_value_of_the_wrong_width_is_an_encode_error() {
     let conn = connect();
@@ -731,20 +238,234 @@ fn orm_calls_honour_a_timeout_handle() {
     assert_eq!(change.update(&conn).unwrap().visits, 3);
 }
 
+// ------------------------------------------------------------ transactions --
+
 #[test]
-fn insert_writes_set_values_only_unchanged_ones_are_left_to_defaults() {
-    // Documented behaviour (crud.rs: Unchanged is "not written"): a record from a loaded
-    // model inserts only what is Set, unlike SeaORM, whose insert also writes Unchanged.
-    let conn = connect();
-    let run = run_id("b_copy");
-    let original = new_user(&conn, &email(&run, 0), &run);
-    let mut copy = original.clone().into_record();
-    copy.id = ActiveValue::NotSet;
-    copy.email = Set(email(&run, 1));
-    let copied = copy.insert(&conn).unwrap();
-    assert_ne!(copied.id, original.id);
-    assert_eq!(copied.email, email(&run, 1));
-    assert_eq!(copied.name, None, "the Unchanged name was not copied");
+fn transaction_commits_on_ok() {
+    let mut conn = connect();
+    let other = connect();
+    let run = run_id("b_txok");
+    let (uid, pid) = conn
+        .transaction(|tx| {
+            let u = user_record(&email(&run, 0), &run).insert(tx)?;
+            let p = PostRecord {
+                author_id: Set(u.id),
+                title: Set("in tx".into()),
+                ..Default::default()
+            }
+            .insert(tx)?;
+            // Visible inside, not outside yet.
+            assert!(User::find_by_id(u.id).one(tx)?.is_some());
+            assert!(User::find_by_id(u.id).one(&other)?.is_none());
+            let mut change = u.into_record();
+            change.visits = ActiveValue::Expr(UserColumn::Visits.add(1));
+            let u = change.update(tx)?;
+            Ok((u.id, p.id))
+        })
+        .unwrap();
+    assert_eq!(conn.transaction_status(), TransactionStatus::Idle);
+    assert_eq!(
+        User::find_by_id(uid).one(&other).unwrap().unwrap().visits,
+        1
+    );
+    assert!(Post::find_by_id(pid).one(&other).unwrap().is_some());
+}
+
+#[test]
+fn transaction_rolls_back_on_err() {
+    let mut conn = connect();
+    let run = run_id("b_txerr");
+    let e = conn
+        .transaction(|tx| {
+            user_record(&email(&run, 0), &run).insert(tx)?;
+            user_record(&email(&run, 1), &run).insert(tx)?;
+            // Fails: the whole transaction goes.
+            user_record(&email(&run, 0), &run).insert(tx)?;
+            Ok(())
+        })
+        .unwrap_err();
+    assert!(matches!(e, Error::UniqueViolation { .. }), "{e:?}");
+    assert!(!user_exists(&conn, &email(&run, 0)));
+    assert!(!user_exists(&conn, &email(&run, 1)));
+    // An application error rolls back too.
+    let e = conn
+        .transaction(|tx| -> lifeguard_core::Result<()> {
+            user_record(&email(&run, 2), &run).insert(tx)?;
+            Err(Error::config("changed my mind"))
+        })
+        .unwrap_err();
+    assert!(matches!(e, Error::Config(_)), "{e:?}");
+    assert!(!user_exists(&conn, &email(&run, 2)));
+    // A swallowed server error still aborts the transaction: the commit says so.
+    let e = conn
+        .transaction(|tx| {
+            user_record(&email(&run, 3), &run).insert(tx)?;
+            let dup = user_record(&email(&run, 3), &run).insert(tx);
+            assert!(dup.is_err());
+            Ok(())
+        })
+        .unwrap_err();
+    assert_eq!(e.sqlstate(), Some("25P02"), "{e:?}");
+    assert!(!user_exists(&conn, &email(&run, 3)));
+    assert_eq!(conn.transaction_status(), TransactionStatus::Idle);
+}
+
+#[test]
+fn transaction_rolls_back_on_panic() {
+    let mut conn = connect();
+    let run = run_id("b_txpanic");
+    let caught = catch_unwind(AssertUnwindSafe(|| {
+        conn.transaction(|tx| -> lifeguard_core::Result<()> {
+            user_record(&email(&run, 0), &run).insert(tx)?;
+            panic!("boom inside the transaction");
+        })
+    }));
+    let panic = caught.unwrap_err();
+    assert_eq!(
+        panic.downcast_ref::<&str>().copied(),
+        Some("boom inside the transaction")
+    );
+    assert_eq!(conn.transaction_status(), TransactionStatus::Idle);
+    assert!(!user_exists(&conn, &email(&run, 0)));
+    // The connection is still good for the next transaction.
+    let u = conn
+        .transaction(|tx| user_record(&email(&run, 1), &run).insert(tx))
+        .unwrap();
+    assert!(User::find_by_id(u.id).one(&conn).unwrap().is_some());
+}
+
+#[test]
+fn savepoint_rolls_back_only_the_inner_work() {
+    let mut conn = connect();
+    let run = run_id("b_sp");
+    conn.transaction(|tx| {
+        user_record(&email(&run, 0), &run).insert(tx)?;
+        // Inner error: only the inner insert goes.
+        let inner = tx.transaction(|sp| -> lifeguard_core::Result<()> {
+            user_record(&email(&run, 1), &run).insert(sp)?;
+            assert!(user_exists(sp, &email(&run, 1)));
+            Err(Error::config("inner fails"))
+        });
+        assert!(matches!(inner, Err(Error::Config(_))));
+        assert!(!user_exists(tx, &email(&run, 1)));
+        // Inner server error: the outer transaction stays usable.
+        let inner = tx.transaction(|sp| {
+            user_record(&email(&run, 2), &run).insert(sp)?;
+            user_record(&email(&run, 0), &run).insert(sp)
+        });
+        assert!(matches!(inner, Err(Error::UniqueViolation { .. })));
+        // Inner panic, caught by the caller: rolled back to the savepoint.
+        let inner = catch_unwind(AssertUnwindSafe(|| {
+            tx.transaction(|sp| -> lifeguard_core::Result<()> {
+                user_record(&email(&run, 3), &run).insert(sp)?;
+                panic!("inner panic");
+            })
+        }));
+        assert!(inner.is_err());
+        // Inner success, two levels deep, is kept.
+        tx.transaction(|sp| {
+            user_record(&email(&run, 4), &run).insert(sp)?;
+            sp.transaction(|sp2| user_record(&email(&run, 5), &run).insert(sp2))
+        })?;
+        user_record(&email(&run, 6), &run).insert(tx)?;
+        Ok(())
+    })
+    .unwrap();
+    let present: Vec<bool> = (0..7)
+        .map(|i| user_exists(&conn, &email(&run, i)))
+        .collect();
+    assert_eq!(
+        present,
+        vec![true, false, false, false, true, true, true],
+        "users 0, 4, 5, 6 committed"
+    );
+}
+
+#[test]
+fn serializable_read_only_transaction() {
+    let mut conn = connect();
+    let run = run_id("b_ro");
+    let u = new_user(&conn, &email(&run, 0), &run);
+    let found = conn
+        .build_transaction()
+        .isolation_level(IsolationLevel::Serializable)
+        .read_only(true)
+        .run(|tx| {
+            let iso: String = tx.query_one("SHOW transaction_isolation", &[])?.get(0);
+            let ro: String = tx.query_one("SHOW transaction_read_only", &[])?.get(0);
+            assert_eq!((iso.as_str(), ro.as_str()), ("serializable", "on"));
+            User::find_by_id(u.id).one(tx)
+        })
+        .unwrap();
+    assert_eq!(found.unwrap().email, u.email);
+    // Writes are refused (25006) and the transaction rolls back.
+    let e = conn
+        .build_transaction()
+        .isolation_level(IsolationLevel::Serializable)
+        .read_only(true)
+        .run(|tx| user_record(&email(&run, 1), &run).insert(tx))
+        .unwrap_err();
+    assert_eq!(e.sqlstate(), Some("25006"), "{e:?}");
+    assert!(!user_exists(&conn, &email(&run, 1)));
+    assert_eq!(conn.transaction_status(), TransactionStatus::Idle);
+}
+
+#[test]
+fn retry_conflicts_reruns_a_serialization_failure() {
+    let mut a = connect();
+    let mut b = connect();
+    let run = run_id("b_retry");
+    let mine = || User::find().filter(UserColumn::Name.eq(run.clone()));
+    let mut attempts = 0;
+    let seen = a
+        .build_transaction()
+        .isolation_level(IsolationLevel::Serializable)
+        .retry_conflicts(3)
+        .run(|tx| {
+            attempts += 1;
+            let seen = mine().count(tx)?;
+            if attempts == 1 {
+                // A concurrent serializable writer reads the same predicate and inserts
+                // into it first: classic write skew, so this transaction must fail.
+                b.build_transaction()
+                    .isolation_level(IsolationLevel::Serializable)
+                    .run(|tb| {
+                        let n = mine().count(tb)?;
+                        assert_eq!(n, 0);
+                        user_record(&email(&run, 100), &run).insert(tb)
+                    })
+                    .unwrap();
+            }
+            user_record(&email(&run, attempts), &run).insert(tx)?;
+            Ok(seen)
+        })
+        .unwrap();
+    assert_eq!(attempts, 2, "one failure, one retry");
+    assert_eq!(seen, 1, "the retry saw the other writer's row");
+    assert!(user_exists(&a, &email(&run, 100)));
+    assert!(!user_exists(&a, &email(&run, 1)));
+    assert!(user_exists(&a, &email(&run, 2)));
+    assert_eq!(mine().count(&a).unwrap(), 2);
+    // Without retries, the same conflict surfaces as SerializationFailure.
+    let run2 = run_id("b_noretry");
+    let mine2 = || User::find().filter(UserColumn::Name.eq(run2.clone()));
+    let e = a
+        .build_transaction()
+        .isolation_level(IsolationLevel::Serializable)
+        .run(|tx| {
+            mine2().count(tx)?;
+            b.build_transaction()
+                .isolation_level(IsolationLevel::Serializable)
+                .run(|tb| {
+                    mine2().count(tb)?;
+                    user_record(&email(&run2, 100), &run2).insert(tb)
+                })
+                .unwrap();
+            user_record(&email(&run2, 1), &run2).insert(tx)
+        })
+        .unwrap_err();
+    assert!(matches!(e, Error::SerializationFailure(_)), "{e:?}");
+    assert!(e.is_retryable());
 }
 
 #[test]
@@ -753,7 +474,7 @@ fn a_dropped_transaction_rolls_back_its_orm_writes() {
     let run = run_id("b_txdrop");
     {
         let tx = conn.begin().unwrap();
-        let u = record(&email(&run, 0), &run).insert(&tx).unwrap();
+        let u = user_record(&email(&run, 0), &run).insert(&tx).unwrap();
         assert!(User::find_by_id(u.id).one(&tx).unwrap().is_some());
         // Dropped without commit.
     }
@@ -761,7 +482,7 @@ fn a_dropped_transaction_rolls_back_its_orm_writes() {
     assert_eq!(conn.transaction_status(), TransactionStatus::Idle);
     // Explicit begin/commit with the ORM.
     let tx = conn.begin().unwrap();
-    let u = record(&email(&run, 1), &run).insert(&tx).unwrap();
+    let u = user_record(&email(&run, 1), &run).insert(&tx).unwrap();
     tx.commit().unwrap();
     assert!(User::find_by_id(u.id).one(&conn).unwrap().is_some());
 }
