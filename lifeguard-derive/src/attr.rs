@@ -27,6 +27,7 @@ const STRUCT_KEYS: &[&str] = &[
     "schema_name",
     "soft_delete",
     "hooks",
+    "cache",
     "has_many",
     "has_one",
     "belongs_to",
@@ -87,6 +88,13 @@ pub struct RelationAttr {
     pub via: Option<(Path, LitStr, LitStr)>,
 }
 
+/// `cache` or `cache(ttl_ms = 60000, mode = "invalidate", tenant = "tenant_id")`.
+pub struct CacheAttr {
+    pub ttl_ms: Option<syn::LitInt>,
+    pub mode: Option<LitStr>,
+    pub tenant: Option<LitStr>,
+}
+
 /// `soft_delete` or `soft_delete = "removed_at"`.
 pub struct SoftDeleteAttr {
     pub span: Span,
@@ -101,6 +109,7 @@ pub struct StructAttrs {
     pub schema_name: Option<LitStr>,
     pub soft_delete: Option<SoftDeleteAttr>,
     pub hooks: Option<Span>,
+    pub cache: Option<CacheAttr>,
     pub relations: Vec<RelationAttr>,
 }
 
@@ -245,6 +254,57 @@ fn soft_delete(meta: &ParseNestedMeta, slot: &mut Option<SoftDeleteAttr>) -> Res
     Ok(())
 }
 
+/// `cache` alone, or `cache(ttl_ms = 60000, mode = "refresh" | "invalidate", tenant = "col")`.
+fn cache(meta: &ParseNestedMeta, slot: &mut Option<CacheAttr>) -> Result<()> {
+    let mut attr = CacheAttr {
+        ttl_ms: None,
+        mode: None,
+        tenant: None,
+    };
+    if slot.is_some() {
+        return Err(Error::new_spanned(&meta.path, "duplicate `cache`"));
+    }
+    if meta.input.peek(syn::token::Paren) {
+        meta.parse_nested_meta(|inner| {
+            let key = key_name(&inner);
+            match key.as_str() {
+                "ttl_ms" => {
+                    let lit: syn::LitInt = inner.value()?.parse()?;
+                    if lit.base10_parse::<u64>().map_or(true, |ms| ms == 0) {
+                        return Err(Error::new_spanned(&lit, "`ttl_ms` must be a positive number of milliseconds"));
+                    }
+                    attr.ttl_ms = Some(lit);
+                    Ok(())
+                }
+                "mode" => {
+                    string(&inner, "mode", &mut attr.mode)?;
+                    match attr.mode.as_ref().map(LitStr::value).as_deref() {
+                        Some("refresh" | "invalidate") => Ok(()),
+                        _ => Err(Error::new_spanned(
+                            attr.mode.as_ref(),
+                            "`mode` is \"refresh\" (the reflector stores the new row) or \"invalidate\" (it drops the key)",
+                        )),
+                    }
+                }
+                "tenant" => string(&inner, "tenant", &mut attr.tenant),
+                _ => Err(Error::new_spanned(
+                    &inner.path,
+                    format!("unknown `cache` setting `{key}`; expected `ttl_ms`, `mode` or `tenant`"),
+                )),
+            }
+        })?;
+    } else if !meta.input.is_empty() && !meta.input.peek(Token![,]) {
+        let path = &meta.path;
+        let rest: TokenStream = meta.input.parse()?;
+        return Err(Error::new_spanned(
+            quote!(#path #rest),
+            "write `cache` or `cache(ttl_ms = 60000, mode = \"refresh\", tenant = \"tenant_id\")`",
+        ));
+    }
+    *slot = Some(attr);
+    Ok(())
+}
+
 /// `has_many(Post, from = "id", to = "author_id")` and its kin.
 fn relation(meta: &ParseNestedMeta, kind: RelationKind, out: &mut Vec<RelationAttr>) -> Result<()> {
     let key = meta.path.clone();
@@ -349,6 +409,7 @@ pub fn struct_attrs(attrs: &[Attribute], derive: Derive, errors: &mut Errors) ->
                 (Derive::LifeModel, "schema_name") => string(&meta, &name, &mut out.schema_name),
                 (Derive::LifeModel, "soft_delete") => soft_delete(&meta, &mut out.soft_delete),
                 (Derive::LifeModel, "hooks") => flag(&meta, &name, &mut out.hooks),
+                (Derive::LifeModel, "cache") => cache(&meta, &mut out.cache),
                 (Derive::LifeModel, "has_many") => {
                     relation(&meta, RelationKind::HasMany, &mut out.relations)
                 }

@@ -12,9 +12,9 @@ use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
-use syn::{DeriveInput, Error, Ident, Result, Type, Visibility};
+use syn::{DeriveInput, Error, Ident, LitStr, Result, Type, Visibility};
 
-use crate::attr::{self, Derive, Errors, RelationAttr};
+use crate::attr::{self, CacheAttr, Derive, Errors, RelationAttr};
 use crate::input::named_fields;
 use crate::names::{camel_case, is_timestamp, option_inner, quote_ident, sql_type};
 
@@ -44,6 +44,8 @@ struct Extras {
     created_at: Option<String>,
     updated_at: Option<String>,
     hooks: bool,
+    /// `#[lifeguard(cache)]`: the `CACHE` constant's value.
+    cache: Option<TokenStream>,
     relations: Vec<RelationAttr>,
 }
 
@@ -213,6 +215,10 @@ pub fn expand(input: &DeriveInput) -> Result<TokenStream> {
         }
     });
     relations::check(model, &sattrs.relations, &columns, &mut errors);
+    let cache = sattrs
+        .cache
+        .as_ref()
+        .map(|attr| cache_hooks(attr, &columns, &mut errors));
     errors.finish()?;
     let table = sattrs.table_name.expect("checked above").value();
     let schema = sattrs.schema_name.map(|s| s.value());
@@ -221,6 +227,7 @@ pub fn expand(input: &DeriveInput) -> Result<TokenStream> {
         created_at: created_at.map(|(n, _)| n),
         updated_at: updated_at.map(|(n, _)| n),
         hooks: sattrs.hooks.is_some(),
+        cache,
         relations: sattrs.relations,
     };
     Ok(generate(
@@ -429,6 +436,12 @@ fn generate(
         .enumerate()
         .map(|(i, rel)| relations::related_impl(model, i, rel, columns));
     let typed_columns = typed::typed_columns(model, &column_enum, columns);
+    let cache_const = extras.cache.as_ref().map(|hooks| {
+        quote! {
+            const CACHE: ::core::option::Option<#lg::cache::CacheHooks<Self>> =
+                ::core::option::Option::Some(#hooks);
+        }
+    });
 
     quote! {
         #[doc = #enum_doc]
@@ -490,6 +503,7 @@ fn generate(
             const CREATED_AT: ::core::option::Option<&'static str> = #created_at_tokens;
             const UPDATED_AT: ::core::option::Option<&'static str> = #updated_at_tokens;
             const RELATIONS: &'static [#lg::model::RelationDef] = #relation_defs;
+            #cache_const
 
             fn primary_key(&self) -> Self::PrimaryKey {
                 #model_key
@@ -515,5 +529,52 @@ fn generate(
         #typed_columns
 
         #(#related_impls)*
+    }
+}
+
+/// The `CacheHooks` of `#[lifeguard(cache(..))]`: the settings, and how the key and the
+/// tenant are written (a tenant column that does not exist is an error here).
+fn cache_hooks(attr: &CacheAttr, columns: &[&Column], errors: &mut Errors) -> TokenStream {
+    let lg = quote!(::lifeguard_core);
+    let ttl = attr
+        .ttl_ms
+        .as_ref()
+        .map_or_else(|| quote!(60_000u64), |lit| quote!(#lit));
+    let mode = match attr.mode.as_ref().map(LitStr::value).as_deref() {
+        Some("invalidate") => quote!(#lg::cache::CacheMode::Invalidate),
+        _ => quote!(#lg::cache::CacheMode::Refresh),
+    };
+    let (tenant, write_tenant) = match &attr.tenant {
+        None => (quote!(::core::option::Option::None), quote!(|_, _| {})),
+        Some(lit) => match columns.iter().find(|c| c.name == lit.value()) {
+            Some(c) => {
+                let ident = c.ident;
+                (
+                    quote!(::core::option::Option::Some(#lit)),
+                    quote!(|model, out| #lg::cache::KeyPart::write_key(&model.#ident, out)),
+                )
+            }
+            None => {
+                errors.push(Error::new_spanned(
+                    lit,
+                    format!(
+                        "`cache(tenant = ..)` names no column `{}` of this model",
+                        lit.value()
+                    ),
+                ));
+                (quote!(::core::option::Option::None), quote!(|_, _| {}))
+            }
+        },
+    };
+    quote! {
+        #lg::cache::CacheHooks {
+            spec: #lg::cache::CacheSpec {
+                ttl: ::core::time::Duration::from_millis(#ttl),
+                mode: #mode,
+                tenant: #tenant,
+            },
+            write_pk: |key, out| #lg::cache::KeyPart::write_key(key, out),
+            write_tenant: #write_tenant,
+        }
     }
 }

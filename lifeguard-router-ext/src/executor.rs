@@ -104,4 +104,12 @@ impl Executor for RequestExecutor {
     fn query_pipelined(&self, sql: &str, batch: &[Params<'_>]) -> Result<Vec<Vec<Row>>> {
         self.db.query_pipelined(sql, batch)
     }
+
+    fn cache_scope(&self) -> Option<lifeguard_core::cache::CacheScope> {
+        self.db.cache_scope()
+    }
+
+    fn cache_invalidate(&self, written: lifeguard_core::cache::Written) {
+        self.db.cache_invalidate(written)
+    }
 }

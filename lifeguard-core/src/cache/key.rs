@@ -36,6 +36,10 @@ use std::fmt::Write as _;
 /// (7i32, "a:b".to_string()).write_key(&mut key);
 /// assert_eq!(key, "i:7,s:613a62");
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be part of a cache key",
+    note = "the key and tenant columns of a cached model must be integers (i16, i32, i64), text or UUIDs"
+)]
 pub trait KeyPart {
     /// Appends the canonical text of the value.
     fn write_key(&self, out: &mut String);
@@ -191,18 +195,6 @@ pub fn epoch_key(ns: &str) -> String {
     format!("lg:{{{ns}}}:epoch")
 }
 
-/// A 32-bit FNV-1a hash of `parts`, separated, for the layout component `fmt`.
-pub(crate) fn layout_hash<'a>(parts: impl IntoIterator<Item = &'a str>) -> u32 {
-    let mut h: u32 = 0x811c_9dc5;
-    for part in parts {
-        for b in part.bytes().chain([0xff]) {
-            h ^= u32::from(b);
-            h = h.wrapping_mul(0x0100_0193);
-        }
-    }
-    h
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,11 +237,5 @@ mod tests {
             sql_key_value("k", "varchar(40)").unwrap(),
             "(convert_from(decode(substr(k, 3), 'hex'), 'UTF8')::varchar(40))"
         );
-    }
-
-    #[test]
-    fn layout_hash_separates_parts() {
-        assert_ne!(layout_hash(["ab", "c"]), layout_hash(["a", "bc"]));
-        assert_eq!(layout_hash(["x"]), layout_hash(["x"]));
     }
 }

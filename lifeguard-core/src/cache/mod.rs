@@ -31,6 +31,7 @@ mod capture;
 mod flight;
 mod heartbeat;
 pub mod key;
+mod metrics;
 mod payload;
 mod read;
 pub mod redis;
@@ -181,6 +182,7 @@ pub(crate) struct CacheInner {
     pub(crate) table_suspect: Mutex<HashMap<&'static str, Instant>>,
     /// Consecutive Redis failures, and until when reads skip Redis after too many.
     pub(crate) failures: Mutex<(u32, Option<Instant>)>,
+    pub(crate) metrics: metrics::CacheMetrics,
 }
 
 impl Cache {
@@ -196,8 +198,18 @@ impl Cache {
                 suspect_until: Mutex::default(),
                 table_suspect: Mutex::default(),
                 failures: Mutex::default(),
+                // A fresh registry of the cache's own takes fixed, valid names: registration
+                // cannot fail.
+                metrics: metrics::CacheMetrics::new().expect("cache metrics on a fresh registry"),
             }),
         }
+    }
+
+    /// The registry of the cache's metrics (render it beside the pool's for `/metrics`).
+    /// Only with the `metrics` feature (on by default).
+    #[cfg(feature = "metrics")]
+    pub fn registry(&self) -> &prometheus::Registry {
+        self.inner.metrics.registry()
     }
 
     /// The Redis client.
@@ -226,22 +238,74 @@ impl Cache {
     }
 }
 
+/// FNV-1a over the payload format's version, the table, each column's name and SQL type,
+/// and `row_version`, each part followed by a separator byte so parts cannot run into
+/// each other.
+const fn layout_hash(table: &str, columns: &[crate::model::ColumnDef]) -> u32 {
+    const fn mix(mut h: u32, part: &str) -> u32 {
+        let bytes = part.as_bytes();
+        let mut i = 0;
+        while i <= bytes.len() {
+            let b = if i < bytes.len() { bytes[i] } else { 0xff };
+            h ^= b as u32;
+            h = h.wrapping_mul(0x0100_0193);
+            i += 1;
+        }
+        h
+    }
+    let mut h = mix(mix(0x811c_9dc5, "payload-v1"), table);
+    let mut i = 0;
+    while i < columns.len() {
+        h = mix(mix(h, columns[i].name), columns[i].sql_type);
+        i += 1;
+    }
+    mix(h, "row_version")
+}
+
 /// The layout hash of a model's cached payload (`fmt` in the key).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Layout(pub(crate) u32);
 
 impl Layout {
+    /// Computed at compile time for each model: it is part of every key.
     pub(crate) fn of<M: LifeModel>() -> Layout {
-        let columns = M::COLUMNS.iter().flat_map(|c| [c.name, c.sql_type]);
-        Layout(key::layout_hash(
-            ["payload-v1", M::QUALIFIED]
-                .into_iter()
-                .chain(columns)
-                .chain(["row_version"]),
-        ))
+        const { Layout(layout_hash(M::QUALIFIED, M::COLUMNS)) }
     }
 
     pub(crate) fn hex(self) -> String {
         format!("{:08x}", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ColumnDef;
+
+    const fn col(name: &'static str, sql_type: &'static str) -> ColumnDef {
+        ColumnDef {
+            name,
+            field: name,
+            primary_key: false,
+            auto_increment: false,
+            nullable: false,
+            default_expr: None,
+            sql_type,
+        }
+    }
+
+    #[test]
+    fn the_layout_changes_with_any_column_and_parts_do_not_run_together() {
+        let base = layout_hash("t", &[col("a", "int"), col("b", "text")]);
+        assert_eq!(base, layout_hash("t", &[col("a", "int"), col("b", "text")]));
+        assert_ne!(
+            base,
+            layout_hash("t", &[col("a", "bigint"), col("b", "text")])
+        );
+        assert_ne!(base, layout_hash("t", &[col("b", "text"), col("a", "int")]));
+        assert_ne!(
+            layout_hash("t", &[col("ab", "c")]),
+            layout_hash("t", &[col("a", "bc")])
+        );
     }
 }

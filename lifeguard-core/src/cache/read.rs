@@ -148,7 +148,8 @@ impl CacheScope {
             ))
         })();
         if let Err(reason) = verdict {
-            tracing::trace!(target: "lifeguard::cache", reason = reason.as_str(), "bypass");
+            inner.metrics.bypass(reason.as_str());
+            inner.metrics.request(M::TABLE, "bypass");
         }
         verdict
     }
@@ -161,19 +162,27 @@ impl CacheScope {
         row_key: &str,
         key: &M::PrimaryKey,
     ) -> Result<Option<Option<M>>> {
-        match self.lookup::<M>(row_key) {
-            Err(()) => return Ok(None),
-            Ok(Some(found)) => return Ok(Some(Some(found))),
-            Ok(None) => {}
-        }
         let inner = self.cache.inner();
+        match self.lookup::<M>(row_key) {
+            Err(()) => {
+                inner.metrics.bypass(Bypass::RedisError.as_str());
+                inner.metrics.request(M::TABLE, "error");
+                return Ok(None);
+            }
+            Ok(Some(found)) => {
+                inner.metrics.request(M::TABLE, "hit");
+                return Ok(Some(Some(found)));
+            }
+            Ok(None) => inner.metrics.request(M::TABLE, "miss"),
+        }
         let deadline = Instant::now() + inner.config.lease_wait + inner.config.call_timeout * 2;
         let leader = match inner.flights.join(row_key) {
             Join::Follower(flight) => {
-                return Ok(flight
+                inner.metrics.coalesced(M::TABLE);
+                return flight
                     .wait(deadline)
                     .map(|loaded| self.decode_loaded::<M>(loaded))
-                    .transpose()?);
+                    .transpose();
             }
             Join::Leader(leader) => leader,
         };
@@ -253,6 +262,16 @@ impl CacheScope {
 
     /// Waits up to `deadline` for another process's fill of `row_key`.
     fn await_fill<M: LifeModel>(&self, row_key: &str, deadline: Instant) -> Option<M> {
+        let started = Instant::now();
+        let found = self.poll_fill::<M>(row_key, deadline);
+        self.cache
+            .inner()
+            .metrics
+            .lease_wait(M::TABLE, started.elapsed());
+        found
+    }
+
+    fn poll_fill<M: LifeModel>(&self, row_key: &str, deadline: Instant) -> Option<M> {
         while Instant::now() + LEASE_POLL < deadline {
             may::coroutine::sleep(LEASE_POLL);
             match self.lookup::<M>(row_key) {
@@ -308,7 +327,8 @@ impl CacheScope {
                 deadline,
             )
         });
-        tracing::trace!(target: "lifeguard::cache", ?outcome, "fill");
+        let result = outcome.as_deref().unwrap_or("error");
+        inner.metrics.fill(M::TABLE, result);
     }
 
     fn decode_loaded<M: LifeModel>(&self, loaded: Loaded) -> Result<Option<M>> {

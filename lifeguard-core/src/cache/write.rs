@@ -17,6 +17,8 @@ pub struct Written(Changed);
 enum Changed {
     /// These rows (tenant text, key text) of a cached model.
     Rows {
+        /// `M::TABLE`, the metrics' entity.
+        entity: &'static str,
         table: String,
         layout: Layout,
         keys: Vec<(String, String)>,
@@ -29,6 +31,7 @@ impl Written {
     /// Rows of `M`, each named by its tenant and key texts.
     pub(crate) fn rows<M: LifeModel>(keys: Vec<(String, String)>) -> Written {
         Written(Changed::Rows {
+            entity: M::TABLE,
             table: super::capture::table_name::<M>(),
             layout: Layout::of::<M>(),
             keys,
@@ -47,6 +50,7 @@ impl Cache {
         match &written.0 {
             Changed::Table(table) => self.suspect_table(table),
             Changed::Rows {
+                entity,
                 table,
                 layout,
                 keys,
@@ -63,6 +67,7 @@ impl Cache {
                     pipe.cmd("DEL").arg(&row).arg(lease_key(&row));
                 }
                 let deadline = std::time::Instant::now() + self.config().call_timeout;
+                self.inner().metrics.invalidated(entity, keys.len());
                 if self.redis().pipeline_until(&pipe, deadline).is_err() {
                     tracing::warn!(target: "lifeguard::cache", "could not drop written keys; reading PostgreSQL for the staleness bound");
                     self.suspect_all();

@@ -64,7 +64,7 @@
 //! assert_eq!(errors.to_string(), "email: must contain `@`");
 //! ```
 
-use super::{crud, LifeModel, LifeRecord};
+use super::{crud, forget, LifeModel, LifeRecord};
 use crate::error::{Error, Result, ValidationErrors};
 use crate::executor::Executor;
 
@@ -284,15 +284,19 @@ pub(crate) fn restore_by_id<M: LifeModel>(
     db: &(impl Executor + ?Sized),
     key: &M::PrimaryKey,
 ) -> Result<u64> {
-    match M::RESTORE_BY_PK_SQL {
-        Some(sql) => db.execute(sql, &M::key_params(key)),
-        None => Err(not_soft::<M>("restore")),
-    }
+    let restored = match M::RESTORE_BY_PK_SQL {
+        Some(sql) => db.execute(sql, &M::key_params(key))?,
+        None => return Err(not_soft::<M>("restore")),
+    };
+    forget::key::<M>(db, key);
+    Ok(restored)
 }
 
 pub(crate) fn force_delete_by_id<M: LifeModel>(
     db: &(impl Executor + ?Sized),
     key: &M::PrimaryKey,
 ) -> Result<u64> {
-    db.execute(M::FORCE_DELETE_BY_PK_SQL, &M::key_params(key))
+    let deleted = db.execute(M::FORCE_DELETE_BY_PK_SQL, &M::key_params(key))?;
+    forget::key::<M>(db, key);
+    Ok(deleted)
 }

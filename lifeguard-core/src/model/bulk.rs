@@ -5,6 +5,7 @@ use std::marker::PhantomData;
 
 use super::active::Field;
 use super::crud::push_value;
+use super::forget;
 use super::shapes::Returning;
 use super::{FromRow, LifeModel, LifeRecord, ModelColumn};
 use crate::error::{Error, Result};
@@ -146,17 +147,24 @@ impl<M: LifeModel> UpdateMany<M> {
     pub fn exec(&self, db: &(impl Executor + ?Sized)) -> Result<u64> {
         self.check()?;
         let (sql, params) = self.build(Returning::Nothing);
-        db.execute(&sql, &as_params(&params))
+        let changed = db.execute(&sql, &as_params(&params))?;
+        forget::table::<M>(db);
+        Ok(changed)
     }
 
     /// Runs the update and returns the changed rows as stored.
     pub fn exec_with_returning(&self, db: &(impl Executor + ?Sized)) -> Result<Vec<M>> {
         self.check()?;
         let (sql, params) = self.build(Returning::All);
-        db.query(&sql, &as_params(&params))?
+        let rows: Vec<M> = db
+            .query(&sql, &as_params(&params))?
             .iter()
             .map(M::from_row)
-            .collect()
+            .collect::<Result<_>>()?;
+        for row in &rows {
+            forget::row(db, row);
+        }
+        Ok(rows)
     }
 }
 
@@ -263,16 +271,23 @@ impl<M: LifeModel> DeleteMany<M> {
     /// Runs the delete; returns how many rows went.
     pub fn exec(&self, db: &(impl Executor + ?Sized)) -> Result<u64> {
         let (sql, params) = self.build(Returning::Nothing);
-        db.execute(&sql, &as_params(&params))
+        let changed = db.execute(&sql, &as_params(&params))?;
+        forget::table::<M>(db);
+        Ok(changed)
     }
 
     /// Runs the delete and returns the deleted rows.
     pub fn exec_with_returning(&self, db: &(impl Executor + ?Sized)) -> Result<Vec<M>> {
         let (sql, params) = self.build(Returning::All);
-        db.query(&sql, &as_params(&params))?
+        let rows: Vec<M> = db
+            .query(&sql, &as_params(&params))?
             .iter()
             .map(M::from_row)
-            .collect()
+            .collect::<Result<_>>()?;
+        for row in &rows {
+            forget::row(db, row);
+        }
+        Ok(rows)
     }
 }
 
@@ -455,10 +470,16 @@ pub(crate) fn insert_on_conflict<R: LifeRecord>(
     on_conflict.write(&mut sql, &mut params);
     sql.push_str(" RETURNING ");
     sql.push_str(M::<R>::COLUMN_LIST);
-    db.query_opt(&sql, &params)?
+    let stored = db
+        .query_opt(&sql, &params)?
         .as_ref()
         .map(M::<R>::from_row)
-        .transpose()
+        .transpose()?;
+    // An upsert may have updated the row that was there.
+    if let Some(row) = &stored {
+        forget::row(db, row);
+    }
+    Ok(stored)
 }
 
 /// `filters` plus, on a soft-delete model, `deleted_at IS NULL`: bulk writes leave

@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 
 use super::active::Field;
 use super::bulk::OnConflict;
+use super::forget;
 use super::shapes::{cached, statement, Kind, Returning, ShapeKey};
 use super::{FromRow, LifeModel, LifeRecord, ModelColumn};
 use crate::error::{Error, Result};
@@ -227,7 +228,11 @@ pub(crate) fn update_returning<R: LifeRecord>(
     let row = run_update(record, &key, Returning::All, |sql, params| {
         db.query_opt(sql, params)
     })?;
-    row.flatten().as_ref().map(R::Model::from_row).transpose()
+    let model = row.flatten().as_ref().map(R::Model::from_row).transpose()?;
+    if let Some(m) = &model {
+        forget::row(db, m);
+    }
+    Ok(model)
 }
 
 pub(crate) fn update<R: LifeRecord>(record: &R, db: &(impl Executor + ?Sized)) -> Result<R::Model> {
@@ -235,7 +240,11 @@ pub(crate) fn update<R: LifeRecord>(record: &R, db: &(impl Executor + ?Sized)) -
     match run_update(record, &key, Returning::All, |sql, params| {
         db.query_opt(sql, params)
     })? {
-        Some(row) => require(row.as_ref().map(R::Model::from_row).transpose()?),
+        Some(row) => {
+            let model = require(row.as_ref().map(R::Model::from_row).transpose()?)?;
+            forget::row(db, &model);
+            Ok(model)
+        }
         // Nothing to write is not an error: the row as stored.
         None => require(R::Model::find_by_id(key).one(db)?),
     }
@@ -248,6 +257,9 @@ pub(crate) fn update_rows<R: LifeRecord>(record: &R, db: &(impl Executor + ?Size
     let rows = run_update(record, &key, Returning::Nothing, |sql, params| {
         db.execute(sql, params)
     })?;
+    if rows.is_some_and(|n| n > 0) {
+        forget::key::<R::Model>(db, &key);
+    }
     Ok(rows.unwrap_or(0))
 }
 

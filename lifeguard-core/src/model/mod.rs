@@ -32,6 +32,7 @@ mod active;
 pub(crate) mod behaviour;
 mod bulk;
 mod crud;
+mod forget;
 mod relation;
 pub(crate) mod shapes;
 
@@ -251,7 +252,9 @@ pub trait LifeModel: FromRow + Clone + Send + Sync + 'static {
 
     /// Deletes the row with this primary key; returns how many rows went (0 or 1).
     fn delete_by_id(db: &(impl Executor + ?Sized), key: Self::PrimaryKey) -> Result<u64> {
-        db.execute(Self::DELETE_BY_PK_SQL, &Self::key_params(&key))
+        let deleted = db.execute(Self::DELETE_BY_PK_SQL, &Self::key_params(&key))?;
+        forget::key::<Self>(db, &key);
+        Ok(deleted)
     }
 
     /// Deletes this row by its primary key (a soft delete for a soft-delete model).

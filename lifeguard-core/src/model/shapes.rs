@@ -65,6 +65,7 @@ pub(crate) enum Kind {
     /// `find()` as it comes: every row (that is not soft-deleted).
     FindAll,
     /// The cache's read by primary key, with the row version.
+    #[cfg(feature = "cache")]
     CacheSelect,
 }
 

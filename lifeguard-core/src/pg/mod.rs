@@ -46,6 +46,7 @@ pub use connection::{Connection, Timed, TransactionStatus};
 pub use copy::{BinaryCopyWriter, CopyIn, CopyOut};
 pub use notify::Notification;
 pub use row::{Row, RowIndex, RowIndexText, SimpleQueryMessage, SimpleRow};
+#[cfg(feature = "cache")]
 pub(crate) use socket::{Closer, Socket};
 pub use statement::{Column, Statement};
 pub use transaction::{IsolationLevel, Transaction, TransactionBuilder};

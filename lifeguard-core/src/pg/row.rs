@@ -83,6 +83,7 @@ impl Row {
         })
     }
 
+    #[cfg(feature = "cache")]
     /// Writes the values of columns `columns` in a `DataRow` body's layout (a count, then
     /// each value as a length, -1 for NULL, and its bytes): the cache's payload format.
     pub(crate) fn write_values(&self, columns: std::ops::Range<usize>, out: &mut Vec<u8>) {
@@ -101,12 +102,13 @@ impl Row {
         }
     }
 
+    #[cfg(feature = "cache")]
     /// A row of `columns` from values written by [`Row::write_values`].
     pub(crate) fn from_values(columns: Arc<[Column]>, values: &[u8]) -> Result<Row> {
         let len = i32::try_from(values.len() + 4)
             .map_err(|_| Error::protocol("a cached row is longer than 2 GiB"))?;
         let mut message = bytes::BytesMut::with_capacity(values.len() + 5);
-        message.extend_from_slice(&[b'D']);
+        message.extend_from_slice(b"D");
         message.extend_from_slice(&len.to_be_bytes());
         message.extend_from_slice(values);
         match postgres_protocol::message::backend::Message::parse(&mut message) {
@@ -117,6 +119,7 @@ impl Row {
         }
     }
 
+    #[cfg(feature = "cache")]
     /// The result's columns, shared.
     pub(crate) fn columns_shared(&self) -> Arc<[Column]> {
         self.columns.clone()

@@ -86,16 +86,16 @@ impl<'a> TransactionBuilder<'a> {
         self
     }
 
-    /// The transaction's state of the cache: what it forgets its writes in.
-    #[cfg(feature = "cache")]
+    /// What the transaction forgets its writes in.
     fn forget(&self) -> Forget {
-        self.cache
-            .clone()
-            .map(|cache| (cache, Arc::new(Mutex::new(Vec::new()))))
+        Forget {
+            #[cfg(feature = "cache")]
+            into: self
+                .cache
+                .clone()
+                .map(|cache| (cache, Arc::new(Mutex::new(Vec::new())))),
+        }
     }
-
-    #[cfg(not(feature = "cache"))]
-    fn forget(&self) -> Forget {}
 
     /// Sets the isolation level.
     pub fn isolation_level(mut self, level: IsolationLevel) -> Self {
@@ -211,7 +211,6 @@ pub struct Transaction<'a> {
     deadline: Option<(Instant, Duration)>,
     /// The cache and the writes to forget in it when the outermost transaction ends
     /// (savepoints share their parent's list).
-    #[cfg(feature = "cache")]
     forget: Forget,
 }
 
@@ -263,7 +262,6 @@ impl<'a> Transaction<'a> {
             depth: 0,
             done: false,
             deadline,
-            #[cfg(feature = "cache")]
             forget,
         })
     }
@@ -310,7 +308,6 @@ impl<'a> Transaction<'a> {
             depth,
             done: false,
             deadline: self.deadline,
-            #[cfg(feature = "cache")]
             forget: self.forget.clone(),
         })
     }
@@ -381,7 +378,7 @@ impl<'a> Transaction<'a> {
     /// the cache, never before.
     #[cfg(feature = "cache")]
     fn ended(&self) {
-        if let (None, Some((cache, written))) = (&self.savepoint, &self.forget) {
+        if let (None, Some((cache, written))) = (&self.savepoint, &self.forget.into) {
             for w in std::mem::take(&mut *crate::rt::lock(written)) {
                 cache.invalidate(&w);
             }
@@ -417,14 +414,16 @@ impl_executor!(Transaction<'_>, |t| t.call());
 #[cfg(feature = "cache")]
 impl_executor!(Transaction<'_>, |t| t.call(), {
     fn cache_invalidate(&self, written: crate::cache::Written) {
-        if let Some((_, pending)) = &self.forget {
+        if let Some((_, pending)) = &self.forget.into {
             crate::rt::lock(pending).push(written);
         }
     }
 });
 
-/// What a transaction forgets its cached writes in: the cache and the writes so far.
-#[cfg(feature = "cache")]
-type Forget = Option<(crate::cache::Cache, Arc<Mutex<Vec<crate::cache::Written>>>)>;
-#[cfg(not(feature = "cache"))]
-type Forget = ();
+/// What a transaction forgets its cached writes in: the cache and the writes so far
+/// (nothing without the `cache` feature).
+#[derive(Clone, Default)]
+struct Forget {
+    #[cfg(feature = "cache")]
+    into: Option<(crate::cache::Cache, Arc<Mutex<Vec<crate::cache::Written>>>)>,
+}

@@ -295,7 +295,7 @@ fn monitor_loop(pool: Weak<PoolInner>, index: usize, interval: Duration) {
         }
         let member = inner.member(index);
         inner.sample(member, &mut conn);
-        if tick % every == 0 {
+        if tick.is_multiple_of(every) {
             member.node.maintain();
         }
         tick += 1;

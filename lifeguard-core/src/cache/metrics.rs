@@ -1,0 +1,152 @@
+//! The cache's metrics (spec §3.10): what reads found, what fills did, why reads bypassed
+//! and what writes dropped, labelled by entity (`schema.table`, bounded by the models) and
+//! fixed result sets. Without the `metrics` feature every call records nothing.
+
+#[cfg(feature = "metrics")]
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+
+use crate::error::Result;
+
+/// The cache's metric handles.
+pub(crate) struct CacheMetrics {
+    #[cfg(feature = "metrics")]
+    series: Series,
+}
+
+#[cfg(feature = "metrics")]
+struct Series {
+    registry: Registry,
+    requests: IntCounterVec,
+    fills: IntCounterVec,
+    coalesced: IntCounterVec,
+    bypass: IntCounterVec,
+    invalidations: IntCounterVec,
+    lease_wait: HistogramVec,
+}
+
+impl CacheMetrics {
+    /// Handles on a registry of the cache's own.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn new() -> Result<CacheMetrics> {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec> {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).map_err(metrics_error)?;
+            registry
+                .register(Box::new(c.clone()))
+                .map_err(metrics_error)?;
+            Ok(c)
+        };
+        let series = Series {
+            requests: counter(
+                "lifeguard_cache_requests_total",
+                "Cached reads by what they found: hit, miss, bypass or error.",
+                &["entity", "result"],
+            )?,
+            fills: counter(
+                "lifeguard_cache_fills_total",
+                "Fills after a miss: stored, rejected_lease, rejected_version or error.",
+                &["entity", "result"],
+            )?,
+            coalesced: counter(
+                "lifeguard_cache_singleflight_coalesced_total",
+                "Misses that waited for another coroutine's load instead of loading.",
+                &["entity"],
+            )?,
+            bypass: counter(
+                "lifeguard_cache_bypass_total",
+                "Reads that went to PostgreSQL because the cache could not vouch for them.",
+                &["reason"],
+            )?,
+            invalidations: counter(
+                "lifeguard_cache_invalidations_total",
+                "Keys dropped after writes, by who dropped them.",
+                &["entity", "source"],
+            )?,
+            lease_wait: {
+                let h = HistogramVec::new(
+                    HistogramOpts::new(
+                        "lifeguard_cache_lease_wait_seconds",
+                        "How long readers that lost the lease waited for the winner's fill.",
+                    )
+                    .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25]),
+                    &["entity"],
+                )
+                .map_err(metrics_error)?;
+                registry
+                    .register(Box::new(h.clone()))
+                    .map_err(metrics_error)?;
+                h
+            },
+            registry,
+        };
+        Ok(CacheMetrics { series })
+    }
+
+    /// Handles that record nothing (no `metrics` feature).
+    #[cfg(not(feature = "metrics"))]
+    pub(crate) fn new() -> Result<CacheMetrics> {
+        Ok(CacheMetrics {})
+    }
+
+    /// The registry the series are on.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.series.registry
+    }
+
+    pub(crate) fn request(&self, entity: &str, result: &'static str) {
+        #[cfg(feature = "metrics")]
+        self.series
+            .requests
+            .with_label_values(&[entity, result])
+            .inc();
+        #[cfg(not(feature = "metrics"))]
+        let _ = (entity, result);
+    }
+
+    pub(crate) fn fill(&self, entity: &str, result: &str) {
+        #[cfg(feature = "metrics")]
+        self.series.fills.with_label_values(&[entity, result]).inc();
+        #[cfg(not(feature = "metrics"))]
+        let _ = (entity, result);
+    }
+
+    pub(crate) fn coalesced(&self, entity: &str) {
+        #[cfg(feature = "metrics")]
+        self.series.coalesced.with_label_values(&[entity]).inc();
+        #[cfg(not(feature = "metrics"))]
+        let _ = entity;
+    }
+
+    pub(crate) fn bypass(&self, reason: &'static str) {
+        #[cfg(feature = "metrics")]
+        self.series.bypass.with_label_values(&[reason]).inc();
+        #[cfg(not(feature = "metrics"))]
+        let _ = reason;
+    }
+
+    pub(crate) fn invalidated(&self, entity: &str, keys: usize) {
+        #[cfg(feature = "metrics")]
+        self.series
+            .invalidations
+            .with_label_values(&[entity, "writer"])
+            .inc_by(keys as u64);
+        #[cfg(not(feature = "metrics"))]
+        let _ = (entity, keys);
+    }
+
+    pub(crate) fn lease_wait(&self, entity: &str, waited: std::time::Duration) {
+        #[cfg(feature = "metrics")]
+        self.series
+            .lease_wait
+            .with_label_values(&[entity])
+            .observe(waited.as_secs_f64());
+        #[cfg(not(feature = "metrics"))]
+        let _ = (entity, waited);
+    }
+}
+
+#[cfg(feature = "metrics")]
+fn metrics_error(e: prometheus::Error) -> crate::error::Error {
+    crate::error::Error::config(format!("cache metrics registration failed: {e}"))
+}
