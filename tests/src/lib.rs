@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub mod scratch;
 
+pub mod cache;
 pub mod http;
 pub mod orm;
 pub mod pg;

@@ -31,14 +31,28 @@ pub fn wait_healthy(pool: &Pool, timeout: Duration) {
 
 /// The pool's metrics in the Prometheus text format.
 pub fn metrics_text(pool: &Pool) -> String {
+    registry_text(pool.registry())
+}
+
+/// A registry's metrics in the Prometheus text format.
+pub fn registry_text(registry: &prometheus::Registry) -> String {
     prometheus::TextEncoder::new()
-        .encode_to_string(&pool.registry().gather())
+        .encode_to_string(&registry.gather())
         .expect("encode metrics")
 }
 
 /// The sum of every sample of `name` whose labels include `labels`.
 pub fn metric(pool: &Pool, name: &str, labels: &[(&str, &str)]) -> f64 {
-    metrics_text(pool)
+    registry_metric(pool.registry(), name, labels)
+}
+
+/// The sum of every sample of `name` on `registry` whose labels include `labels`.
+pub fn registry_metric(
+    registry: &prometheus::Registry,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> f64 {
+    registry_text(registry)
         .lines()
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| l.rsplit_once(' '))

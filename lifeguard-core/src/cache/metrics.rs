@@ -18,6 +18,7 @@ struct Series {
     registry: Registry,
     requests: IntCounterVec,
     fills: IntCounterVec,
+    loads: IntCounterVec,
     coalesced: IntCounterVec,
     bypass: IntCounterVec,
     invalidations: IntCounterVec,
@@ -46,6 +47,11 @@ impl CacheMetrics {
                 "lifeguard_cache_fills_total",
                 "Fills after a miss: stored, rejected_lease, rejected_version or error.",
                 &["entity", "result"],
+            )?,
+            loads: counter(
+                "lifeguard_cache_loads_total",
+                "Rows the cache read from the primary after a miss.",
+                &["entity"],
             )?,
             coalesced: counter(
                 "lifeguard_cache_singleflight_coalesced_total",
@@ -109,6 +115,13 @@ impl CacheMetrics {
         self.series.fills.with_label_values(&[entity, result]).inc();
         #[cfg(not(feature = "metrics"))]
         let _ = (entity, result);
+    }
+
+    pub(crate) fn load(&self, entity: &str) {
+        #[cfg(feature = "metrics")]
+        self.series.loads.with_label_values(&[entity]).inc();
+        #[cfg(not(feature = "metrics"))]
+        let _ = entity;
     }
 
     pub(crate) fn coalesced(&self, entity: &str) {

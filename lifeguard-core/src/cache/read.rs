@@ -286,6 +286,7 @@ impl CacheScope {
     /// Reads the row from the primary in the cached layout: the payload and the version.
     fn load<M: LifeModel>(&self, key: &M::PrimaryKey) -> Result<Option<(Vec<u8>, i64)>> {
         let params: Vec<&(dyn ToSql + Sync)> = M::key_params(key);
+        self.cache.inner().metrics.load(M::TABLE);
         let rows = self.primary.query(&select_sql::<M>(), &params)?;
         let Some(row) = rows.first() else {
             return Ok(None);
