@@ -7,7 +7,10 @@
 //! is what turns the staleness bound into a guarantee (spec §3.7).
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use may::sync::Blocker;
 
 /// One heartbeat value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,23 +52,25 @@ impl fmt::Display for Heartbeat {
 /// A reader's view of the heartbeat: looked up at most every `refresh`, and trusted for
 /// at most `trust` after the lookup (the leader's heartbeat lifetime is `B` minus `trust`,
 /// so a view never outlives the bound).
-#[derive(Debug)]
 pub(crate) struct View {
     /// The last lookup: when, and what it found (`None`: no heartbeat).
     last: Option<(Instant, Option<Heartbeat>)>,
     /// A lookup is under way (others keep the last view meanwhile).
     refreshing: bool,
+    /// Callers with no view to trust, waiting for the lookup under way.
+    waiters: Vec<Arc<Blocker>>,
 }
 
 /// What a reader should do now.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) enum Look {
     /// The view is recent enough to use.
     Use(Option<Heartbeat>),
     /// The caller should look the heartbeat up (and then [`View::record`] it).
     Refresh,
-    /// Another caller is looking it up and the last view is too old to use.
-    Unknown,
+    /// Another caller is looking it up and the last view is too old to use: wait on this
+    /// (within the caller's deadline) and look again.
+    Wait(Arc<Blocker>),
 }
 
 impl View {
@@ -73,6 +78,7 @@ impl View {
         View {
             last: None,
             refreshing: false,
+            waiters: Vec::new(),
         }
     }
 
@@ -85,14 +91,25 @@ impl View {
                 Look::Refresh
             }
             (Some(age), Some((_, hb))) if age < trust => Look::Use(hb),
-            _ => Look::Unknown,
+            _ => {
+                let waiter = Arc::new(Blocker::new(false));
+                self.waiters.push(waiter.clone());
+                Look::Wait(waiter)
+            }
         }
     }
 
-    /// Records a lookup's result (`Err` when Redis did not answer: nothing is known then).
-    pub(crate) fn record(&mut self, at: Instant, found: Result<Option<Heartbeat>, ()>) {
+    /// Records a lookup's result (`Err` when Redis did not answer: nothing is known then)
+    /// and returns the callers to wake.
+    #[must_use]
+    pub(crate) fn record(
+        &mut self,
+        at: Instant,
+        found: Result<Option<Heartbeat>, ()>,
+    ) -> Vec<Arc<Blocker>> {
         self.refreshing = false;
         self.last = found.ok().map(|hb| (at, hb));
+        std::mem::take(&mut self.waiters)
     }
 }
 
@@ -119,24 +136,20 @@ mod tests {
         let (refresh, trust) = (Duration::from_millis(100), Duration::from_millis(250));
         let t0 = Instant::now();
         let mut view = View::new();
-        assert_eq!(view.look(t0, refresh, trust), Look::Refresh);
-        assert_eq!(view.look(t0, refresh, trust), Look::Unknown);
+        assert!(matches!(view.look(t0, refresh, trust), Look::Refresh));
+        assert!(matches!(view.look(t0, refresh, trust), Look::Wait(_)));
         let hb = Heartbeat::parse("1 0 5 9");
-        view.record(t0, Ok(hb));
-        assert_eq!(
-            view.look(t0 + Duration::from_millis(50), refresh, trust),
-            Look::Use(hb)
-        );
+        assert_eq!(view.record(t0, Ok(hb)).len(), 1, "the waiter is woken");
+        let soon = t0 + Duration::from_millis(50);
+        assert!(matches!(view.look(soon, refresh, trust), Look::Use(h) if h == hb));
         let later = t0 + Duration::from_millis(150);
-        assert_eq!(view.look(later, refresh, trust), Look::Refresh);
-        assert_eq!(view.look(later, refresh, trust), Look::Use(hb));
+        assert!(matches!(view.look(later, refresh, trust), Look::Refresh));
+        assert!(matches!(view.look(later, refresh, trust), Look::Use(h) if h == hb));
         // Past the trust window nobody uses the old view.
-        assert_eq!(
-            view.look(t0 + Duration::from_millis(300), refresh, trust),
-            Look::Unknown
-        );
+        let stale = t0 + Duration::from_millis(300);
+        assert!(matches!(view.look(stale, refresh, trust), Look::Wait(_)));
         // A failed lookup leaves nothing to trust.
-        view.record(later, Err(()));
-        assert_eq!(view.look(later, refresh, trust), Look::Refresh);
+        let _ = view.record(later, Err(()));
+        assert!(matches!(view.look(later, refresh, trust), Look::Refresh));
     }
 }

@@ -28,6 +28,8 @@
 //! [`Pool::with_cache`]: crate::pool::Pool::with_cache
 
 mod capture;
+#[doc(hidden)]
+pub mod failpoint;
 mod flight;
 mod heartbeat;
 pub mod key;

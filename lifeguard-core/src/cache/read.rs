@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::failpoint;
 use super::flight::{Join, Loaded};
 use super::heartbeat::{Heartbeat, Look};
 use super::key::{lease_key, KeySpace};
@@ -204,6 +205,7 @@ impl CacheScope {
             Ok(Some(_)) => {
                 let loaded = self.load::<M>(key)?;
                 if let Some((payload, version)) = &loaded {
+                    failpoint::after_load(row_key);
                     self.fill::<M>(row_key, &lease, &token, payload, *version);
                 }
                 loaded.map(|(payload, _)| Arc::new(payload))
@@ -358,22 +360,35 @@ impl Cache {
     pub(crate) fn heartbeat(&self, now: Instant) -> std::result::Result<Option<Heartbeat>, Bypass> {
         let inner = self.inner();
         let config = &inner.config;
-        let look =
-            lock(&inner.heartbeat).look(now, config.heartbeat_refresh, config.heartbeat_trust());
-        match look {
-            Look::Use(hb) => Ok(hb),
-            Look::Unknown => Err(Bypass::HeartbeatMissing),
-            Look::Refresh => {
-                let found = self
-                    .redis_call(|deadline| {
-                        inner.redis.query_until::<Option<String>>(
-                            cmd("GET").arg(super::key::heartbeat_key(&config.namespace)),
-                            deadline,
-                        )
-                    })
-                    .map(|text| text.as_deref().and_then(Heartbeat::parse));
-                lock(&inner.heartbeat).record(now, found.as_ref().map(|hb| *hb).map_err(|_| ()));
-                found.map_err(|_| Bypass::RedisError)
+        let deadline = now + config.call_timeout;
+        loop {
+            let look = lock(&inner.heartbeat).look(
+                Instant::now(),
+                config.heartbeat_refresh,
+                config.heartbeat_trust(),
+            );
+            match look {
+                Look::Use(hb) => return Ok(hb),
+                Look::Wait(waiter) if Instant::now() < deadline => {
+                    crate::rt::park(&waiter, Some(deadline));
+                }
+                Look::Wait(_) => return Err(Bypass::HeartbeatMissing),
+                Look::Refresh => {
+                    let found = self
+                        .redis_call(|deadline| {
+                            inner.redis.query_until::<Option<String>>(
+                                cmd("GET").arg(super::key::heartbeat_key(&config.namespace)),
+                                deadline,
+                            )
+                        })
+                        .map(|text| text.as_deref().and_then(Heartbeat::parse));
+                    let waiters = lock(&inner.heartbeat)
+                        .record(now, found.as_ref().map(|hb| *hb).map_err(|_| ()));
+                    for w in waiters {
+                        w.unpark();
+                    }
+                    return found.map_err(|_| Bypass::RedisError);
+                }
             }
         }
     }
