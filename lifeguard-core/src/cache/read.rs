@@ -202,20 +202,25 @@ impl CacheScope {
         });
         let loaded = match granted {
             Err(_) => return Ok(None),
-            Ok(Some(_)) => {
-                let loaded = self.load::<M>(key)?;
-                if let Some((payload, version)) = &loaded {
+            Ok(Some(_)) => match self.load::<M>(key)? {
+                Load::Found(payload, version) => {
                     failpoint::after_load(row_key);
-                    self.fill::<M>(row_key, &lease, &token, payload, *version);
+                    self.fill::<M>(row_key, &lease, &token, &payload, version);
+                    Some(Arc::new(payload))
                 }
-                loaded.map(|(payload, _)| Arc::new(payload))
-            }
+                Load::Missing => None,
+                Load::Foreign => return Ok(None),
+            },
             Ok(None) => match self.await_fill::<M>(row_key, deadline) {
                 Some(found) => {
                     return Ok(Some(Some(found)));
                 }
                 // The winner did not fill in time: read without filling.
-                None => self.load::<M>(key)?.map(|(payload, _)| Arc::new(payload)),
+                None => match self.load::<M>(key)? {
+                    Load::Found(payload, _) => Some(Arc::new(payload)),
+                    Load::Missing => None,
+                    Load::Foreign => return Ok(None),
+                },
             },
         };
         leader.finish(loaded.clone());
@@ -285,20 +290,29 @@ impl CacheScope {
         None
     }
 
-    /// Reads the row from the primary in the cached layout: the payload and the version.
-    fn load<M: LifeModel>(&self, key: &M::PrimaryKey) -> Result<Option<(Vec<u8>, i64)>> {
+    /// Reads the row from the primary in the cached layout. A row of another tenant than
+    /// the read's (`Load::Foreign`) is never stored under this tenant's key (the read then goes to
+    /// PostgreSQL as if uncached, under whatever row-level security applies there).
+    fn load<M: LifeModel>(&self, key: &M::PrimaryKey) -> Result<Load> {
         let params: Vec<&(dyn ToSql + Sync)> = M::key_params(key);
         self.cache.inner().metrics.load(M::TABLE);
         let rows = self.primary.query(&select_sql::<M>(), &params)?;
         let Some(row) = rows.first() else {
-            return Ok(None);
+            return Ok(Load::Missing);
         };
+        if let (Some(hooks), Some(tenant)) = (M::CACHE.as_ref(), self.tenant.as_deref()) {
+            let mut own = String::new();
+            (hooks.write_tenant)(&M::from_row(row)?, &mut own);
+            if own != tenant {
+                return Ok(Load::Foreign);
+            }
+        }
         let n = M::COLUMNS.len();
         let version: i64 = row.try_get(n)?;
         lock(&self.cache.inner().columns)
             .entry(std::any::TypeId::of::<M>())
             .or_insert_with(|| row.columns_shared());
-        Ok(Some((super::encode_payload(row, 0), version)))
+        Ok(Load::Found(super::encode_payload(row, 0), version))
     }
 
     /// Stores a loaded row under the lease; a refused fill only costs the next reader a
@@ -417,6 +431,16 @@ impl Cache {
             .flatten()
             .map(|hb| hb.generation)
     }
+}
+
+/// What a load from the primary found.
+enum Load {
+    /// The row's payload and version.
+    Found(Vec<u8>, i64),
+    /// No such row.
+    Missing,
+    /// A row of another tenant.
+    Foreign,
 }
 
 /// `SELECT <columns>, row_version FROM <table> WHERE <key> [AND not soft-deleted]`, built

@@ -71,7 +71,9 @@ impl Db {
             return None;
         }
         let primary = self.pinned_to_primary();
-        self.pool().cache_scope_with(self.options(), primary)
+        let mut scope = self.pool().cache_scope_with(self.options(), primary)?;
+        scope.tenant = self.tenant_text().map(str::to_owned);
+        Some(scope)
     }
 }
 

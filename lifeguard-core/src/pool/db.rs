@@ -39,6 +39,9 @@ pub struct Db {
     deadline: Option<(Instant, Duration)>,
     /// Queue the token query behind each write (see [`Db::prefetch_token`]).
     prefetch_token: bool,
+    /// The tenant whose rows this handle reads from the cache (see [`Db::with_tenant`]).
+    #[cfg(feature = "cache")]
+    tenant: Option<String>,
     session: Mutex<Session>,
 }
 
@@ -59,6 +62,8 @@ impl Db {
             opts,
             deadline: None,
             prefetch_token: false,
+            #[cfg(feature = "cache")]
+            tenant: None,
             session: Mutex::new(Session::default()),
         }
     }
@@ -108,6 +113,23 @@ impl Db {
                 })
             }
         }
+    }
+
+    /// Reads cached models keyed by a tenant (`#[lifeguard(cache(tenant = ".."))]`) as
+    /// tenant `tenant`: from its keys only. Without a tenant such models are read from
+    /// PostgreSQL.
+    #[cfg(feature = "cache")]
+    pub fn with_tenant(mut self, tenant: &impl crate::cache::KeyPart) -> Db {
+        let mut text = String::new();
+        tenant.write_key(&mut text);
+        self.tenant = Some(text);
+        self
+    }
+
+    /// The tenant's key text, if a tenant is set.
+    #[cfg(feature = "cache")]
+    pub(crate) fn tenant_text(&self) -> Option<&str> {
+        self.tenant.as_deref()
     }
 
     /// A handle on the primary with this handle's deadline (the cache's loads).
