@@ -8,6 +8,10 @@
 //! `--mode orm` runs them through Lifeguard's models and query builder on the raw mode's
 //! connections (peer `lifeguard-orm`).
 //!
+//! `--mode cached` runs `point` through the ORM with the Redis cache in front (`--redis
+//! URL`, else `$LIFEGUARD_REDIS_URL`), every key warmed first, on the pool of `--mode
+//! pool` (peer `lifeguard-cached`; see `bench/cached.rs`).
+//!
 //! `--mode pool` runs the same statements through a `Pool` of `--connections - 1` connections
 //! (its monitor holds the last one; `--pool-size N` overrides) with the default read
 //! preference, optionally with `--replica URL` in the pool and `--pipeline-depth N`
@@ -21,6 +25,8 @@
 //! workers). After a 1 s warm-up the run is measured for `--seconds`; one JSON line goes to
 //! stdout, everything else to stderr. Any error or wrong result fails the run (exit 1).
 
+#[path = "../bench/cached.rs"]
+mod cached;
 #[path = "../bench/histogram.rs"]
 mod histogram;
 #[path = "../bench/orm.rs"]
@@ -42,9 +48,9 @@ use histogram::Histogram;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-const USAGE: &str = "usage: lifeguard-bench --mode raw|pool|orm --url URL \
+const USAGE: &str = "usage: lifeguard-bench --mode raw|pool|orm|cached --url URL \
 --workload point|fortunes|update|insert_batch|eager [--concurrency N] [--connections N] [--seconds S] \
-[--workers N] [--replica URL] [--pool-size N] [--pipeline-depth N]";
+[--workers N] [--replica URL] [--pool-size N] [--pipeline-depth N] [--redis URL]";
 
 /// Not measured; connections are opened and statements prepared before or during it.
 const WARMUP: Duration = Duration::from_secs(1);
@@ -90,6 +96,8 @@ enum Mode {
     Pool,
     /// Models and the query builder on the raw mode's shared connections.
     Orm,
+    /// `point` through the ORM and the Redis cache, on the pool of `Pool`.
+    Cached,
 }
 
 impl Mode {
@@ -98,8 +106,9 @@ impl Mode {
             "raw" => Ok(Mode::Raw),
             "pool" => Ok(Mode::Pool),
             "orm" => Ok(Mode::Orm),
+            "cached" => Ok(Mode::Cached),
             other => Err(format!(
-                "unknown --mode {other:?} (expected raw, pool or orm)"
+                "unknown --mode {other:?} (expected raw, pool, orm or cached)"
             )),
         }
     }
@@ -109,6 +118,7 @@ impl Mode {
             Mode::Raw => "lifeguard-raw",
             Mode::Pool => "lifeguard-pool",
             Mode::Orm => "lifeguard-orm",
+            Mode::Cached => "lifeguard-cached",
         }
     }
 }
@@ -171,6 +181,8 @@ struct Args {
     pipeline_depth: Option<usize>,
     /// `may` scheduler threads (default 2, one per core of the benchmark machine).
     workers: usize,
+    /// `--mode cached`: the Redis server.
+    redis: Option<String>,
 }
 
 impl Args {
@@ -180,6 +192,7 @@ impl Args {
         let (mut mode, mut url, mut workload) = (None, None, None);
         let (mut concurrency, mut connections, mut seconds) = (1, 4, 5.0);
         let (mut replica, mut pool_size, mut pipeline_depth, mut workers) = (None, None, None, 2);
+        let mut redis = std::env::var("LIFEGUARD_REDIS_URL").ok();
         let mut argv = argv.into_iter();
         while let Some(arg) = argv.next() {
             let (flag, inline) = match arg.split_once('=') {
@@ -200,6 +213,7 @@ impl Args {
                 "--pool-size" => pool_size = Some(positive(&flag, &value)?),
                 "--pipeline-depth" => pipeline_depth = Some(positive(&flag, &value)?),
                 "--workers" => workers = positive(&flag, &value)?,
+                "--redis" => redis = Some(value),
                 "--seconds" => {
                     seconds = value
                         .parse::<f64>()
@@ -223,6 +237,7 @@ impl Args {
             pool_size,
             pipeline_depth,
             workers,
+            redis,
         })
     }
 }
@@ -307,6 +322,8 @@ struct Peer {
     pool: Option<Pool>,
     /// `--mode orm`: operations use the models of `orm`.
     orm: bool,
+    /// `--mode cached`: operations use the cached model of `cached`.
+    cached: bool,
     workload: Workload,
     insert_sql: String,
 }
@@ -323,7 +340,7 @@ impl Peer {
                     conns.push(Arc::new(conn));
                 }
             }
-            Mode::Pool => {
+            Mode::Pool | Mode::Cached => {
                 // The pool's monitor holds one connection of its own; the contract allows
                 // `--connections` in all.
                 let size = args
@@ -344,13 +361,23 @@ impl Peer {
                         std::thread::sleep(Duration::from_millis(50));
                     }
                 }
-                pool = Some(pool_ready);
+                pool = Some(match args.mode {
+                    Mode::Cached => {
+                        let redis = args
+                            .redis
+                            .as_deref()
+                            .ok_or("--mode cached needs --redis URL or $LIFEGUARD_REDIS_URL")?;
+                        cached::prepare(pool_ready, redis)?
+                    }
+                    _ => pool_ready,
+                });
             }
         }
         Ok(Peer {
             conns,
             pool,
             orm: args.mode == Mode::Orm,
+            cached: args.mode == Mode::Cached,
             workload: args.workload,
             insert_sql: sql::insert_batch(INSERT_BATCH_ROWS),
         })
@@ -397,6 +424,9 @@ impl Peer {
     fn op_on(&self, conn: &dyn Executor, rng: &mut StdRng) -> Result<(), BoxError> {
         if self.orm {
             return orm::op(self.workload, conn, rng);
+        }
+        if self.cached {
+            return cached::op(self.workload, conn, rng);
         }
         match self.workload {
             Workload::Point => {
