@@ -87,7 +87,6 @@ pub(crate) fn table_name<M: LifeModel>() -> String {
 pub fn change_capture_sql<M: LifeModel>(opts: &CaptureOptions) -> Result<String> {
     let spec = spec_of::<M>()?;
     let table = table_name::<M>();
-    let layout = Layout::of::<M>();
     let seq = opts.qualify("lifeguard_row_version");
     let outbox = opts.qualify("lifeguard_outbox");
     let registry = opts.qualify("lifeguard_cache_tables");
@@ -163,18 +162,37 @@ pub fn change_capture_sql<M: LifeModel>(opts: &CaptureOptions) -> Result<String>
            REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION {capture}();\n\
          CREATE OR REPLACE TRIGGER lifeguard_capture_delete AFTER DELETE ON {target}\n  \
            REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION {capture}();\n\
-         INSERT INTO {registry} (tbl, layout, fetch_sql, mode, ttl_ms)\n  \
-           VALUES ({tbl}, {layout_lit}, {fetch}, {mode}, {ttl})\n  \
-           ON CONFLICT (tbl, layout) DO UPDATE SET fetch_sql = EXCLUDED.fetch_sql,\n    \
-             mode = EXCLUDED.mode, ttl_ms = EXCLUDED.ttl_ms, registered_at = now();\n",
+         ",
         version_fn = func("version"),
         seq_text = seq.replace('\'', "''"),
-        layout_lit = lit(&layout.hex()),
+    );
+    sql.push_str(&registration_sql::<M>(opts)?);
+    Ok(sql)
+}
+
+/// The statement that registers `M`'s current layout with the reflector (part of
+/// [`change_capture_sql`]); run it at start-up with [`register`] so a deploy that changes
+/// the model registers its new layout while the old one stays for instances still running.
+pub fn registration_sql<M: LifeModel>(opts: &CaptureOptions) -> Result<String> {
+    let spec = spec_of::<M>()?;
+    let lit = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    Ok(format!(
+        "INSERT INTO {registry} (tbl, layout, fetch_sql, mode, ttl_ms)\n  \
+           VALUES ({tbl}, {layout}, {fetch}, {mode}, {ttl})\n  \
+           ON CONFLICT (tbl, layout) DO UPDATE SET fetch_sql = EXCLUDED.fetch_sql,\n    \
+             mode = EXCLUDED.mode, ttl_ms = EXCLUDED.ttl_ms, registered_at = now();\n",
+        registry = opts.qualify("lifeguard_cache_tables"),
+        tbl = lit(&table_name::<M>()),
+        layout = lit(&Layout::of::<M>().hex()),
         fetch = lit(&fetch_sql::<M>(spec)?),
         mode = lit(spec.mode.as_str()),
         ttl = spec.ttl.as_millis(),
-    );
-    Ok(sql)
+    ))
+}
+
+/// Runs [`registration_sql`] on `db` (the primary).
+pub fn register<M: LifeModel>(db: &(impl Executor + ?Sized), opts: &CaptureOptions) -> Result<()> {
+    db.batch_execute(&registration_sql::<M>(opts)?)
 }
 
 /// Runs [`change_capture_sql`] on `db` (the primary), refusing a table whose row-level
