@@ -60,7 +60,18 @@ impl NotificationQueue {
         }
     }
 
-    /// Withdraws a waiting coroutine's registration.
+    /// The oldest notification; with none queued, `blocker` is registered to be woken by
+    /// the next [`wake_all`](Self::wake_all) instead.
+    fn pop_or_wait(&self, blocker: &Arc<Blocker>) -> Option<Notification> {
+        let mut st = lock(&self.state);
+        let next = st.queue.pop_front();
+        if next.is_none() {
+            st.waiters.push(blocker.clone());
+        }
+        next
+    }
+
+    /// Withdraws a registration made by [`pop_or_wait`](Self::pop_or_wait).
     fn stop_waiting(&self, blocker: &Arc<Blocker>) {
         lock(&self.state)
             .waiters
@@ -93,15 +104,15 @@ impl Connection {
         let blocker = Arc::new(Blocker::new(false));
         let queue = self.shared().notifications();
         loop {
-            {
-                let mut q = lock(&queue.state);
-                if let Some(n) = q.queue.pop_front() {
-                    return Ok(Some(n));
-                }
-                if let Some(e) = self.shared().broken() {
-                    return Err(e);
-                }
-                q.waiters.push(blocker.clone());
+            if let Some(n) = queue.pop_or_wait(&blocker) {
+                return Ok(Some(n));
+            }
+            // Asked with the queue unlocked: `broken` may fail the connection, and a failure
+            // wakes the listeners under that lock. Registered before asking, this coroutine
+            // is woken by a failure or a notification that comes after the answer.
+            if let Some(e) = self.shared().broken() {
+                queue.stop_waiting(&blocker);
+                return Err(e);
             }
             if Instant::now() >= deadline {
                 queue.stop_waiting(&blocker);
