@@ -13,6 +13,7 @@ use lifeguard_core::pool::{Pool, PoolConfig};
 use lifeguard_core::query::ColumnExpr;
 use lifeguard_core::{Error, Executor, LifeModel, LifeRecord};
 use lifeguard_tests::pg;
+use lifeguard_tests::pool::metric;
 
 const DDL: &str = r#"
 SELECT pg_advisory_xact_lock(4243);
@@ -281,10 +282,7 @@ fn stream_owns_a_read_only_transaction_on_an_exclusive_connection() {
         .unwrap();
     assert_eq!(streamed, seeded);
     assert_eq!(conn.transaction_status(), TransactionStatus::Idle);
-    assert!(
-        !conn.take_session_dirty(),
-        "a transaction-scoped cursor is no lasting state"
-    );
+    // That the cursor leaves no lasting session state is checked through a pool below.
     assert_eq!(open_cursors(&conn), 0);
 
     // Exactly a multiple of the batch size, and an empty result.
@@ -376,8 +374,17 @@ fn stream_inside_a_callers_transaction_and_on_a_lease() {
         lease.connection().transaction_status(),
         TransactionStatus::Idle
     );
-    assert!(!lease.connection().take_session_dirty());
     drop(lease);
+    // A connection whose session state a statement changed is retired when released.
+    assert_eq!(
+        metric(
+            &pool,
+            "lifeguard_pool_connections_closed_total",
+            &[("reason", "session_state")]
+        ),
+        0.0,
+        "a transaction-scoped cursor is no lasting state"
+    );
     pool.close();
 }
 

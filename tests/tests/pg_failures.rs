@@ -566,6 +566,34 @@ fn fake_server_unsolicited_message_breaks_an_idle_connection() {
     server.join().unwrap();
 }
 
+/// A listener on a connection whose abandoned reply is overdue gets the connection error:
+/// the check that breaks the connection wakes the listeners, and must not do so while the
+/// listener's own wait holds their queue (that self-deadlock hung `next_notification`).
+#[test]
+fn listener_sees_a_connection_broken_by_an_overdue_abandoned_reply() {
+    // Reads every request and answers none, like a peer gone half-open.
+    let (port, server) = fake_session(|_, _| Some(Vec::new()));
+    let conn = open_fake(port);
+    let c = conn.clone();
+    let r = in_coroutine_within(Duration::from_secs(10), move || {
+        let timed_out = c.timeout(Duration::from_millis(100)).query("SELECT v", &[]);
+        assert!(matches!(timed_out, Err(Error::Timeout(_))), "{timed_out:?}");
+        // Past the grace an abandoned reply gets (2 s): the next check breaks the connection.
+        may::coroutine::sleep(Duration::from_millis(2300));
+        c.next_notification(Duration::from_secs(1))
+    });
+    match r {
+        Err(e) => assert!(
+            e.is_connection() && e.to_string().contains("presumed dead"),
+            "{e:?}"
+        ),
+        Ok(n) => panic!("expected the connection error, got {n:?}"),
+    }
+    assert!(conn.is_broken());
+    drop(conn);
+    server.join().unwrap();
+}
+
 #[test]
 fn connect_timeout_bounds_a_trickling_startup() {
     let (port, server) = fake_server(|s| {

@@ -112,7 +112,7 @@ impl Connection {
     /// Whether a statement changed session state that outlives it (`SET` without `LOCAL`,
     /// `LISTEN`, `PREPARE`, a temporary table), clearing the flag. A pool retires such a
     /// connection rather than share that state with the next user.
-    pub fn take_session_dirty(&self) -> bool {
+    pub(crate) fn take_session_dirty(&self) -> bool {
         self.session_dirty.swap(false, Ordering::Relaxed)
     }
 

@@ -11,25 +11,13 @@ use crate::error::{Error, Result};
 
 /// The largest backend message accepted. PostgreSQL caps a field at 1 GiB; a length past
 /// that is corruption, and honouring it would let a broken peer make us reserve gigabytes.
-pub const MAX_MESSAGE_LEN: usize = (1 << 30) + 1024;
+const MAX_MESSAGE_LEN: usize = (1 << 30) + 1024;
 
 /// Splits the next complete backend message off the front of `buf`.
 ///
 /// Returns `Ok(None)` when `buf` holds only part of a message (read more, then call again),
 /// and an error when the bytes cannot be a valid message.
-///
-/// ```
-/// use bytes::BytesMut;
-/// use lifeguard_core::pg::frame::next_message;
-///
-/// // ReadyForQuery, idle.
-/// let mut buf = BytesMut::from(&b"Z\x00\x00\x00\x05I"[..]);
-/// assert!(next_message(&mut buf).unwrap().is_some());
-/// assert!(buf.is_empty());
-/// let mut partial = BytesMut::from(&b"Z\x00\x00"[..]);
-/// assert!(next_message(&mut partial).unwrap().is_none());
-/// ```
-pub fn next_message(buf: &mut BytesMut) -> Result<Option<Message>> {
+pub(crate) fn next_message(buf: &mut BytesMut) -> Result<Option<Message>> {
     if buf.len() < 5 {
         return Ok(None);
     }
@@ -72,6 +60,19 @@ mod tests {
         assert!(next_message(&mut buf).is_err());
         let mut buf = BytesMut::from(&b"D\x00\x00\x00\x02"[..]);
         assert!(next_message(&mut buf).is_err());
+    }
+
+    #[test]
+    fn waits_for_the_rest_of_a_partial_message() {
+        // ReadyForQuery, idle, cut after its length and then whole.
+        let mut buf = BytesMut::from(&b"Z\x00\x00"[..]);
+        assert!(next_message(&mut buf).unwrap().is_none());
+        let mut buf = BytesMut::from(&b"Z\x00\x00\x00\x05"[..]);
+        assert!(next_message(&mut buf).unwrap().is_none());
+        assert_eq!(buf.len(), 5, "a partial message stays in the buffer");
+        buf.extend_from_slice(b"I");
+        assert!(next_message(&mut buf).unwrap().is_some());
+        assert!(buf.is_empty());
     }
 
     #[test]

@@ -29,7 +29,7 @@ mod config;
 mod connect;
 mod connection;
 mod copy;
-pub mod frame;
+mod frame;
 mod notify;
 mod pipeline;
 mod row;

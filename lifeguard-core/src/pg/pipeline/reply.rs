@@ -1,0 +1,109 @@
+//! The slot a caller waits on for its request's messages, and the request's place in the
+//! reply order.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use may::sync::Blocker;
+use postgres_protocol::message::backend::Message;
+
+use crate::error::Error;
+use crate::rt::{lock, park, Parked};
+
+/// Where the reader puts the messages of one request.
+pub(crate) struct Reply {
+    state: Mutex<ReplyState>,
+    blocker: Blocker,
+}
+
+#[derive(Default)]
+struct ReplyState {
+    messages: VecDeque<Message>,
+    done: bool,
+    failed: Option<Error>,
+}
+
+/// Why [`Reply::next`] returned no message.
+pub(crate) enum Wait {
+    /// The connection broke before the reply was complete.
+    Failed(Error),
+    /// The deadline passed first.
+    TimedOut,
+}
+
+impl Reply {
+    /// A slot owned by the calling coroutine (or thread): only its creator may wait on it.
+    pub(crate) fn new() -> Arc<Reply> {
+        Arc::new(Reply {
+            state: Mutex::new(ReplyState::default()),
+            blocker: Blocker::new(false),
+        })
+    }
+
+    /// The next message of this reply, parking until one arrives or the deadline passes.
+    /// After the final `ReadyForQuery` has been returned, there are no more messages.
+    pub(crate) fn next(
+        self: &Arc<Self>,
+        deadline: Option<Instant>,
+    ) -> std::result::Result<Message, Wait> {
+        loop {
+            {
+                let mut st = lock(&self.state);
+                if let Some(m) = st.messages.pop_front() {
+                    return Ok(m);
+                }
+                if let Some(e) = &st.failed {
+                    return Err(Wait::Failed(e.clone()));
+                }
+                if st.done {
+                    return Err(Wait::Failed(Error::protocol(
+                        "read past the end of a reply",
+                    )));
+                }
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(Wait::TimedOut);
+            }
+            // A wake-up that raced ahead of this park is kept by the parker, so none is lost;
+            // spurious wake-ups just loop.
+            park(self, deadline);
+        }
+    }
+
+    /// Whether the final message (or a failure) has arrived.
+    pub(super) fn is_settled(&self) -> bool {
+        let st = lock(&self.state);
+        st.done || st.failed.is_some()
+    }
+
+    /// Hands over `batch` (leaving it empty, its capacity kept); `done` when it ends the reply.
+    pub(super) fn push(&self, batch: &mut Vec<Message>, done: bool) {
+        {
+            let mut st = lock(&self.state);
+            st.messages.extend(batch.drain(..));
+            st.done |= done;
+        }
+        self.blocker.unpark();
+    }
+
+    pub(super) fn fail(&self, e: Error) {
+        lock(&self.state).failed = Some(e);
+        self.blocker.unpark();
+    }
+}
+
+impl Parked for Reply {
+    fn blocker(&self) -> &Blocker {
+        &self.blocker
+    }
+}
+
+/// A request's place in the reply order.
+#[derive(Clone)]
+pub(super) enum Pending {
+    /// Someone waits for these messages.
+    Reply(Arc<Reply>),
+    /// Nobody does (a rollback sent from a destructor); errors are only logged.
+    Discard,
+}
