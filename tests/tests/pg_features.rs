@@ -994,8 +994,14 @@ fn copy_binary_rows() {
         };
         w.write(&[&i, &label, &(i64::from(i) << 33)]).unwrap();
     }
-    // A wrong value count and a wrong type are encode errors.
-    assert!(matches!(w.write(&[&1i32]), Err(Error::Encode { .. })));
+    // A wrong value count is a count error, a wrong type an encode error.
+    assert!(matches!(
+        w.write(&[&1i32]),
+        Err(Error::ParameterCount {
+            expected: 3,
+            given: 1
+        })
+    ));
     match w.write(&[&1i32, &"x", &"not an int8"]) {
         Err(Error::Encode { index, pg_type, .. }) => {
             assert_eq!(index, 2);
