@@ -39,7 +39,9 @@ mod read;
 pub mod redis;
 mod write;
 
-pub use capture::{change_capture_sql, install_change_capture, CaptureOptions};
+pub use capture::{
+    change_capture_sql, install_change_capture, register, registration_sql, CaptureOptions,
+};
 pub use heartbeat::Heartbeat;
 pub use key::KeyPart;
 pub use payload::{encode_payload, scripts};
