@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use lifeguard_core::cache::redis::{RedisClient, RedisConfig};
+use lifeguard_core::cache::{install_change_capture, Cache, CacheConfig, CaptureOptions};
 use lifeguard_core::migrate::{startup_migrations, Migrator};
 use lifeguard_core::pool::{Pool, ReadOptions, ReadPreference};
 use lifeguard_core::Executor;
@@ -12,8 +14,10 @@ use lifeguard_router_ext::service::{HttpRequest, LifeguardService, Limits, Servi
 use lifeguard_router_ext::{Lifeguard, ReadyPolicy, Reply, RequestExecutor, Settings, JSON};
 use may::coroutine::JoinHandle;
 
-use crate::config::{AppConfig, HttpServer};
+use crate::config::{AppConfig, CacheSettings, HttpServer};
 use crate::error::ApiError;
+use crate::models::{Author, Book};
+use crate::techempower::World;
 use crate::{api, openapi, seed, techempower};
 
 /// The SQL migrations, embedded at compile time from `example-service/migrations/`.
@@ -168,6 +172,10 @@ pub fn start(config: &AppConfig) -> Result<Running, Box<dyn StdError>> {
             tracing::info!("seeded {n} authors");
         }
     }
+    let pool = match &config.cache {
+        Some(cache) => with_cache(pool, cache, &config.schema)?,
+        None => pool,
+    };
     wait_for_replicas(&pool, config.replica_wait);
     let settings = Settings {
         served_by: config.served_by,
@@ -185,6 +193,32 @@ pub fn start(config: &AppConfig) -> Result<Running, Box<dyn StdError>> {
         in_flight,
         server,
     })
+}
+
+/// Installs change capture for the cached models in the service's schema (idempotent;
+/// concurrent starts take turns on a transaction lock) and attaches the cache.
+fn with_cache(
+    pool: Pool,
+    settings: &CacheSettings,
+    schema: &str,
+) -> Result<Pool, Box<dyn StdError>> {
+    let opts = CaptureOptions::new().schema(schema);
+    pool.transaction(|tx| {
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('lifeguard-capture'))",
+            &[],
+        )?;
+        install_change_capture::<Author>(tx, &opts)?;
+        install_change_capture::<Book>(tx, &opts)?;
+        install_change_capture::<World>(tx, &opts)
+    })?;
+    let redis = RedisClient::new(RedisConfig::from_url(&settings.redis_url)?);
+    let cache = Cache::new(
+        redis,
+        CacheConfig::new(settings.namespace.clone()).staleness_bound(settings.staleness),
+    );
+    tracing::info!(namespace = %settings.namespace, "reads of authors, books and world go through the Redis cache");
+    Ok(pool.with_cache(cache))
 }
 
 /// Waits (at most `wait`) until a replica has replayed everything written so far

@@ -15,6 +15,8 @@
 //! | `LIFEGUARD_WORKERS` | `may` scheduler threads. One keeps the tail short when the database shares the machine (BENCHMARKS.md has the run); raise it on a host of its own | `1` |
 //! | `LIFEGUARD_HTTP_SERVER` | `lifeguard`: Lifeguard's own HTTP/1.1 server (up to 64 request headers, `431` past that); `minihttp`: may_minihttp 0.1.11 (16 request headers, a 17th closes the connection unanswered) | `lifeguard` |
 //! | `LIFEGUARD_PIPELINE_DEPTH` | the most requests in flight on one pooled connection; further requests wait in arrival order for the first connection with room (`0`: no limit). A limit keeps a connection that stalls from holding many requests: a shorter tail on `/updates` and `/queries` for some throughput of `/db` and `/fortunes` (BENCHMARKS.md) | `32` |
+//! | `LIFEGUARD_CACHE_REDIS_URL` | turns the Redis cache on for authors, books and `world` (`GET /authors/{id}`, `GET /books/{id}`, `/db`, `/queries`): change capture is installed in the service's schema at start-up, and a reflector must run (`scripts/run` starts one) | off |
+//! | `LIFEGUARD_CACHE_NAMESPACE`, `LIFEGUARD_CACHE_STALENESS_MS` | the cache's namespace and staleness bound `B`, which the reflector must share | `lifeguard`, `2000` |
 //! | `LIFEGUARD_REPLICA_WAIT_MS` | at start-up, how long to wait for the replicas to become eligible before serving (reads that prefer a replica would otherwise all fall back to the primary, whose fallback budget is small) | `5000` |
 //!
 //! With replicas, the service holds at most `(max_size + 1)` connections on each server,
@@ -56,6 +58,29 @@ pub struct AppConfig {
     pub workers: usize,
     /// The HTTP server the service runs on.
     pub http_server: HttpServer,
+    /// The Redis cache, when `LIFEGUARD_CACHE_REDIS_URL` is set.
+    pub cache: Option<CacheSettings>,
+}
+
+/// The cache's settings.
+#[derive(Clone)]
+pub struct CacheSettings {
+    /// The Redis server.
+    pub redis_url: String,
+    /// The namespace shared with the reflector.
+    pub namespace: String,
+    /// The staleness bound `B`, shared with the reflector.
+    pub staleness: Duration,
+}
+
+impl std::fmt::Debug for CacheSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a password.
+        f.debug_struct("CacheSettings")
+            .field("namespace", &self.namespace)
+            .field("staleness", &self.staleness)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Which server runs the service (`LIFEGUARD_HTTP_SERVER`).
@@ -77,7 +102,8 @@ pub const DEFAULT_PIPELINE_DEPTH: usize = 32;
 pub const USAGE: &str = "usage: example-service [--listen ADDR]\n\
     environment: DATABASE_URL or LIFEGUARD_PRIMARY_URL (required), LIFEGUARD_REPLICA_URLS, \
     HTTP_POOL_SIZE, LIFEGUARD_SCHEMA, LIFEGUARD_LISTEN, LIFEGUARD_SEED, \
-    LIFEGUARD_DEBUG_ENDPOINTS, LIFEGUARD_SERVED_BY, LIFEGUARD_SHUTDOWN_GRACE_MS, LIFEGUARD_MAX_BODY, LIFEGUARD_PIPELINE_DEPTH, LIFEGUARD_REPLICA_WAIT_MS, LIFEGUARD_WORKERS, LIFEGUARD_HTTP_SERVER";
+    LIFEGUARD_DEBUG_ENDPOINTS, LIFEGUARD_SERVED_BY, LIFEGUARD_SHUTDOWN_GRACE_MS, LIFEGUARD_MAX_BODY, LIFEGUARD_PIPELINE_DEPTH, LIFEGUARD_REPLICA_WAIT_MS, LIFEGUARD_WORKERS, LIFEGUARD_HTTP_SERVER, \
+    LIFEGUARD_CACHE_REDIS_URL, LIFEGUARD_CACHE_NAMESPACE, LIFEGUARD_CACHE_STALENESS_MS";
 
 impl AppConfig {
     /// Reads the process environment and `args` (without the program name).
@@ -178,6 +204,17 @@ impl AppConfig {
                         "LIFEGUARD_HTTP_SERVER={other:?}: expected lifeguard or minihttp"
                     ))
                 }
+            },
+            cache: match var("LIFEGUARD_CACHE_REDIS_URL") {
+                None => None,
+                Some(redis_url) => Some(CacheSettings {
+                    redis_url,
+                    namespace: var("LIFEGUARD_CACHE_NAMESPACE")
+                        .unwrap_or_else(|| "lifeguard".into()),
+                    staleness: Duration::from_millis(
+                        number("LIFEGUARD_CACHE_STALENESS_MS")?.unwrap_or(2000),
+                    ),
+                }),
             },
         })
     }

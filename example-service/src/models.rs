@@ -31,6 +31,7 @@ use utoipa::ToSchema;
 #[lifeguard(
     table_name = "authors",
     hooks,
+    cache,
     has_many(Book, from = "id", to = "author_id")
 )]
 pub struct Author {
@@ -53,7 +54,7 @@ pub struct Author {
 
 /// A book; deleting it only marks it deleted.
 #[derive(Debug, Clone, Serialize, ToSchema, LifeModel, LifeRecord)]
-#[lifeguard(table_name = "books", hooks, soft_delete)]
+#[lifeguard(table_name = "books", hooks, soft_delete, cache)]
 #[lifeguard(belongs_to(Author, from = "author_id", to = "id"))]
 #[lifeguard(has_many(Review, from = "id", to = "book_id"))]
 pub struct Book {

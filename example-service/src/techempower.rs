@@ -22,7 +22,7 @@ use crate::http::query_param;
 
 /// A row of `world`.
 #[derive(Debug, Clone, LifeModel, LifeRecord)]
-#[lifeguard(table_name = "world")]
+#[lifeguard(table_name = "world", cache)]
 pub struct World {
     /// 1..=10000.
     #[lifeguard(primary_key)]

@@ -139,9 +139,14 @@ impl Lifeguard {
         Handled { output, headers }
     }
 
-    /// `/metrics`: the pool's series and the HTTP series.
+    /// `/metrics`: the pool's series, the cache's when the pool has one, and the HTTP series.
     pub fn metrics(&self) -> Reply {
-        endpoints::metrics(&[self.pool.registry(), &self.registry])
+        match self.pool.cache() {
+            Some(cache) => {
+                endpoints::metrics(&[self.pool.registry(), cache.registry(), &self.registry])
+            }
+            None => endpoints::metrics(&[self.pool.registry(), &self.registry]),
+        }
     }
 
     /// `/health/ready` ([`endpoints::ready`]).

@@ -72,9 +72,14 @@ impl CaptureOptions {
     }
 }
 
-/// The name the outbox and the registry know a model's table by: `schema.table`.
+/// The name the outbox, the registry and the keys know a model's table by: `schema.table`,
+/// or the bare table name for a model that names no schema (its table is whichever the
+/// connections' `search_path` finds, for the application and the reflector alike).
 pub(crate) fn table_name<M: LifeModel>() -> String {
-    format!("{}.{}", M::SCHEMA.unwrap_or("public"), M::TABLE)
+    match M::SCHEMA {
+        Some(schema) => format!("{schema}.{}", M::TABLE),
+        None => M::TABLE.to_owned(),
+    }
 }
 
 /// The SQL that installs change capture for `M` (idempotent), to run once or to embed in a
