@@ -7,12 +7,11 @@ use crate::pg::socket::Socket;
 /// connection is shallow and its replies each fit one read.
 ///
 /// The writer's and the reader's handles are polled by one worker, so under load a reply
-/// wakes one thread: a 100-row insert at 256 callers took 28 to 33 µs of client CPU and 0.56
-/// context switches, against 36 to 40 µs and 1.0 with the handles on both workers. A lone
-/// caller is the other way round: woken on one worker only, its `update` round trip fell
-/// into a slow mode (14k to 18k ops/s instead of 30k) in half the runs on this 2-vCPU
-/// machine; the likely cause, not pinned down, is the idle worker's CPU going to sleep
-/// between replies. The echo keeps the second worker stirring while a connection has at
+/// wakes one thread, which costs less client CPU and fewer context switches than handles
+/// on both workers. A lone caller is the other way round: woken on one worker only, its
+/// `update` round trip fell into a slow mode in half the runs on a 2-vCPU machine
+/// (BENCHMARKS.md, "Mechanisms"); the likely cause, not pinned down, is the idle worker's
+/// CPU going to sleep between replies. The echo keeps the second worker stirring while a connection has at
 /// most one request in flight, and goes away once the server holds [`ECHO_OFF_AT`] of them
 /// or a reply streams over several reads.
 #[derive(Default)]

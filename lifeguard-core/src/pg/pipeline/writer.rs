@@ -26,10 +26,8 @@ pub(crate) enum Outgoing<'a> {
 /// deep pipeline, and a `send` that finds the backend asleep wakes it. On a machine whose
 /// cores the server shares, that traffic kept the backends queueing for a CPU with the
 /// requests of their pipeline behind them: the p99 tail. Held back until the server is down
-/// to three, requests go out in batches while the backend never runs dry. On the benchmark
-/// (`fortunes`, 8 requests per connection) sends per request fell from 0.39 to 0.23 and the
-/// backends' waits for a CPU longer than 0.3 ms from 292 to 22 in two seconds; at 64 per
-/// connection sends fell from 0.09 to 0.02 per request.
+/// to three, requests go out in batches while the backend never runs dry: fewer sends per
+/// request and far fewer long waits of the backends for a CPU (BENCHMARKS.md, "Mechanisms").
 /// Shallow pipelines, under the mark, are written at once as before. It must be at least 2:
 /// a COPY keeps its request unanswered while its data follows, and that data must never wait
 /// for an answer only its own end brings.
