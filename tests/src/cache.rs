@@ -11,11 +11,16 @@ use lifeguard_core::pool::{Pool, PoolConfig};
 use crate::pool::cfg;
 use crate::{primary_url, redis_url, unique_name};
 
-/// A pool on the primary (and replica) with a cache in a fresh namespace.
+/// A pool on the primary with a cache in a fresh namespace.
 pub fn cached_pool(config: impl FnOnce(CacheConfig) -> CacheConfig) -> (Pool, Cache) {
+    cached_pool_in(&unique_name("ns"), config)
+}
+
+/// A pool on the primary with a cache in namespace `ns`.
+pub fn cached_pool_in(ns: &str, config: impl FnOnce(CacheConfig) -> CacheConfig) -> (Pool, Cache) {
     crate::pg::init();
     let redis = RedisClient::new(RedisConfig::from_url(&redis_url()).expect("redis url"));
-    let cache = Cache::new(redis, config(CacheConfig::new(unique_name("ns"))));
+    let cache = Cache::new(redis, config(CacheConfig::new(ns)));
     let pool = Pool::connect(PoolConfig::new(cfg(&primary_url())).max_size(4))
         .expect("pool")
         .with_cache(cache.clone());
@@ -59,4 +64,31 @@ pub fn stop_beating(cache: &Cache) {
 /// `labels`.
 pub fn cache_metric(cache: &Cache, name: &str, labels: &[(&str, &str)]) -> f64 {
     crate::pool::registry_metric(cache.registry(), name, labels)
+}
+
+/// The model of the multi-process stampede test (C1): `cache_crowd.crowd`.
+#[derive(Debug, Clone, lifeguard_core::LifeModel)]
+#[lifeguard(table_name = "crowd", schema_name = "cache_crowd", cache)]
+pub struct Crowd {
+    /// The key.
+    #[lifeguard(primary_key)]
+    pub id: i64,
+    /// A value.
+    pub n: i64,
+}
+
+/// Creates `cache_crowd.crowd` with change capture (idempotent).
+pub fn crowd_table() {
+    use lifeguard_core::Executor;
+    let conn = crate::pg::connect();
+    conn.batch_execute(
+        "CREATE SCHEMA IF NOT EXISTS cache_crowd;
+         CREATE TABLE IF NOT EXISTS cache_crowd.crowd (id bigint PRIMARY KEY, n bigint NOT NULL)",
+    )
+    .expect("table");
+    lifeguard_core::cache::install_change_capture::<Crowd>(
+        &conn,
+        &lifeguard_core::cache::CaptureOptions::new().schema("cache_crowd"),
+    )
+    .expect("capture");
 }

@@ -355,14 +355,27 @@ impl CacheScope {
         }
     }
 
-    /// Decodes a payload with the columns learnt from a load; `Ok(None)` (a miss) before
-    /// any load in this process has told them.
+    /// Decodes a payload with the result columns of the cache statement (their types
+    /// decode the values), learnt from a load or, before any load in this process, from
+    /// the statement's description on the primary, once.
     fn decode<M: LifeModel>(&self, payload: &[u8]) -> Result<Option<M>> {
-        let columns = lock(&self.cache.inner().columns)
+        let known = lock(&self.cache.inner().columns)
             .get(&std::any::TypeId::of::<M>())
             .cloned();
-        let Some(columns) = columns else {
-            return Ok(None);
+        let columns = match known {
+            Some(columns) => columns,
+            None => {
+                let lease = self.primary.pool().lease_primary()?;
+                let described: Arc<[crate::pg::Column]> = lease
+                    .connection()
+                    .prepare(&select_sql::<M>())?
+                    .columns()
+                    .into();
+                lock(&self.cache.inner().columns)
+                    .entry(std::any::TypeId::of::<M>())
+                    .or_insert(described)
+                    .clone()
+            }
         };
         let row = Row::from_values(columns, payload)?;
         M::from_row(&row).map(Some)
