@@ -67,7 +67,14 @@ impl CaptureOptions {
         &self.schema
     }
 
-    fn qualify(&self, name: &str) -> String {
+    /// `name` qualified by the schema, quoted: how the reflector names the outbox and the
+    /// registry.
+    ///
+    /// ```
+    /// use lifeguard_core::cache::CaptureOptions;
+    /// assert_eq!(CaptureOptions::new().qualify("lifeguard_outbox"), r#""public"."lifeguard_outbox""#);
+    /// ```
+    pub fn qualify(&self, name: &str) -> String {
         format!("{}.{}", quote(&self.schema), quote(name))
     }
 }
@@ -82,40 +89,16 @@ pub(crate) fn table_name<M: LifeModel>() -> String {
     }
 }
 
-/// The SQL that installs change capture for `M` (idempotent), to run once or to embed in a
-/// migration.
-///
-/// # Errors
-///
-/// [`Error::InvalidUse`] when `M` is not cached (`#[lifeguard(cache)]`) or a key or tenant
-/// column has a type the cache cannot key on (integers, text and UUIDs can).
-pub fn change_capture_sql<M: LifeModel>(opts: &CaptureOptions) -> Result<String> {
-    let spec = spec_of::<M>()?;
-    let table = table_name::<M>();
+/// The shared objects every captured table writes to, in `opts`' schema (idempotent):
+/// the row-version sequence, the outbox and the registry. Part of
+/// [`change_capture_sql`]; the reflector runs it at start-up so that it can wait for
+/// changes before any application has installed capture.
+pub fn capture_base_sql(opts: &CaptureOptions) -> String {
+    let schema = quote(&opts.schema);
     let seq = opts.qualify("lifeguard_row_version");
     let outbox = opts.qualify("lifeguard_outbox");
     let registry = opts.qualify("lifeguard_cache_tables");
-    let target = M::QUALIFIED;
-    let func = |suffix: &str| {
-        opts.qualify(&format!(
-            "lifeguard_{suffix}_{}",
-            table.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
-        ))
-    };
-    let capture = func("capture");
-    let key_of = |alias: &str| key_exprs::<M>(alias, spec);
-    let (pk_new, tenant_new) = key_of("n")?;
-    let (pk_old, tenant_old) = key_of("o")?;
-    let notify = match opts.notify {
-        true => "PERFORM pg_notify('lifeguard_outbox', '');",
-        false => "",
-    };
-    let lit = |s: &str| format!("'{}'", s.replace('\'', "''"));
-    let tbl = lit(&table);
-    let schema = quote(&opts.schema);
-    let mut sql = String::new();
-    let _ = write!(
-        sql,
+    format!(
         "CREATE SCHEMA IF NOT EXISTS {schema};\n\
          CREATE SEQUENCE IF NOT EXISTS {seq};\n\
          CREATE TABLE IF NOT EXISTS {outbox} (\n  \
@@ -139,7 +122,43 @@ pub fn change_capture_sql<M: LifeModel>(opts: &CaptureOptions) -> Result<String>
            registered_at timestamptz NOT NULL DEFAULT now(),\n  \
            PRIMARY KEY (tbl, layout)\n\
          );\n\
-         ALTER TABLE {target} ADD COLUMN IF NOT EXISTS row_version bigint NOT NULL DEFAULT 0;\n\
+         "
+    )
+}
+
+/// The SQL that installs change capture for `M` (idempotent), to run once or to embed in a
+/// migration.
+///
+/// # Errors
+///
+/// [`Error::InvalidUse`] when `M` is not cached (`#[lifeguard(cache)]`) or a key or tenant
+/// column has a type the cache cannot key on (integers, text and UUIDs can).
+pub fn change_capture_sql<M: LifeModel>(opts: &CaptureOptions) -> Result<String> {
+    let spec = spec_of::<M>()?;
+    let table = table_name::<M>();
+    let seq = opts.qualify("lifeguard_row_version");
+    let outbox = opts.qualify("lifeguard_outbox");
+    let target = M::QUALIFIED;
+    let func = |suffix: &str| {
+        opts.qualify(&format!(
+            "lifeguard_{suffix}_{}",
+            table.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+        ))
+    };
+    let capture = func("capture");
+    let key_of = |alias: &str| key_exprs::<M>(alias, spec);
+    let (pk_new, tenant_new) = key_of("n")?;
+    let (pk_old, tenant_old) = key_of("o")?;
+    let notify = match opts.notify {
+        true => "PERFORM pg_notify('lifeguard_outbox', '');",
+        false => "",
+    };
+    let lit = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    let tbl = lit(&table);
+    let mut sql = capture_base_sql(opts);
+    let _ = write!(
+        sql,
+        "ALTER TABLE {target} ADD COLUMN IF NOT EXISTS row_version bigint NOT NULL DEFAULT 0;\n\
          CREATE OR REPLACE FUNCTION {version_fn}() RETURNS trigger LANGUAGE plpgsql AS $lg$\n\
          BEGIN\n  NEW.row_version := nextval('{seq_text}');\n  RETURN NEW;\nEND\n$lg$;\n\
          CREATE OR REPLACE TRIGGER lifeguard_row_version BEFORE INSERT OR UPDATE ON {target}\n  \

@@ -40,7 +40,8 @@ pub mod redis;
 mod write;
 
 pub use capture::{
-    change_capture_sql, install_change_capture, register, registration_sql, CaptureOptions,
+    capture_base_sql, change_capture_sql, install_change_capture, register, registration_sql,
+    CaptureOptions,
 };
 pub use heartbeat::Heartbeat;
 pub use key::KeyPart;

@@ -34,7 +34,9 @@ pub mod scripts {
     }
 
     /// The leader's heartbeat (`KEYS`: heartbeat, epoch; `ARGV`: epoch, value, lifetime
-    /// ms); replies 1, or 0 when a newer epoch holds the namespace (fenced).
+    /// ms, and optionally the server's expected `run_id`); replies 1, 0 when a newer epoch
+    /// holds the namespace (fenced), or -1 when the server's run id is not the expected one
+    /// (it restarted).
     pub fn heartbeat() -> &'static Script {
         static S: OnceLock<Script> = OnceLock::new();
         S.get_or_init(|| Script::new(include_str!("scripts/heartbeat.lua")))

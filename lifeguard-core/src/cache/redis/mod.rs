@@ -28,7 +28,7 @@ mod script;
 pub use config::{RedisAddr, RedisConfig};
 pub use script::Script;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -55,6 +55,9 @@ struct Inner {
     members: Vec<Mutex<Member>>,
     next: AtomicUsize,
     circuit: Mutex<Circuit>,
+    /// Connections opened so far: a change tells a reader that the server it talks to may
+    /// have restarted since it last looked at something.
+    connects: AtomicU64,
 }
 
 #[derive(Default)]
@@ -108,6 +111,7 @@ impl RedisClient {
                 members,
                 next: AtomicUsize::new(0),
                 circuit: Mutex::default(),
+                connects: AtomicU64::new(0),
             }),
         }
     }
@@ -186,6 +190,56 @@ impl RedisClient {
             _ => reply,
         };
         convert(reply)
+    }
+
+    /// Runs `script` once per entry of `calls` (its keys, its arguments) in one round trip,
+    /// preceded by `SCRIPT LOAD` so that a restarted server cannot answer `NOSCRIPT`;
+    /// returns each call's reply in order (an error reply as its `Value::ServerError`).
+    ///
+    /// ```no_run
+    /// # fn demo(client: &lifeguard_core::cache::redis::RedisClient) -> lifeguard_core::Result<()> {
+    /// use std::time::{Duration, Instant};
+    /// use lifeguard_core::cache::redis::Script;
+    ///
+    /// let incr = Script::new("return redis.call('INCRBY', KEYS[1], ARGV[1])");
+    /// let calls = [(vec![b"a".to_vec()], vec![b"1".to_vec()]), (vec![b"b".to_vec()], vec![b"2".to_vec()])];
+    /// let replies = client.eval_each_until(&incr, &calls, Instant::now() + Duration::from_secs(1))?;
+    /// assert_eq!(replies.len(), 2);
+    /// # Ok(()) }
+    /// ```
+    pub fn eval_each_until(
+        &self,
+        script: &Script,
+        calls: &[(Vec<Vec<u8>>, Vec<Vec<u8>>)],
+        deadline: Instant,
+    ) -> Result<Vec<Value>> {
+        if calls.is_empty() {
+            return Ok(Vec::new());
+        }
+        let conn = self.connection(deadline)?;
+        let load = script.load();
+        let mut replies = conn
+            .request(calls.len() + 1, |out| {
+                load.write_packed_command(out);
+                for (keys, args) in calls {
+                    let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+                    let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+                    script.evalsha(&keys, &args).write_packed_command(out);
+                }
+            })?
+            .wait(deadline)?;
+        if let Some(Value::ServerError(e)) = replies.first() {
+            return Err(server_error(e, "SCRIPT LOAD").into());
+        }
+        replies.remove(0);
+        Ok(replies)
+    }
+
+    /// How many connections this client has opened: when it changes, the server may be
+    /// a new one (restarted, or failed over), so what was read from it before may no
+    /// longer describe it.
+    pub fn connects(&self) -> u64 {
+        self.inner.connects.load(Ordering::Relaxed)
     }
 
     /// A healthy connection: the next one in turn, reopened by this call when it is down
@@ -271,7 +325,10 @@ impl RedisClient {
         let opened = self.try_open(deadline);
         let mut circuit = lock(&inner.circuit);
         match &opened {
-            Ok(_) => *circuit = Circuit::default(),
+            Ok(_) => {
+                *circuit = Circuit::default();
+                inner.connects.fetch_add(1, Ordering::Relaxed);
+            }
             Err(_) => circuit.failed(inner.config.max_backoff),
         }
         opened

@@ -1,0 +1,341 @@
+//! Election and leadership: a standby tries the advisory lock every
+//! [`election_retry`](crate::ReflectorConfig::election_retry); the leader passes over the
+//! outbox until its session, Redis or a newer epoch tells it to stop.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use lifeguard_core::cache::key::{epoch_key, heartbeat_key};
+use lifeguard_core::cache::redis::{cmd, RedisClient};
+use lifeguard_core::cache::{scripts, Heartbeat};
+use lifeguard_core::Error;
+
+use crate::progress::{Pass, Progress};
+use crate::reflect::{reflect, Stop, Target};
+use crate::session::{Elected, Registered, Session};
+use crate::{Role, Shared};
+
+/// How often the leader counts its backlog and reloads the registry, and trims the
+/// outbox.
+const STATS_EVERY: Duration = Duration::from_secs(2);
+const REGISTRY_EVERY: Duration = Duration::from_secs(10);
+const TRIM_EVERY: Duration = Duration::from_secs(10);
+
+/// The election coroutine's body: connect, wait to lead, lead, and again, until shutdown.
+pub(crate) fn run(shared: &Shared) {
+    let holder = format!("pid {}", std::process::id());
+    while !shared.stopping() {
+        shared.set_role(Role::Connecting);
+        let session = match Session::open(&shared.config) {
+            Ok(s) => s,
+            Err(e) => {
+                shared.failed("connect", &e);
+                shared.sleep(shared.config.election_retry);
+                continue;
+            }
+        };
+        shared.set_role(Role::Standby);
+        while !shared.stopping() {
+            match session.try_lead(&holder) {
+                Ok(Some(elected)) => {
+                    lead(shared, &session, elected);
+                    break;
+                }
+                Ok(None) => {
+                    shared.passed();
+                    shared.sleep(shared.config.election_retry);
+                }
+                Err(e) => {
+                    shared.failed("election", &e);
+                    break;
+                }
+            }
+        }
+        shared.metrics.is_leader.set(0);
+        // Dropping the session ends it, which releases the lock at once.
+    }
+}
+
+/// The leader's state between passes.
+struct Leader<'a> {
+    shared: &'a Shared,
+    session: &'a Session,
+    redis: &'a RedisClient,
+    epoch: i64,
+    generation: i64,
+    /// The Redis server's run id as this leader last saw it (`None`: not yet asked).
+    run_id: Option<String>,
+    pg_identity: String,
+    progress: Progress,
+    registry: HashMap<String, Vec<Registered>>,
+    registry_at: Instant,
+}
+
+fn lead(shared: &Shared, session: &Session, elected: Elected) {
+    let m = &shared.metrics;
+    m.is_leader.set(1);
+    m.epoch.set(elected.epoch);
+    m.leader_changes.inc();
+    tracing::info!(epoch = elected.epoch, "leading");
+    let mut leader = match Leader::start(shared, session, elected) {
+        Ok(l) => l,
+        Err(Stop::Fenced) => return,
+        Err(Stop::Failed(step, e)) => return shared.failed(step, &e),
+    };
+    shared.set_role(Role::Leader {
+        epoch: leader.epoch,
+        generation: leader.generation,
+    });
+    let (mut stats_at, mut trim_at) = (Instant::now(), Instant::now());
+    let mut woken_by = "poll";
+    while !shared.stopping() {
+        m.wakeups.with_label_values(&[woken_by]).inc();
+        let full = match leader.pass() {
+            Ok(full) => full,
+            Err(Stop::Fenced) => {
+                tracing::warn!(
+                    epoch = leader.epoch,
+                    "fenced by a newer leader; stepping down"
+                );
+                return;
+            }
+            Err(Stop::Failed(step, e)) => {
+                shared.failed(step, &e);
+                if e.is_connection() {
+                    return;
+                }
+                shared.sleep(shared.config.poll_interval);
+                woken_by = "retry";
+                continue;
+            }
+        };
+        shared.passed();
+        if stats_at.elapsed() >= STATS_EVERY {
+            stats_at = Instant::now();
+            leader.measure_backlog();
+        }
+        if trim_at.elapsed() >= TRIM_EVERY {
+            trim_at = Instant::now();
+            if let Err(e) = session.trim_outbox(shared.config.retention) {
+                shared.failed("trim", &e);
+            }
+        }
+        woken_by = match full {
+            true => "backlog",
+            false => match session.wait(shared.config.poll_interval) {
+                Ok(true) => "notify",
+                Ok(false) => "poll",
+                Err(e) => return shared.failed("listen", &e),
+            },
+        };
+    }
+}
+
+impl<'a> Leader<'a> {
+    /// Takes over: bumps the generation when PostgreSQL or Redis is not the server the
+    /// last leader saw, loads the checkpoint and the registry.
+    fn start(shared: &'a Shared, session: &'a Session, elected: Elected) -> Result<Self, Stop> {
+        let failed = |e| Stop::Failed("leader start", e);
+        let pg_identity = session.pg_identity().map_err(failed)?;
+        let mut leader = Leader {
+            shared,
+            session,
+            redis: &shared.redis,
+            epoch: elected.epoch,
+            generation: elected.generation,
+            run_id: None,
+            pg_identity,
+            progress: Progress::from_checkpoint(session.load_checkpoint().map_err(failed)?),
+            registry: session.registry().map_err(failed)?,
+            registry_at: Instant::now(),
+        };
+        let failover = !elected.pg_identity.is_empty() && elected.pg_identity != leader.pg_identity;
+        if failover {
+            tracing::warn!(was = %elected.pg_identity, now = %leader.pg_identity, "PostgreSQL changed (failover or restore)");
+        }
+        // A Redis unknown now is asked again before the first heartbeat.
+        let run_id = leader.ask_run_id().unwrap_or_default();
+        let reset = !elected.redis_run_id.is_empty()
+            && !run_id.is_empty()
+            && elected.redis_run_id != run_id;
+        if reset {
+            shared.metrics.redis_resets.inc();
+        }
+        leader.store_identities(
+            run_id,
+            failover || reset,
+            if failover {
+                "pg_identity"
+            } else {
+                "redis_reset"
+            },
+        )?;
+        Ok(leader)
+    }
+
+    /// Stores what PostgreSQL and Redis are now, bumping the generation if `bump`.
+    fn store_identities(&mut self, run_id: String, bump: bool, cause: &str) -> Result<(), Stop> {
+        match self
+            .session
+            .bump_generation(self.epoch, &self.pg_identity, &run_id, bump)
+            .map_err(|e| Stop::Failed("generation", e))?
+        {
+            Some(generation) => {
+                if bump {
+                    tracing::warn!(
+                        generation,
+                        cause,
+                        "generation bumped: every cached key is retired"
+                    );
+                    self.shared
+                        .metrics
+                        .generation_bumps
+                        .with_label_values(&[cause])
+                        .inc();
+                }
+                self.generation = generation;
+                self.run_id = (!run_id.is_empty()).then_some(run_id);
+                self.shared.metrics.generation.set(generation);
+                self.shared.set_role(Role::Leader {
+                    epoch: self.epoch,
+                    generation,
+                });
+                Ok(())
+            }
+            None => Err(Stop::Fenced),
+        }
+    }
+
+    fn ask_run_id(&self) -> Result<String, Error> {
+        let info: String = self.redis.query(cmd("INFO").arg("server"))?;
+        info.lines()
+            .find_map(|l| l.strip_prefix("run_id:"))
+            .map(|id| id.trim().to_owned())
+            .ok_or_else(|| Error::protocol("INFO server has no run_id"))
+    }
+
+    /// One pass: the changes visible now, reflected; the checkpoint stored when it moved;
+    /// the heartbeat renewed when the pass saw everything and was quick enough for the
+    /// bound. Returns whether the pass was full (more is waiting).
+    fn pass(&mut self) -> Result<bool, Stop> {
+        let config = &self.shared.config;
+        let started = Instant::now();
+        let lsn = self
+            .session
+            .wal_lsn()
+            .map_err(|e| Stop::Failed("outbox", e))?;
+        let (xmin, rows) = self
+            .session
+            .read_outbox(&self.progress, config.batch)
+            .map_err(|e| Stop::Failed("outbox", e))?;
+        let read_at = Instant::now();
+        let full = rows.len() >= config.batch;
+        let target = Target {
+            session: self.session,
+            redis: self.redis,
+            metrics: &self.shared.metrics,
+            registry: &self.registry,
+            namespace: &config.namespace,
+            epoch: self.epoch,
+            generation: self.generation,
+        };
+        let unknown_table = reflect(&target, &rows, read_at)?;
+        let positions: Vec<_> = rows.iter().map(|r| r.position).collect();
+        if self.progress.advance(&Pass {
+            xmin,
+            rows: &positions,
+            full,
+        }) {
+            let stored = self
+                .session
+                .save_checkpoint(self.progress.checkpoint(), self.epoch)
+                .map_err(|e| Stop::Failed("checkpoint", e))?;
+            if !stored {
+                return Err(Stop::Fenced);
+            }
+        }
+        let m = &self.shared.metrics;
+        m.batch_duration.observe(started.elapsed().as_secs_f64());
+        m.lag.set(match (full, rows.last()) {
+            (true, Some(last)) => (last.age + read_at.elapsed()).as_secs_f64(),
+            _ => 0.0,
+        });
+        if !full && started.elapsed() <= config.heartbeat_life() {
+            self.beat(lsn)?;
+        }
+        let registry_due = match unknown_table {
+            true => Duration::from_secs(1),
+            false => REGISTRY_EVERY,
+        };
+        if self.registry_at.elapsed() >= registry_due {
+            self.registry_at = Instant::now();
+            match self.session.registry() {
+                Ok(r) => self.registry = r,
+                Err(e) => self.shared.failed("registry", &e),
+            }
+        }
+        Ok(full)
+    }
+
+    /// Renews the heartbeat, vouching that every commit before `lsn` is reflected, on the
+    /// Redis server this leader knows; on another (restarted) one the generation is bumped
+    /// first and the next pass vouches.
+    fn beat(&mut self, lsn: u64) -> Result<(), Stop> {
+        let run_id = match &self.run_id {
+            Some(id) => id.clone(),
+            None => {
+                let id = self.ask_run_id().map_err(|e| Stop::Failed("redis", e))?;
+                self.run_id = Some(id.clone());
+                id
+            }
+        };
+        let config = &self.shared.config;
+        let written_at_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let value = Heartbeat {
+            epoch: self.epoch.max(0).unsigned_abs(),
+            generation: self.generation.max(0).unsigned_abs(),
+            reflected_lsn: lsn,
+            written_at_ms,
+        }
+        .to_string();
+        let ns = &config.namespace;
+        let reply: i64 = self
+            .redis
+            .eval_until(
+                scripts::heartbeat(),
+                &[heartbeat_key(ns).as_bytes(), epoch_key(ns).as_bytes()],
+                &[
+                    self.epoch.to_string().as_bytes(),
+                    value.as_bytes(),
+                    config.heartbeat_life().as_millis().to_string().as_bytes(),
+                    run_id.as_bytes(),
+                ],
+                Instant::now() + config.heartbeat_life(),
+            )
+            .map_err(|e| Stop::Failed("heartbeat", e))?;
+        match reply {
+            1 => Ok(()),
+            0 => Err(Stop::Fenced),
+            _ => {
+                let now = self.ask_run_id().map_err(|e| Stop::Failed("redis", e))?;
+                tracing::warn!(was = %run_id, now = %now, "Redis restarted or failed over");
+                self.shared.metrics.redis_resets.inc();
+                self.store_identities(now, true, "redis_reset")
+            }
+        }
+    }
+
+    fn measure_backlog(&self) {
+        match self.session.backlog(self.progress.checkpoint()) {
+            Ok(b) => {
+                let m = &self.shared.metrics;
+                m.backlog.set(b.rows);
+                m.checkpoint_lag.set(b.oldest.as_secs_f64());
+                m.notification_queue.set(b.notification_queue);
+            }
+            Err(e) => self.shared.failed("backlog", &e),
+        }
+    }
+}
