@@ -207,19 +207,18 @@ impl Session {
         row.map(|r| r.try_get(0)).transpose()
     }
 
-    /// The stored checkpoint, `(0, 0)` when none.
+    /// The stored checkpoint; for a namespace that has none, the present: before its first
+    /// heartbeat no reader filled a key, so no earlier change can be in Redis to reflect.
     pub(crate) fn load_checkpoint(&self) -> Result<Position> {
-        let row = self.db().query_opt(
+        let row = self.db().query_one(
             &format!(
-                "SELECT txid::text, id FROM {} WHERE namespace = $1",
+                "SELECT coalesce(c.txid, pg_snapshot_xmin(pg_current_snapshot()))::text, coalesce(c.id, 0) \
+                 FROM (SELECT 1) one LEFT JOIN {} c ON c.namespace = $1",
                 self.checkpoint
             ),
             &[&self.namespace],
         )?;
-        match row {
-            None => Ok((0, 0)),
-            Some(row) => Ok((parse_txid(&row.try_get::<_, String>(0)?)?, row.try_get(1)?)),
-        }
+        Ok((parse_txid(&row.try_get::<_, String>(0)?)?, row.try_get(1)?))
     }
 
     /// Stores the checkpoint while `epoch` still leads; `false` when a newer one does.
