@@ -65,8 +65,13 @@ impl Session {
     /// Connects, bounds how long the server keeps this session when it goes silent, and
     /// creates the outbox, the registry and the reflector's own tables when missing.
     pub(crate) fn open(config: &ReflectorConfig) -> Result<Session> {
+        // The namespace in the name tells an operator which reflector a backend serves.
+        let name: String = format!("lifeguard-reflector {}", config.namespace)
+            .chars()
+            .take(63)
+            .collect();
         let pg = Config::parse(&config.database_url)?
-            .application_name("lifeguard-reflector")
+            .application_name(name)
             .connect_timeout(Duration::from_secs(5));
         let conn = Connection::connect(&pg)?;
         let opts = CaptureOptions::new().schema(config.capture_schema.clone());

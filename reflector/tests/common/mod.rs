@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // each test file uses its own part of this module
 
+pub mod history;
+
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Once;
 use std::time::{Duration, Instant};
@@ -158,4 +160,43 @@ pub fn warm(pool: &Pool, cache: &Cache, ids: &[i64]) {
             hits(cache, "items") > before
         });
     }
+}
+
+/// After the outbox drains: every key's cached value equals the database's (read through
+/// a cache that holds it, or loaded when absent).
+pub fn assert_coherent(pool: &Pool, ids: &[i64]) {
+    let db: Vec<(i64, i64)> = connect()
+        .query(
+            "SELECT id, n FROM reflector_it.items WHERE id = ANY($1) ORDER BY id",
+            &[&ids],
+        )
+        .expect("rows")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let wrong: Vec<String> = db
+        .iter()
+        .filter_map(|(id, n)| {
+            let cached = cached_n(pool, *id);
+            (cached != Some(*n)).then(|| format!("{id}: cache {cached:?}, database {n}"))
+        })
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "{} keys differ: {:?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(5)]
+    );
+}
+
+/// Waits until the namespace's reflector has drained the outbox (its backlog is zero and
+/// its lag 0), then a little more for the last pass.
+pub fn drained(reflector: &ReflectorProcess, limit: Duration) {
+    std::thread::sleep(Duration::from_millis(300));
+    eventually(limit, "the backlog drains", || {
+        reflector.leading_epoch().is_some()
+            && reflector.metric("lifeguard_reflector_lag_seconds", &[]) == 0.0
+            && reflector.metric("lifeguard_reflector_backlog_events", &[]) == 0.0
+    });
+    std::thread::sleep(Duration::from_millis(300));
 }
