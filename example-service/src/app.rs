@@ -196,7 +196,7 @@ pub fn start(config: &AppConfig) -> Result<Running, Box<dyn StdError>> {
 }
 
 /// Installs change capture for the cached models in the service's schema (idempotent;
-/// concurrent starts take turns on a transaction lock) and attaches the cache.
+/// concurrent starts take turns on the lock the capture SQL takes) and attaches the cache.
 fn with_cache(
     pool: Pool,
     settings: &CacheSettings,
@@ -204,10 +204,8 @@ fn with_cache(
 ) -> Result<Pool, Box<dyn StdError>> {
     let opts = CaptureOptions::new().schema(schema);
     pool.transaction(|tx| {
-        tx.execute(
-            "SELECT pg_advisory_xact_lock(hashtext('lifeguard-capture'))",
-            &[],
-        )?;
+        // Every start re-creates what exists already: its notices are noise.
+        tx.batch_execute("SET LOCAL client_min_messages = warning")?;
         install_change_capture::<Author>(tx, &opts)?;
         install_change_capture::<Book>(tx, &opts)?;
         install_change_capture::<World>(tx, &opts)

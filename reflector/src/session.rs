@@ -89,17 +89,16 @@ impl Session {
             "SET idle_session_timeout = {}; SET statement_timeout = {}; \
              SET idle_in_transaction_session_timeout = {}; SET tcp_keepalives_idle = 5; \
              SET tcp_keepalives_interval = 2; SET tcp_keepalives_count = 3; \
-             SET search_path = {search_path}",
+             SET client_min_messages = warning; SET search_path = {search_path}",
             ms(config.session_timeout),
             ms(timeout),
             ms(config.session_timeout),
         ))?;
         let leader = opts.qualify("lifeguard_reflector_leader");
         let checkpoint = opts.qualify("lifeguard_reflector_checkpoint");
-        // Under a transaction lock: reflectors starting together would otherwise race on
-        // CREATE ... IF NOT EXISTS, which is not safe against itself.
+        // One transaction, under the lock the base statements take.
         conn.batch_execute(&format!(
-            "BEGIN; SELECT pg_advisory_xact_lock(hashtextextended('lifeguard-capture-schema', 0));\n\
+            "BEGIN;\n\
              {base}\
              CREATE TABLE IF NOT EXISTS {leader} (\n  \
                namespace text PRIMARY KEY,\n  \

@@ -92,14 +92,17 @@ pub(crate) fn table_name<M: LifeModel>() -> String {
 /// The shared objects every captured table writes to, in `opts`' schema (idempotent):
 /// the row-version sequence, the outbox and the registry. Part of
 /// [`change_capture_sql`]; the reflector runs it at start-up so that it can wait for
-/// changes before any application has installed capture.
+/// changes before any application has installed capture. It starts by taking a
+/// transaction-scoped advisory lock: `CREATE ... IF NOT EXISTS` is not safe against a
+/// concurrent twin, and applications and reflectors start together.
 pub fn capture_base_sql(opts: &CaptureOptions) -> String {
     let schema = quote(&opts.schema);
     let seq = opts.qualify("lifeguard_row_version");
     let outbox = opts.qualify("lifeguard_outbox");
     let registry = opts.qualify("lifeguard_cache_tables");
     format!(
-        "CREATE SCHEMA IF NOT EXISTS {schema};\n\
+        "SELECT pg_advisory_xact_lock(hashtextextended('lifeguard-capture', 0));\n\
+         CREATE SCHEMA IF NOT EXISTS {schema};\n\
          CREATE SEQUENCE IF NOT EXISTS {seq};\n\
          CREATE TABLE IF NOT EXISTS {outbox} (\n  \
            id bigserial PRIMARY KEY,\n  \
