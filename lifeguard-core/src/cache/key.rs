@@ -49,12 +49,53 @@ macro_rules! integer_key_part {
     ($($t:ty),*) => {$(
         impl KeyPart for $t {
             fn write_key(&self, out: &mut String) {
-                let _ = write!(out, "i:{self}");
+                out.push_str("i:");
+                push_decimal(out, i64::from(*self));
             }
         }
     )*};
 }
 integer_key_part!(i16, i32, i64);
+
+/// Appends `n` in decimal, as `Display` writes it, without the formatting machinery: a key
+/// is built on every cached read.
+fn push_decimal(out: &mut String, n: i64) {
+    if n < 0 {
+        out.push('-');
+    }
+    push_unsigned(out, n.unsigned_abs());
+}
+
+fn push_unsigned(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        // `n % 10` is below 10, so the digit is ASCII.
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    push_ascii(out, &digits[at..]);
+}
+
+/// Appends `n` as eight lowercase hex digits (`{:08x}`).
+fn push_hex8(out: &mut String, n: u32) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut digits = [0u8; 8];
+    for (i, d) in digits.iter_mut().enumerate() {
+        *d = HEX[((n >> ((7 - i) * 4)) & 0xf) as usize];
+    }
+    push_ascii(out, &digits);
+}
+
+/// Appends digits written as ASCII bytes, in one copy.
+fn push_ascii(out: &mut String, ascii: &[u8]) {
+    // Always ASCII, so always valid UTF-8; checking is cheaper than a push per character.
+    out.push_str(std::str::from_utf8(ascii).unwrap_or_default());
+}
 
 impl KeyPart for str {
     fn write_key(&self, out: &mut String) {
@@ -163,9 +204,9 @@ pub struct KeySpace {
 impl KeySpace {
     /// The rows of `table` (`schema.table`) with layout hash `layout`, generation `gen`.
     pub fn new(ns: &str, layout: u32, gen: u64, table: &str) -> KeySpace {
-        KeySpace {
-            prefix: format!("lg:{ns}:{layout:08x}:{gen}:{{{table}:"),
-        }
+        let mut prefix = String::with_capacity(PREFIX_FIXED + ns.len() + table.len());
+        write_prefix(&mut prefix, ns, layout, gen, None, table);
+        KeySpace { prefix }
     }
 
     /// The row key for the canonical `tenant` (empty when none) and `pk` texts.
@@ -177,6 +218,92 @@ impl KeySpace {
         key.push_str(pk);
         key.push('}');
         key
+    }
+}
+
+/// The room a row key takes besides its namespace, table, tenant and key: `lg:`, the
+/// layout's 8 hex digits, a generation of up to 20 digits, the separators and the braces.
+const PREFIX_FIXED: usize = 3 + 1 + 8 + 1 + 20 + 2 + 1;
+
+/// Writes `lg:<ns>:<fmt>:<gen>:{<table>:`, the table being `schema.table` when `schema` is
+/// given.
+fn write_prefix(
+    out: &mut String,
+    ns: &str,
+    layout: u32,
+    gen: u64,
+    schema: Option<&str>,
+    table: &str,
+) {
+    out.push_str("lg:");
+    out.push_str(ns);
+    out.push(':');
+    push_hex8(out, layout);
+    out.push(':');
+    push_unsigned(out, gen);
+    out.push_str(":{");
+    if let Some(schema) = schema {
+        out.push_str(schema);
+        out.push('.');
+    }
+    out.push_str(table);
+    out.push(':');
+}
+
+/// What the keys of one model's rows start with, borrowed, for building a single row's key
+/// in one allocation (a read of one key has no prefix to share).
+pub(crate) struct RowPrefix<'a> {
+    /// The namespace.
+    pub(crate) ns: &'a str,
+    /// The layout hash.
+    pub(crate) layout: u32,
+    /// The generation.
+    pub(crate) gen: u64,
+    /// The table's schema, when its model names one: keys then say `schema.table`, as the
+    /// outbox and the registry do (`capture::table_name`).
+    pub(crate) schema: Option<&'a str>,
+    /// The table.
+    pub(crate) table: &'a str,
+}
+
+impl RowPrefix<'_> {
+    /// The key of the row whose canonical key text `pk` writes, for the canonical `tenant`
+    /// (empty when none): the same text as [`KeySpace::row`].
+    pub(crate) fn row(&self, tenant: &str, pk: impl FnOnce(&mut String)) -> String {
+        // Room for an integer key (`i:` and up to 20 digits); longer keys grow it once.
+        let schema = self.schema.map_or(0, |s| s.len() + 1);
+        let mut key = String::with_capacity(
+            PREFIX_FIXED + self.ns.len() + schema + self.table.len() + tenant.len() + 24,
+        );
+        write_prefix(
+            &mut key,
+            self.ns,
+            self.layout,
+            self.gen,
+            self.schema,
+            self.table,
+        );
+        key.push_str(tenant);
+        key.push(':');
+        pk(&mut key);
+        key.push('}');
+        key
+    }
+
+    /// The key space of these rows, for building many keys on one prefix.
+    pub(crate) fn space(&self) -> KeySpace {
+        let schema = self.schema.map_or(0, |s| s.len() + 1);
+        let mut prefix =
+            String::with_capacity(PREFIX_FIXED + self.ns.len() + schema + self.table.len());
+        write_prefix(
+            &mut prefix,
+            self.ns,
+            self.layout,
+            self.gen,
+            self.schema,
+            self.table,
+        );
+        KeySpace { prefix }
     }
 }
 
@@ -208,6 +335,9 @@ mod tests {
     #[test]
     fn parts_are_tagged_and_escaped() {
         assert_eq!(key(-5i16), "i:-5");
+        for n in [0i64, 7, -1, 10, 99, 100, -100, i64::MAX, i64::MIN] {
+            assert_eq!(key(n), format!("i:{n}"));
+        }
         assert_eq!(key("}{:,"), "s:7d7b3a2c");
         let id = uuid::Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
         assert_eq!(key(id), "u:01234567-89ab-cdef-0123-456789abcdef");
@@ -224,6 +354,33 @@ mod tests {
             "lg:app:deadbeef:3:{public.authors::i:42}:lease"
         );
         assert_eq!(heartbeat_key("app"), "lg:{app}:hb");
+    }
+
+    #[test]
+    fn a_single_row_key_is_the_key_its_key_space_builds() {
+        for (schema, table) in [(Some("public"), "authors"), (None, "authors")] {
+            let qualified = match schema {
+                Some(s) => format!("{s}.{table}"),
+                None => table.to_owned(),
+            };
+            for (layout, gen) in [(0u32, 0u64), (0x0000_00af, 17), (u32::MAX, u64::MAX)] {
+                let prefix = RowPrefix {
+                    ns: "app",
+                    layout,
+                    gen,
+                    schema,
+                    table,
+                };
+                let space = KeySpace::new("app", layout, gen, &qualified);
+                let row = prefix.row("s:74", |out| out.push_str("i:42"));
+                assert_eq!(row, space.row("s:74", "i:42"));
+                assert_eq!(
+                    row,
+                    format!("lg:app:{layout:08x}:{gen}:{{{qualified}:s:74:i:42}}")
+                );
+                assert_eq!(prefix.space().row("", "i:1"), space.row("", "i:1"));
+            }
+        }
     }
 
     #[test]

@@ -3,9 +3,39 @@
 //! fixed result sets. Without the `metrics` feature every call records nothing.
 
 #[cfg(feature = "metrics")]
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use std::sync::OnceLock;
+
+#[cfg(feature = "metrics")]
+use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
 
 use crate::error::Result;
+
+/// What a cached read found (the `result` label of `lifeguard_cache_requests_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Found {
+    /// Served from Redis.
+    Hit,
+    /// Not in Redis: loaded (or waited for another load).
+    Miss,
+    /// The cache could not vouch for the value: read from PostgreSQL.
+    Bypass,
+    /// Redis failed or the payload was unusable: read from PostgreSQL.
+    Error,
+}
+
+#[cfg(feature = "metrics")]
+impl Found {
+    const ALL: [Found; 4] = [Found::Hit, Found::Miss, Found::Bypass, Found::Error];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Found::Hit => "hit",
+            Found::Miss => "miss",
+            Found::Bypass => "bypass",
+            Found::Error => "error",
+        }
+    }
+}
 
 /// The cache's metric handles.
 pub(crate) struct CacheMetrics {
@@ -23,6 +53,62 @@ struct Series {
     bypass: IntCounterVec,
     invalidations: IntCounterVec,
     lease_wait: HistogramVec,
+    /// `requests`' handles of each entity seen so far, in the order they were first read.
+    /// `with_label_values` hashes the labels and takes the vector's lock on every call, and
+    /// every cached read counts one request; a handle looked up once costs one atomic add.
+    entities: [OnceLock<EntityRequests>; ENTITY_HANDLES],
+}
+
+/// How many entities get handles of their own; the requests of any more are counted
+/// through the labelled vector, as correctly, only slower.
+#[cfg(feature = "metrics")]
+const ENTITY_HANDLES: usize = 32;
+
+/// One entity's `lifeguard_cache_requests_total` series, each taken from the vector on its
+/// first count (so that a series shows up once something is counted in it, as with
+/// `with_label_values` on every count).
+#[cfg(feature = "metrics")]
+struct EntityRequests {
+    entity: &'static str,
+    /// By [`Found`], in the order of [`Found::ALL`].
+    series: [OnceLock<IntCounter>; Found::ALL.len()],
+}
+
+#[cfg(feature = "metrics")]
+impl EntityRequests {
+    fn new(entity: &'static str) -> EntityRequests {
+        EntityRequests {
+            entity,
+            series: std::array::from_fn(|_| OnceLock::new()),
+        }
+    }
+
+    fn is(&self, entity: &str) -> bool {
+        // The same constant string is usually the same pointer; the text decides otherwise.
+        std::ptr::eq(self.entity, entity) || self.entity == entity
+    }
+
+    fn series(&self, requests: &IntCounterVec, found: Found) -> &IntCounter {
+        self.series[found as usize]
+            .get_or_init(|| requests.with_label_values(&[self.entity, found.as_str()]))
+    }
+}
+
+#[cfg(feature = "metrics")]
+impl Series {
+    /// The handles of `entity`, made on its first read; `None` once every slot holds
+    /// another entity's.
+    fn entity(&self, entity: &'static str) -> Option<&EntityRequests> {
+        for slot in &self.entities {
+            // An empty slot is claimed for this entity; one that another caller filled at
+            // the same moment (with this entity or another) is simply looked at.
+            let handles = slot.get_or_init(|| EntityRequests::new(entity));
+            if handles.is(entity) {
+                return Some(handles);
+            }
+        }
+        None
+    }
 }
 
 impl CacheMetrics {
@@ -83,6 +169,7 @@ impl CacheMetrics {
                     .map_err(metrics_error)?;
                 h
             },
+            entities: std::array::from_fn(|_| OnceLock::new()),
             registry,
         };
         Ok(CacheMetrics { series })
@@ -100,14 +187,18 @@ impl CacheMetrics {
         &self.series.registry
     }
 
-    pub(crate) fn request(&self, entity: &str, result: &'static str) {
+    pub(crate) fn request(&self, entity: &'static str, found: Found) {
         #[cfg(feature = "metrics")]
-        self.series
-            .requests
-            .with_label_values(&[entity, result])
-            .inc();
+        match self.series.entity(entity) {
+            Some(handles) => handles.series(&self.series.requests, found).inc(),
+            None => self
+                .series
+                .requests
+                .with_label_values(&[entity, found.as_str()])
+                .inc(),
+        }
         #[cfg(not(feature = "metrics"))]
-        let _ = (entity, result);
+        let _ = (entity, found);
     }
 
     pub(crate) fn fill(&self, entity: &str, result: &str) {

@@ -1,14 +1,16 @@
 //! The read path: Redis first, single-flight and a lease on a miss, a versioned fill, and
 //! a bypass to PostgreSQL whenever the cache cannot vouch for a value (spec §3.4, §3.7).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::failpoint;
 use super::flight::{Join, Loaded};
 use super::heartbeat::{Heartbeat, Look};
-use super::key::{lease_key, KeySpace};
-use super::redis::cmd;
+use super::key::{lease_key, RowPrefix};
+use super::metrics::Found;
+use super::redis::{cmd, Cmd};
 use super::{Cache, CacheHooks, Layout};
 use crate::error::{Error, Result};
 use crate::executor::Executor;
@@ -25,6 +27,14 @@ const FAILURES_TO_OPEN: u32 = 3;
 const OPEN_FOR: Duration = Duration::from_millis(500);
 /// How often a reader that lost the lease looks again for the winner's fill.
 const LEASE_POLL: Duration = Duration::from_millis(5);
+
+/// How many caches in the process have Redis failures on their books (counted, or the
+/// circuit open). While none has, a successful call has nothing to reset and a read no
+/// circuit to look at, so the healthy path reads this word, which nothing writes then,
+/// instead of taking each cache's lock twice per read from every worker. (A cache dropped
+/// with failures on its books leaves the count up: reads then take the slower path, which
+/// is as correct.)
+static UNSETTLED: AtomicUsize = AtomicUsize::new(0);
 
 /// What a read may use the cache under: the cache, how to load from the primary, and
 /// what the read requires.
@@ -69,13 +79,15 @@ pub(crate) fn find_one_cached<M: LifeModel>(
     key: &M::PrimaryKey,
     fallback: impl FnOnce() -> Result<Option<M>>,
 ) -> Result<Option<M>> {
-    let space = match scope.usable::<M>(hooks) {
-        Ok(space) => space,
+    let generation = match scope.usable::<M>(hooks) {
+        Ok(generation) => generation,
         Err(_) => return fallback(),
     };
-    let mut pk = String::new();
-    (hooks.write_pk)(key, &mut pk);
-    let row_key = space.row(scope.tenant.as_deref().unwrap_or(""), &pk);
+    let row_key = scope
+        .rows::<M>(generation)
+        .row(scope.tenant.as_deref().unwrap_or(""), |out| {
+            (hooks.write_pk)(key, out)
+        });
     match scope.cached_or_loaded::<M>(&row_key, key)? {
         Some(found) => Ok(found),
         None => fallback(),
@@ -91,7 +103,7 @@ pub(crate) fn find_each_cached<M: LifeModel>(
     fallback: impl FnOnce(&[M::PrimaryKey]) -> Result<Vec<Option<M>>>,
 ) -> Result<Vec<Option<M>>> {
     let space = match scope.usable::<M>(hooks) {
-        Ok(space) => space,
+        Ok(generation) => scope.rows::<M>(generation).space(),
         Err(_) => return fallback(keys),
     };
     let tenant = scope.tenant.as_deref().unwrap_or("");
@@ -119,8 +131,8 @@ pub(crate) fn find_each_cached<M: LifeModel>(
 }
 
 impl CacheScope {
-    /// The keys to read under, or why the cache may not serve this read.
-    fn usable<M: LifeModel>(&self, hooks: &CacheHooks<M>) -> std::result::Result<KeySpace, Bypass> {
+    /// The generation of the keys to read under, or why the cache may not serve this read.
+    fn usable<M: LifeModel>(&self, hooks: &CacheHooks<M>) -> std::result::Result<u64, Bypass> {
         let inner = self.cache.inner();
         let now = Instant::now();
         let verdict = (|| {
@@ -134,25 +146,33 @@ impl CacheScope {
             {
                 return Err(Bypass::Suspect);
             }
-            if lock(&inner.failures).1.is_some_and(|until| now < until) {
+            if UNSETTLED.load(Ordering::Acquire) > 0
+                && lock(&inner.failures).1.is_some_and(|until| now < until)
+            {
                 return Err(Bypass::RedisError);
             }
             let hb = self.cache.heartbeat(now)?.ok_or(Bypass::HeartbeatMissing)?;
             if self.min_lsn.is_some_and(|lsn| lsn > hb.reflected_lsn) {
                 return Err(Bypass::TokenAhead);
             }
-            Ok(KeySpace::new(
-                &inner.config.namespace,
-                Layout::of::<M>().0,
-                hb.generation,
-                &super::capture::table_name::<M>(),
-            ))
+            Ok(hb.generation)
         })();
         if let Err(reason) = verdict {
             inner.metrics.bypass(reason.as_str());
-            inner.metrics.request(M::TABLE, "bypass");
+            inner.metrics.request(M::TABLE, Found::Bypass);
         }
         verdict
+    }
+
+    /// What the keys of `M`'s rows in `generation` start with.
+    fn rows<M: LifeModel>(&self, generation: u64) -> RowPrefix<'_> {
+        RowPrefix {
+            ns: &self.cache.inner().config.namespace,
+            layout: Layout::of::<M>().0,
+            gen: generation,
+            schema: M::SCHEMA,
+            table: M::TABLE,
+        }
     }
 
     /// The row at `row_key`: from Redis, from another coroutine's load, or loaded (and
@@ -167,14 +187,14 @@ impl CacheScope {
         match self.lookup::<M>(row_key) {
             Err(()) => {
                 inner.metrics.bypass(Bypass::RedisError.as_str());
-                inner.metrics.request(M::TABLE, "error");
+                inner.metrics.request(M::TABLE, Found::Error);
                 return Ok(None);
             }
             Ok(Some(found)) => {
-                inner.metrics.request(M::TABLE, "hit");
+                inner.metrics.request(M::TABLE, Found::Hit);
                 return Ok(Some(Some(found)));
             }
-            Ok(None) => inner.metrics.request(M::TABLE, "miss"),
+            Ok(None) => inner.metrics.request(M::TABLE, Found::Miss),
         }
         let deadline = Instant::now() + inner.config.lease_wait + inner.config.call_timeout * 2;
         let leader = match inner.flights.join(row_key) {
@@ -230,13 +250,16 @@ impl CacheScope {
     /// Looks the row up: `Ok(None)` on a miss, `Err(())` when Redis failed or the payload
     /// is unusable (the caller then bypasses).
     fn lookup<M: LifeModel>(&self, row_key: &str) -> std::result::Result<Option<M>, ()> {
+        // Sized up front: built arg by arg, a command reallocates as it grows.
+        let mut hget = Cmd::with_capacity(3, 5 + row_key.len());
+        hget.arg("HGET").arg(row_key).arg("p");
         let payload = self
             .cache
             .redis_call(|deadline| {
                 self.cache
                     .inner()
                     .redis
-                    .query_until::<Option<Vec<u8>>>(cmd("HGET").arg(row_key).arg("p"), deadline)
+                    .query_until::<Option<Vec<u8>>>(&hget, deadline)
             })
             .map_err(drop)?;
         match payload {
@@ -388,16 +411,15 @@ impl Cache {
         let inner = self.inner();
         let config = &inner.config;
         let deadline = now + config.call_timeout;
+        let mut at = now;
         loop {
-            let look = lock(&inner.heartbeat).look(
-                Instant::now(),
-                config.heartbeat_refresh,
-                config.heartbeat_trust(),
-            );
+            let look =
+                lock(&inner.heartbeat).look(at, config.heartbeat_refresh, config.heartbeat_trust());
             match look {
                 Look::Use(hb) => return Ok(hb),
-                Look::Wait(waiter) if Instant::now() < deadline => {
+                Look::Wait(waiter) if at < deadline => {
                     crate::rt::park(&waiter, Some(deadline));
+                    at = Instant::now();
                 }
                 Look::Wait(_) => return Err(Bypass::HeartbeatMissing),
                 Look::Refresh => {
@@ -424,10 +446,21 @@ impl Cache {
     pub(crate) fn redis_call<T>(&self, call: impl FnOnce(Instant) -> Result<T>) -> Result<T> {
         let inner = self.inner();
         let result = call(Instant::now() + inner.config.call_timeout);
-        let mut failures = lock(&inner.failures);
         match &result {
-            Ok(_) => *failures = (0, None),
+            // Nothing to reset unless some cache has failures on its books.
+            Ok(_) if UNSETTLED.load(Ordering::Acquire) == 0 => {}
+            Ok(_) => {
+                let mut failures = lock(&inner.failures);
+                if *failures != (0, None) {
+                    *failures = (0, None);
+                    UNSETTLED.fetch_sub(1, Ordering::AcqRel);
+                }
+            }
             Err(_) => {
+                let mut failures = lock(&inner.failures);
+                if *failures == (0, None) {
+                    UNSETTLED.fetch_add(1, Ordering::AcqRel);
+                }
                 failures.0 += 1;
                 if failures.0 >= FAILURES_TO_OPEN {
                     *failures = (0, Some(Instant::now() + OPEN_FOR));
