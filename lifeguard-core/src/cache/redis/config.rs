@@ -1,4 +1,5 @@
-//! Where a Redis server is and how to talk to it: `redis://` URLs and the client's bounds.
+//! Where a Redis server (or cluster) is and how to talk to it: `redis://` and
+//! `redis+cluster://` URLs and the client's bounds.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -7,6 +8,9 @@ use std::time::Duration;
 use redis::{ConnectionAddr, IntoConnectionInfo};
 
 use crate::error::{Error, Result};
+
+/// The scheme of a cluster's URL; the rest is seed nodes in `redis://` syntax.
+const CLUSTER_SCHEME: &str = "redis+cluster://";
 
 /// The address of a Redis server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +35,8 @@ impl fmt::Display for RedisAddr {
     }
 }
 
-/// How to reach a Redis server and the bounds every call keeps.
+/// How to reach a Redis server, or the seed nodes of a Redis Cluster, and the bounds every
+/// call keeps.
 ///
 /// ```
 /// use std::time::Duration;
@@ -47,7 +52,10 @@ impl fmt::Display for RedisAddr {
 /// ```
 #[derive(Clone)]
 pub struct RedisConfig {
+    /// The server, or a cluster's first seed node.
     pub(crate) addr: RedisAddr,
+    /// A cluster's seed nodes (`addr` first); `None` for one server.
+    pub(crate) seeds: Option<Vec<RedisAddr>>,
     pub(crate) user: Option<String>,
     pub(crate) password: Option<String>,
     pub(crate) db: i64,
@@ -60,13 +68,29 @@ pub struct RedisConfig {
 impl RedisConfig {
     /// Parses a `redis://[user[:password]@]host[:port][/db]` or `redis+unix:///path` URL
     /// (the `redis` crate's syntax; `rediss://` needs TLS, which this client does not
-    /// speak, and is refused).
+    /// speak, and is refused), or a Redis Cluster's
+    /// `redis+cluster://[user[:password]@]host:port[,host:port...][/]`: the seed nodes the
+    /// client learns the cluster's slot map from (any one that answers will do; the
+    /// credentials apply to every node, and a cluster has only database 0).
+    ///
+    /// ```
+    /// use lifeguard_core::cache::redis::RedisConfig;
+    ///
+    /// let config = RedisConfig::from_url("redis+cluster://10.0.0.1:7000,10.0.0.2:7000/")?;
+    /// let seeds: Vec<String> = config.cluster_seeds().unwrap().iter().map(|a| a.to_string()).collect();
+    /// assert_eq!(seeds, ["10.0.0.1:7000", "10.0.0.2:7000"]);
+    /// assert!(RedisConfig::from_url("redis://10.0.0.1:6379/0")?.cluster_seeds().is_none());
+    /// # Ok::<(), lifeguard_core::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
     /// [`Error::Config`] naming what is wrong, without repeating the URL (it may hold a
     /// password).
     pub fn from_url(url: &str) -> Result<RedisConfig> {
+        if let Some(rest) = url.strip_prefix(CLUSTER_SCHEME) {
+            return RedisConfig::from_cluster_url(rest);
+        }
         let info = url
             .into_connection_info()
             .map_err(|e| Error::config(format!("invalid Redis URL: {}", e.category())))?;
@@ -85,6 +109,7 @@ impl RedisConfig {
         let settings = info.redis_settings();
         Ok(RedisConfig {
             addr,
+            seeds: None,
             user: settings.username().map(str::to_owned),
             password: settings.password().map(str::to_owned),
             db: settings.db(),
@@ -93,6 +118,46 @@ impl RedisConfig {
             command_timeout: Duration::from_millis(250),
             max_backoff: Duration::from_secs(5),
         })
+    }
+
+    /// The part of a `redis+cluster://` URL after its scheme: each seed is parsed as the
+    /// `redis://` URL it would be alone, so that credentials and hosts read alike.
+    fn from_cluster_url(rest: &str) -> Result<RedisConfig> {
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let (userinfo, hosts) = match authority.rsplit_once('@') {
+            Some((userinfo, hosts)) => (format!("{userinfo}@"), hosts),
+            None => (String::new(), authority),
+        };
+        let mut seeds = Vec::new();
+        let mut first: Option<RedisConfig> = None;
+        for host in hosts.split(',') {
+            if host.is_empty() {
+                return Err(Error::config(
+                    "invalid Redis URL: an empty cluster seed node",
+                ));
+            }
+            let node = RedisConfig::from_url(&format!("redis://{userinfo}{host}/{path}"))?;
+            if node.db != 0 {
+                return Err(Error::config(
+                    "invalid Redis URL: a Redis Cluster has only database 0",
+                ));
+            }
+            seeds.push(node.addr.clone());
+            first.get_or_insert(node);
+        }
+        let mut config = first.ok_or_else(|| Error::config("invalid Redis URL: no seed node"))?;
+        config.seeds = Some(seeds);
+        Ok(config)
+    }
+
+    /// The configuration of one node of this cluster (or of another server): the same
+    /// credentials and bounds, at `addr`.
+    pub(crate) fn node(&self, addr: RedisAddr) -> RedisConfig {
+        RedisConfig {
+            addr,
+            seeds: None,
+            ..self.clone()
+        }
     }
 
     /// How many connections the client keeps open and pipelines on (default 2).
@@ -120,9 +185,14 @@ impl RedisConfig {
         self
     }
 
-    /// The server's address.
+    /// The server's address (a cluster's first seed node).
     pub fn addr(&self) -> &RedisAddr {
         &self.addr
+    }
+
+    /// The seed nodes of a Redis Cluster (`redis+cluster://`); `None` for one server.
+    pub fn cluster_seeds(&self) -> Option<&[RedisAddr]> {
+        self.seeds.as_deref()
     }
 
     /// The ACL user, if any.
@@ -145,6 +215,13 @@ impl fmt::Debug for RedisConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisConfig")
             .field("addr", &self.addr.to_string())
+            .field(
+                "cluster_seeds",
+                &self
+                    .seeds
+                    .as_ref()
+                    .map(|seeds| seeds.iter().map(ToString::to_string).collect::<Vec<_>>()),
+            )
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("db", &self.db)
@@ -179,11 +256,39 @@ mod tests {
     }
 
     #[test]
+    fn parses_cluster_seed_nodes() {
+        let c = RedisConfig::from_url("redis+cluster://u:p%40w@a:7000,b:7001,[::1]:7002/").unwrap();
+        let seeds: Vec<String> = c
+            .cluster_seeds()
+            .unwrap()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(seeds, ["a:7000", "b:7001", "::1:7002"]);
+        assert_eq!(c.addr().to_string(), "a:7000");
+        assert_eq!(
+            (c.user(), c.password.as_deref(), c.db()),
+            (Some("u"), Some("p@w"), 0)
+        );
+        let c = RedisConfig::from_url("redis+cluster://127.0.0.1:7000").unwrap();
+        assert_eq!(c.cluster_seeds().map(<[_]>::len), Some(1));
+        let node = c.node(RedisAddr::Tcp {
+            host: "h".into(),
+            port: 1,
+        });
+        assert!(node.cluster_seeds().is_none());
+        assert!(format!("{c:?}").contains("127.0.0.1:7000"));
+    }
+
+    #[test]
     fn errors_do_not_echo_the_url() {
         for url in [
             "http://u:hunter2@h/0",
             "redis://u:hunter2@h/notanumber",
             "rediss://u:hunter2@h",
+            "redis+cluster://u:hunter2@a:7000,,b:7001/",
+            "redis+cluster://u:hunter2@a:7000/2",
+            "redis+cluster://u:hunter2@/",
         ] {
             match RedisConfig::from_url(url) {
                 Err(e) => assert!(!e.to_string().contains("hunter2"), "{e}"),

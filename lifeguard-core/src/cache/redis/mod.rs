@@ -10,6 +10,11 @@
 //!   failed connects open a circuit for a jittered, doubling pause, during which calls fail
 //!   at once with [`RedisErrorKind::Unavailable`], and the next call after it tries again.
 //! - **Scripts**: [`Script`] runs by `EVALSHA` and loads itself on `NOSCRIPT`.
+//! - **Redis Cluster**: with a `redis+cluster://host:port,host:port/` URL the same
+//!   [`RedisClient`] keeps one such pool per master, routes each command to the master of
+//!   its key's slot ([`key_slot`]) from a slot map read from the cluster, splits pipelines
+//!   and script batches by node, and follows `MOVED` and `ASK` redirects once within the
+//!   call's deadline.
 //!
 //! ```no_run
 //! use lifeguard_core::cache::redis::{RedisClient, RedisConfig};
@@ -21,31 +26,53 @@
 //! # Ok::<(), lifeguard_core::Error>(())
 //! ```
 
+mod cluster;
 mod config;
 mod connection;
 mod script;
+mod slot;
 
 pub use config::{RedisAddr, RedisConfig};
 pub use script::Script;
+pub use slot::key_slot;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use may::sync::Blocker;
-use redis::{FromRedisValue, Value};
+use redis::FromRedisValue;
 
 use crate::error::{Error, RedisError, RedisErrorKind, Result};
 use crate::pg::Socket;
 use crate::rt::lock;
+use cluster::Cluster;
 use connection::Connection;
 
-pub use redis::{cmd, Cmd, Pipeline};
+pub use redis::{cmd, Cmd, Pipeline, Value};
 
-/// A pool of pipelined connections to one Redis server. Cheap to clone; clones share
-/// the connections, which close when the last clone drops.
+/// One call of a script in [`RedisClient::eval_each_until`]: its keys, then its arguments.
+pub type ScriptCall = (Vec<Vec<u8>>, Vec<Vec<u8>>);
+
+/// A Redis client: a pool of pipelined connections to one server, or, for a
+/// `redis+cluster://` configuration, to each master of a Redis Cluster, with commands routed
+/// by their keys' slots. Cheap to clone; clones share the connections, which close when the
+/// last clone drops.
 #[derive(Clone)]
 pub struct RedisClient {
+    target: Target,
+}
+
+#[derive(Clone)]
+enum Target {
+    Server(Server),
+    Cluster(Arc<Cluster>),
+}
+
+/// The client of one server: the whole of a [`RedisClient`] for one server, and one node of
+/// a cluster's.
+#[derive(Clone)]
+struct Server {
     inner: Arc<Inner>,
 }
 
@@ -99,12 +126,183 @@ impl Circuit {
 }
 
 impl RedisClient {
-    /// A client for the server `config` names. Nothing connects yet: the first calls open
-    /// the connections, so a service starts while Redis is down.
+    /// A client for the server, or the cluster, `config` names. Nothing connects yet: the
+    /// first calls open the connections (and, for a cluster, load its slot map), so a
+    /// service starts while Redis is down.
     pub fn new(config: RedisConfig) -> RedisClient {
+        let target = match config.cluster_seeds() {
+            Some(_) => Target::Cluster(Arc::new(Cluster::new(config))),
+            None => Target::Server(Server::new(config)),
+        };
+        RedisClient { target }
+    }
+
+    /// The configuration the client runs with.
+    pub fn config(&self) -> &RedisConfig {
+        match &self.target {
+            Target::Server(server) => &server.inner.config,
+            Target::Cluster(cluster) => cluster.config(),
+        }
+    }
+
+    /// The deadline a call without its own gets.
+    fn default_deadline(&self) -> Instant {
+        Instant::now() + self.config().command_timeout
+    }
+
+    /// Runs one command and converts its reply. In a cluster the command goes to the node
+    /// that owns its first key's slot ([`key_slot`]), found by the command's name (`EVAL`
+    /// and `EVALSHA` after their key count, `OBJECT`, `XINFO` and the like after their
+    /// subcommand, nearly every other command at its first argument); a command without
+    /// keys (`PING`, `INFO`, `SCRIPT`, `CLUSTER`, ...) goes to any node, and
+    /// [`RedisClient::query_for_key`] sends one to a key's node. A command whose key is
+    /// not where this looks for it reaches a node that redirects it (`MOVED`), which is
+    /// followed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Redis`]: a server error reply (`Server`, with its code), no reply in time
+    /// (`Timeout`), a lost connection (`Connection`), an open circuit (`Unavailable`), or a
+    /// reply `T` cannot hold (`Protocol`). In a cluster, a `MOVED` or `ASK` redirect is
+    /// followed once within the deadline; a second one, `CLUSTERDOWN` and `TRYAGAIN` are
+    /// errors (`Server`, with that code).
+    pub fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
+        self.query_until(cmd, self.default_deadline())
+    }
+
+    /// As [`RedisClient::query`], waiting no later than `deadline`.
+    pub fn query_until<T: FromRedisValue>(&self, cmd: &Cmd, deadline: Instant) -> Result<T> {
+        match &self.target {
+            Target::Server(server) => server.query_until(cmd, deadline),
+            Target::Cluster(cluster) => {
+                convert(cluster.query(slot::command_slot(cmd), cmd, deadline)?)
+            }
+        }
+    }
+
+    /// As [`RedisClient::query`], on the node that owns `key`'s slot, whatever keys the
+    /// command names: for a command that names none but whose answer depends on the node
+    /// (`INFO server` read beside a key), or one whose key the routing does not find. On
+    /// one server, the same as [`RedisClient::query`].
+    ///
+    /// ```no_run
+    /// # fn demo(client: &lifeguard_core::cache::redis::RedisClient) -> lifeguard_core::Result<()> {
+    /// use lifeguard_core::cache::redis::cmd;
+    ///
+    /// // The run id of the server that holds the namespace's heartbeat.
+    /// let info: String = client.query_for_key(b"lg:{shop}:hb", cmd("INFO").arg("server"))?;
+    /// # Ok(()) }
+    /// ```
+    pub fn query_for_key<T: FromRedisValue>(&self, key: &[u8], cmd: &Cmd) -> Result<T> {
+        self.query_for_key_until(key, cmd, self.default_deadline())
+    }
+
+    /// As [`RedisClient::query_for_key`], waiting no later than `deadline`.
+    pub fn query_for_key_until<T: FromRedisValue>(
+        &self,
+        key: &[u8],
+        cmd: &Cmd,
+        deadline: Instant,
+    ) -> Result<T> {
+        match &self.target {
+            Target::Server(server) => server.query_until(cmd, deadline),
+            Target::Cluster(cluster) => {
+                convert(cluster.query(Some(key_slot(key)), cmd, deadline)?)
+            }
+        }
+    }
+
+    /// Runs the commands of `pipeline` and returns their replies, in order; an error reply
+    /// of one command is returned as its `Value::ServerError`, so the others' replies are
+    /// not lost. One round trip on one server; in a cluster, one per node the commands'
+    /// keys live on (routed as [`RedisClient::query`] routes), sent to every node before
+    /// waiting for any, then one more for the commands redirected (`MOVED`, `ASK`).
+    ///
+    /// # Errors
+    ///
+    /// As [`RedisClient::query`], for the round trip (on any node) that failed; in a
+    /// cluster, also a `MULTI`/`EXEC` pipeline ([`Pipeline::atomic`]), which cannot span
+    /// nodes (`Protocol`).
+    pub fn pipeline_until(&self, pipeline: &Pipeline, deadline: Instant) -> Result<Vec<Value>> {
+        match &self.target {
+            Target::Server(server) => server.pipeline_until(pipeline, deadline),
+            Target::Cluster(cluster) => cluster.pipeline(pipeline, deadline),
+        }
+    }
+
+    /// Runs `script` on `keys` and `args`: `EVALSHA`, and on `NOSCRIPT` (a restarted or
+    /// flushed server, or a cluster node that has not seen the script) `SCRIPT LOAD`
+    /// followed by `EVALSHA` in one round trip, on the node that runs it. In a cluster the
+    /// script runs on the node of its first key; all its keys must share that slot (a hash
+    /// tag), as Redis requires.
+    ///
+    /// # Errors
+    ///
+    /// As [`RedisClient::query`].
+    pub fn eval_until<T: FromRedisValue>(
+        &self,
+        script: &Script,
+        keys: &[&[u8]],
+        args: &[&[u8]],
+        deadline: Instant,
+    ) -> Result<T> {
+        match &self.target {
+            Target::Server(server) => server.eval_until(script, keys, args, deadline),
+            Target::Cluster(cluster) => convert(cluster.eval(script, keys, args, deadline)?),
+        }
+    }
+
+    /// Runs `script` once per entry of `calls` (its keys, its arguments), preceded by
+    /// `SCRIPT LOAD` so that a restarted server cannot answer `NOSCRIPT`; returns each
+    /// call's reply in order (an error reply as its `Value::ServerError`). One round trip
+    /// on one server; in a cluster, as [`RedisClient::pipeline_until`], with `SCRIPT LOAD`
+    /// first on every node.
+    ///
+    /// ```no_run
+    /// # fn demo(client: &lifeguard_core::cache::redis::RedisClient) -> lifeguard_core::Result<()> {
+    /// use std::time::{Duration, Instant};
+    /// use lifeguard_core::cache::redis::Script;
+    ///
+    /// let incr = Script::new("return redis.call('INCRBY', KEYS[1], ARGV[1])");
+    /// let calls = [(vec![b"a".to_vec()], vec![b"1".to_vec()]), (vec![b"b".to_vec()], vec![b"2".to_vec()])];
+    /// let replies = client.eval_each_until(&incr, &calls, Instant::now() + Duration::from_secs(1))?;
+    /// assert_eq!(replies.len(), 2);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`RedisClient::pipeline_until`], and `SCRIPT LOAD` refused (`Server`).
+    pub fn eval_each_until(
+        &self,
+        script: &Script,
+        calls: &[ScriptCall],
+        deadline: Instant,
+    ) -> Result<Vec<Value>> {
+        match &self.target {
+            Target::Server(server) => server.eval_each_until(script, calls, deadline),
+            Target::Cluster(cluster) => cluster.eval_each(script, calls, deadline),
+        }
+    }
+
+    /// How many connections this client has opened (in a cluster, to every node it has
+    /// talked to): when it changes, a server may be a new one (restarted, failed over, or
+    /// another node taking over slots), so what was read from it before may no longer
+    /// describe it.
+    pub fn connects(&self) -> u64 {
+        match &self.target {
+            Target::Server(server) => server.connects(),
+            Target::Cluster(cluster) => cluster.connects(),
+        }
+    }
+}
+
+impl Server {
+    /// The client of the server `config.addr`; nothing connects yet.
+    fn new(config: RedisConfig) -> Server {
         let target = config.addr.to_string();
         let members = (0..config.connections).map(|_| Mutex::default()).collect();
-        RedisClient {
+        Server {
             inner: Arc::new(Inner {
                 config,
                 target,
@@ -116,29 +314,8 @@ impl RedisClient {
         }
     }
 
-    /// The configuration the client runs with.
-    pub fn config(&self) -> &RedisConfig {
-        &self.inner.config
-    }
-
-    /// The deadline a call without its own gets.
-    fn default_deadline(&self) -> Instant {
-        Instant::now() + self.inner.config.command_timeout
-    }
-
-    /// Runs one command and converts its reply.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Redis`]: a server error reply (`Server`, with its code), no reply in time
-    /// (`Timeout`), a lost connection (`Connection`), an open circuit (`Unavailable`), or a
-    /// reply `T` cannot hold (`Protocol`).
-    pub fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
-        self.query_until(cmd, self.default_deadline())
-    }
-
-    /// As [`RedisClient::query`], waiting no later than `deadline`.
-    pub fn query_until<T: FromRedisValue>(&self, cmd: &Cmd, deadline: Instant) -> Result<T> {
+    /// [`RedisClient::query_until`] on this server.
+    fn query_until<T: FromRedisValue>(&self, cmd: &Cmd, deadline: Instant) -> Result<T> {
         let conn = self.connection(deadline)?;
         let reply = conn
             .request(1, |out| cmd.write_packed_command(out))?
@@ -146,10 +323,8 @@ impl RedisClient {
         convert(single(reply)?)
     }
 
-    /// Runs the commands of `pipeline` in one round trip and returns their replies, in
-    /// order; an error reply of one command is returned as its `Value::ServerError`, so
-    /// the others' replies are not lost.
-    pub fn pipeline_until(&self, pipeline: &Pipeline, deadline: Instant) -> Result<Vec<Value>> {
+    /// [`RedisClient::pipeline_until`] on this server: one round trip.
+    fn pipeline_until(&self, pipeline: &Pipeline, deadline: Instant) -> Result<Vec<Value>> {
         let commands = pipeline.len();
         if commands == 0 {
             return Ok(Vec::new());
@@ -161,9 +336,8 @@ impl RedisClient {
             .wait(deadline)?)
     }
 
-    /// Runs `script` on `keys` and `args`: `EVALSHA`, and on `NOSCRIPT` (a restarted or
-    /// flushed server) `SCRIPT LOAD` followed by `EVALSHA` in one round trip.
-    pub fn eval_until<T: FromRedisValue>(
+    /// [`RedisClient::eval_until`] on this server.
+    fn eval_until<T: FromRedisValue>(
         &self,
         script: &Script,
         keys: &[&[u8]],
@@ -192,25 +366,11 @@ impl RedisClient {
         convert(reply)
     }
 
-    /// Runs `script` once per entry of `calls` (its keys, its arguments) in one round trip,
-    /// preceded by `SCRIPT LOAD` so that a restarted server cannot answer `NOSCRIPT`;
-    /// returns each call's reply in order (an error reply as its `Value::ServerError`).
-    ///
-    /// ```no_run
-    /// # fn demo(client: &lifeguard_core::cache::redis::RedisClient) -> lifeguard_core::Result<()> {
-    /// use std::time::{Duration, Instant};
-    /// use lifeguard_core::cache::redis::Script;
-    ///
-    /// let incr = Script::new("return redis.call('INCRBY', KEYS[1], ARGV[1])");
-    /// let calls = [(vec![b"a".to_vec()], vec![b"1".to_vec()]), (vec![b"b".to_vec()], vec![b"2".to_vec()])];
-    /// let replies = client.eval_each_until(&incr, &calls, Instant::now() + Duration::from_secs(1))?;
-    /// assert_eq!(replies.len(), 2);
-    /// # Ok(()) }
-    /// ```
-    pub fn eval_each_until(
+    /// [`RedisClient::eval_each_until`] on this server: one round trip.
+    fn eval_each_until(
         &self,
         script: &Script,
-        calls: &[(Vec<Vec<u8>>, Vec<Vec<u8>>)],
+        calls: &[ScriptCall],
         deadline: Instant,
     ) -> Result<Vec<Value>> {
         if calls.is_empty() {
@@ -235,10 +395,8 @@ impl RedisClient {
         Ok(replies)
     }
 
-    /// How many connections this client has opened: when it changes, the server may be
-    /// a new one (restarted, or failed over), so what was read from it before may no
-    /// longer describe it.
-    pub fn connects(&self) -> u64 {
+    /// How many connections to this server have been opened.
+    fn connects(&self) -> u64 {
         self.inner.connects.load(Ordering::Relaxed)
     }
 
