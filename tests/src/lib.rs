@@ -25,6 +25,7 @@ pub mod orm;
 pub mod pg;
 pub mod pool;
 pub mod proxy;
+pub mod redis_cluster;
 pub mod reflector;
 pub mod replica;
 /// Message shown when the service environment variables are missing.
