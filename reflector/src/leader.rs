@@ -65,6 +65,8 @@ struct Leader<'a> {
     generation: i64,
     /// The Redis server's run id as this leader last saw it (`None`: not yet asked).
     run_id: Option<String>,
+    /// The run id stored with the generation: the server the generation's keys live on.
+    stored_run_id: String,
     pg_identity: String,
     progress: Progress,
     registry: HashMap<String, Vec<Registered>>,
@@ -144,6 +146,7 @@ impl<'a> Leader<'a> {
             epoch: elected.epoch,
             generation: elected.generation,
             run_id: None,
+            stored_run_id: String::new(),
             pg_identity,
             progress: Progress::from_checkpoint(session.load_checkpoint().map_err(failed)?),
             registry: session.registry().map_err(failed)?,
@@ -153,24 +156,41 @@ impl<'a> Leader<'a> {
         if failover {
             tracing::warn!(was = %elected.pg_identity, now = %leader.pg_identity, "PostgreSQL changed (failover or restore)");
         }
-        // A Redis unknown now is asked again before the first heartbeat.
-        let run_id = leader.ask_run_id().unwrap_or_default();
-        let reset = !elected.redis_run_id.is_empty()
-            && !run_id.is_empty()
-            && elected.redis_run_id != run_id;
-        if reset {
-            shared.metrics.redis_resets.inc();
+        if failover || elected.pg_identity.is_empty() {
+            leader.store_identities(elected.redis_run_id, failover, "pg_identity")?;
+        } else {
+            leader.stored_run_id = elected.redis_run_id;
         }
-        leader.store_identities(
-            run_id,
-            failover || reset,
-            if failover {
-                "pg_identity"
-            } else {
-                "redis_reset"
-            },
-        )?;
+        // Stored at once: a successor must resume here even if this leader never moves
+        // it (a new namespace's checkpoint is the present, which would otherwise be the
+        // successor's present, past whatever was committed in between).
+        let stored = session
+            .save_checkpoint(leader.progress.checkpoint(), leader.epoch)
+            .map_err(failed)?;
+        if !stored {
+            return Err(Stop::Fenced);
+        }
+        // A Redis down now is asked again before the first heartbeat.
+        if let Err(Stop::Fenced) = leader.learn_run_id() {
+            return Err(Stop::Fenced);
+        }
         Ok(leader)
+    }
+
+    /// Asks Redis for its run id; one that differs from the stored one (a server that
+    /// restarted, or another one, since a leader last vouched for it) bumps the generation.
+    fn learn_run_id(&mut self) -> Result<(), Stop> {
+        let now = self.ask_run_id().map_err(|e| Stop::Failed("redis", e))?;
+        let reset = !self.stored_run_id.is_empty() && self.stored_run_id != now;
+        if reset {
+            tracing::warn!(was = %self.stored_run_id, %now, "Redis restarted or failed over");
+            self.shared.metrics.redis_resets.inc();
+        }
+        if reset || self.stored_run_id.is_empty() {
+            self.store_identities(now.clone(), reset, "redis_reset")?;
+        }
+        self.run_id = Some(now);
+        Ok(())
     }
 
     /// Stores what PostgreSQL and Redis are now, bumping the generation if `bump`.
@@ -194,7 +214,7 @@ impl<'a> Leader<'a> {
                         .inc();
                 }
                 self.generation = generation;
-                self.run_id = (!run_id.is_empty()).then_some(run_id);
+                self.stored_run_id = run_id;
                 self.shared.metrics.generation.set(generation);
                 self.shared.set_role(Role::Leader {
                     epoch: self.epoch,
@@ -281,14 +301,10 @@ impl<'a> Leader<'a> {
     /// Redis server this leader knows; on another (restarted) one the generation is bumped
     /// first and the next pass vouches.
     fn beat(&mut self, lsn: u64) -> Result<(), Stop> {
-        let run_id = match &self.run_id {
-            Some(id) => id.clone(),
-            None => {
-                let id = self.ask_run_id().map_err(|e| Stop::Failed("redis", e))?;
-                self.run_id = Some(id.clone());
-                id
-            }
-        };
+        if self.run_id.is_none() {
+            self.learn_run_id()?;
+        }
+        let run_id = self.run_id.clone().unwrap_or_default();
         let config = &self.shared.config;
         let written_at_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -318,12 +334,7 @@ impl<'a> Leader<'a> {
         match reply {
             1 => Ok(()),
             0 => Err(Stop::Fenced),
-            _ => {
-                let now = self.ask_run_id().map_err(|e| Stop::Failed("redis", e))?;
-                tracing::warn!(was = %run_id, now = %now, "Redis restarted or failed over");
-                self.shared.metrics.redis_resets.inc();
-                self.store_identities(now, true, "redis_reset")
-            }
+            _ => self.learn_run_id(),
         }
     }
 
