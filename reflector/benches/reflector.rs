@@ -15,6 +15,7 @@
 //! Figures are ratios or distributions from one run; the machine is shared.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lifeguard_core::cache::key::KeySpace;
@@ -72,55 +73,53 @@ fn setup() {
     install_change_capture::<Quiet>(&conn, &opts.clone().notify(false)).expect("capture");
 }
 
-/// Runs `per_writer` single-row updates of `table` on each of `WRITERS` threads, each
-/// waiting for `pace` between its starts (zero: as fast as it can); returns the
+/// Runs `per_writer` single-row updates of `table` on each of `WRITERS` coroutines (a
+/// connection each, as in a service), each waiting for `pace` between its starts (zero:
+/// as fast as it can), calling `after(key, row_version)` after each commit; returns the
 /// latencies and the wall time.
 fn updates(
-    table: &str,
+    table: &'static str,
     per_writer: usize,
     pace: Duration,
-    after: impl Fn(i64, i64) + Sync,
+    after: Arc<dyn Fn(i64, i64) + Send + Sync>,
 ) -> (Vec<Duration>, Duration) {
-    let next = AtomicU64::new(0);
+    let next = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
-    let lat = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..WRITERS)
-            .map(|_| {
-                let (next, after) = (&next, &after);
-                s.spawn(move || {
-                    let conn = connect();
-                    let sql = format!(
-                        "UPDATE reflector_bench.{table} SET n = n + 1 WHERE id = $1 RETURNING row_version"
-                    );
-                    let sql_plain = format!("UPDATE reflector_bench.{table} SET n = n + 1 WHERE id = $1");
-                    let mut lat = Vec::with_capacity(per_writer);
-                    let t0 = Instant::now();
-                    for i in 0..per_writer {
-                        let slot = t0 + pace * i as u32;
-                        if let Some(wait) = slot.checked_duration_since(Instant::now()) {
-                            std::thread::sleep(wait);
-                        }
-                        let id = (next.fetch_add(1, Ordering::Relaxed) as i64 % KEYS) + 1;
-                        let began = Instant::now();
-                        if table == "plain" {
-                            conn.execute(&sql_plain, &[&id]).expect("update");
-                            lat.push(began.elapsed());
-                        } else {
-                            let v: i64 = conn.query_one(&sql, &[&id]).expect("update").get(0);
-                            lat.push(began.elapsed());
-                            after(id, v);
-                        }
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|_| {
+            let (next, after) = (next.clone(), after.clone());
+            may::go!(move || {
+                let conn = connect();
+                let sql = match table {
+                    "plain" => format!("UPDATE reflector_bench.{table} SET n = n + 1 WHERE id = $1 RETURNING 0::int8"),
+                    _ => format!("UPDATE reflector_bench.{table} SET n = n + 1 WHERE id = $1 RETURNING row_version"),
+                };
+                let mut lat = Vec::with_capacity(per_writer);
+                let t0 = Instant::now();
+                for i in 0..per_writer {
+                    let slot = t0 + pace * i as u32;
+                    if let Some(wait) = slot.checked_duration_since(Instant::now()) {
+                        may::coroutine::sleep(wait);
                     }
-                    lat
-                })
+                    let id = (next.fetch_add(1, Ordering::Relaxed) as i64 % KEYS) + 1;
+                    let began = Instant::now();
+                    let v: i64 = conn.query_one(&sql, &[&id]).expect("update").get(0);
+                    lat.push(began.elapsed());
+                    after(id, v);
+                }
+                lat
             })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("writer"))
-            .collect::<Vec<_>>()
-    });
+        })
+        .collect();
+    let lat = writers
+        .into_iter()
+        .flat_map(|w| w.join().expect("writer"))
+        .collect();
     (lat, start.elapsed())
+}
+
+fn nothing() -> Arc<dyn Fn(i64, i64) + Send + Sync> {
+    Arc::new(|_, _| {})
 }
 
 fn pct(sorted: &[Duration], p: f64) -> Duration {
@@ -149,7 +148,7 @@ fn main() {
 
     // 1. Capacity.
     let backlog = 40_000;
-    let (_, wrote) = updates("items", backlog / WRITERS, Duration::ZERO, |_, _| {});
+    let (_, wrote) = updates("items", backlog / WRITERS, Duration::ZERO, nothing());
     eprintln!("backlog written in {wrote:?}");
     let reflector = ReflectorProcess::spawn(BIN, &ns, schema, &fast);
     let started = Instant::now();
@@ -203,30 +202,23 @@ fn main() {
         generation,
         "reflector_bench.items",
     );
-    let refresh = std::sync::Mutex::new(Vec::new());
+    let refresh = Arc::new(Mutex::new(Vec::new()));
     let redis = cache.redis().clone();
-    let (_, took) = updates(
-        "items",
-        10_000 / WRITERS,
-        Duration::from_millis(8),
-        |id, version| {
-            let key = space.row("", &format!("i:{id}"));
-            let committed = Instant::now();
-            let redis = redis.clone();
-            // The Redis client is driven from a coroutine, as in a service.
-            lifeguard_tests::pg::in_coroutine(move || loop {
-                let v: Option<i64> = redis.query(cmd("HGET").arg(&key).arg("v")).unwrap_or(None);
-                if v.is_some_and(|v| v >= version)
-                    || committed.elapsed() > Duration::from_millis(500)
-                {
-                    break;
-                }
-                may::coroutine::sleep(Duration::from_micros(200));
-            });
-            refresh.lock().unwrap().push(committed.elapsed());
-        },
-    );
-    let mut refresh = refresh.into_inner().unwrap();
+    let record = refresh.clone();
+    let poll = Arc::new(move |id: i64, version: i64| {
+        let key = space.row("", &format!("i:{id}"));
+        let committed = Instant::now();
+        loop {
+            let v: Option<i64> = redis.query(cmd("HGET").arg(&key).arg("v")).unwrap_or(None);
+            if v.is_some_and(|v| v >= version) || committed.elapsed() > Duration::from_millis(500) {
+                break;
+            }
+            may::coroutine::sleep(Duration::from_micros(200));
+        }
+        record.lock().unwrap().push(committed.elapsed());
+    });
+    let (_, took) = updates("items", 10_000 / WRITERS, Duration::from_millis(8), poll);
+    let mut refresh = std::mem::take(&mut *refresh.lock().unwrap());
     refresh.sort();
     println!(
         "commit to refresh at {:.0} changes/s (target 1000): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms over {} changes",
@@ -241,7 +233,7 @@ fn main() {
     let mut by_table: std::collections::BTreeMap<&str, (Vec<Duration>, f64)> = Default::default();
     for _round in 0..3 {
         for table in ["plain", "items", "quiet"] {
-            let (lat, wall) = updates(table, 1000, Duration::ZERO, |_, _| {});
+            let (lat, wall) = updates(table, 1000, Duration::ZERO, nothing());
             let entry = by_table.entry(table).or_default();
             entry.1 += lat.len() as f64 / wall.as_secs_f64() / 3.0;
             entry.0.extend(lat);

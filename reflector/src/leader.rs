@@ -227,7 +227,11 @@ impl<'a> Leader<'a> {
     }
 
     fn ask_run_id(&self) -> Result<String, Error> {
-        let info: String = self.redis.query(cmd("INFO").arg("server"))?;
+        // In a cluster, the run id of the node holding the heartbeat: the one it vouches for.
+        let hb = heartbeat_key(&self.shared.config.namespace);
+        let info: String = self
+            .redis
+            .query_for_key(hb.as_bytes(), cmd("INFO").arg("server"))?;
         info.lines()
             .find_map(|l| l.strip_prefix("run_id:"))
             .map(|id| id.trim().to_owned())
