@@ -8,8 +8,8 @@
 //!
 //! 1. reads the primary's WAL position, then the outbox past its checkpoint in
 //!    `(txid, id)` order, rows of running-or-younger transactions included but only
-//!    transactions older than the snapshot's `xmin` let the checkpoint move
-//!    ([`progress`](crate::progress) says why);
+//!    transactions older than the snapshot's `xmin` let the checkpoint move (an outbox
+//!    id is not commit order);
 //! 2. reads the current rows of the changed keys from the primary, one statement per
 //!    registered table layout, and runs one `reflect` script per key in one pipelined
 //!    round trip: a key in Redis is refreshed (keeping its TTL) or dropped, a key not in

@@ -211,3 +211,46 @@ fn with_no_reflector_reads_bypass_within_the_bound() {
         hits(&cache, "items") > hits_before
     });
 }
+
+/// C14 (in part): a transaction of bulk statements sends one wake-up, and its changes are
+/// reflected in batches within the bound.
+#[test]
+fn a_bulk_transaction_wakes_the_reflector_once() {
+    let (_ns, pool, cache, _reflector) = namespace(&[]);
+    let ids = items(5000, "bulk");
+    warm(&pool, &cache, &ids[..50]);
+    let listener = connect();
+    listener.listen("lifeguard_outbox").unwrap();
+    let writer = connect();
+    writer
+        .batch_execute("BEGIN")
+        .and_then(|_| {
+            writer.execute(
+                "UPDATE reflector_it.items SET n = 8 WHERE id = ANY($1)",
+                &[&ids],
+            )
+        })
+        .and_then(|_| {
+            writer.execute(
+                "UPDATE reflector_it.items SET n = 9 WHERE id = ANY($1)",
+                &[&ids],
+            )
+        })
+        .unwrap();
+    writer.batch_execute("COMMIT").unwrap();
+    let committed = Instant::now();
+    eventually(BOUND, "the bulk change is reflected", || {
+        ids[..50].iter().all(|id| cached_n(&pool, *id) == Some(9))
+    });
+    eprintln!(
+        "C14: 10,000 changes reflected {:?} after the commit",
+        committed.elapsed()
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let from_writer = listener
+        .drain_notifications()
+        .into_iter()
+        .filter(|n| n.process_id == writer.process_id())
+        .count();
+    assert_eq!(from_writer, 1, "one wake-up per transaction");
+}
