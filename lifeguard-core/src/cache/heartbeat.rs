@@ -51,10 +51,13 @@ impl fmt::Display for Heartbeat {
 
 /// A reader's view of the heartbeat: looked up at most every `refresh`, and trusted for
 /// at most `trust` after the lookup (the leader's heartbeat lifetime is `B` minus `trust`,
-/// so a view never outlives the bound).
+/// so a view never outlives the bound), and only while the Redis client has opened no new
+/// connection since (a new connection may reach a restarted server, whose keys the
+/// heartbeat seen on the old one does not vouch for).
 pub(crate) struct View {
-    /// The last lookup: when, and what it found (`None`: no heartbeat).
-    last: Option<(Instant, Option<Heartbeat>)>,
+    /// The last lookup: when, what it found (`None`: no heartbeat), and the client's
+    /// connection count then.
+    last: Option<(Instant, Option<Heartbeat>, u64)>,
     /// A lookup is under way (others keep the last view meanwhile).
     refreshing: bool,
     /// Callers with no view to trust, waiting for the lookup under way.
@@ -82,15 +85,22 @@ impl View {
         }
     }
 
-    pub(crate) fn look(&mut self, now: Instant, refresh: Duration, trust: Duration) -> Look {
-        let age = self.last.map(|(at, _)| now.saturating_duration_since(at));
-        match (age, self.last) {
-            (Some(age), Some((_, hb))) if age < refresh => Look::Use(hb),
+    pub(crate) fn look(
+        &mut self,
+        now: Instant,
+        refresh: Duration,
+        trust: Duration,
+        connects: u64,
+    ) -> Look {
+        let last = self.last.filter(|(_, _, seen)| *seen == connects);
+        let age = last.map(|(at, _, _)| now.saturating_duration_since(at));
+        match (age, last) {
+            (Some(age), Some((_, hb, _))) if age < refresh => Look::Use(hb),
             _ if !self.refreshing => {
                 self.refreshing = true;
                 Look::Refresh
             }
-            (Some(age), Some((_, hb))) if age < trust => Look::Use(hb),
+            (Some(age), Some((_, hb, _))) if age < trust => Look::Use(hb),
             _ => {
                 let waiter = Arc::new(Blocker::new(false));
                 self.waiters.push(waiter.clone());
@@ -99,16 +109,18 @@ impl View {
         }
     }
 
-    /// Records a lookup's result (`Err` when Redis did not answer: nothing is known then)
-    /// and returns the callers to wake.
+    /// Records a lookup's result (`Err` when Redis did not answer: nothing is known then),
+    /// made with the client's connection count at `connects`, and returns the callers to
+    /// wake.
     #[must_use]
     pub(crate) fn record(
         &mut self,
         at: Instant,
         found: Result<Option<Heartbeat>, ()>,
+        connects: u64,
     ) -> Vec<Arc<Blocker>> {
         self.refreshing = false;
-        self.last = found.ok().map(|hb| (at, hb));
+        self.last = found.ok().map(|hb| (at, hb, connects));
         std::mem::take(&mut self.waiters)
     }
 }
@@ -136,20 +148,25 @@ mod tests {
         let (refresh, trust) = (Duration::from_millis(100), Duration::from_millis(250));
         let t0 = Instant::now();
         let mut view = View::new();
-        assert!(matches!(view.look(t0, refresh, trust), Look::Refresh));
-        assert!(matches!(view.look(t0, refresh, trust), Look::Wait(_)));
+        assert!(matches!(view.look(t0, refresh, trust, 1), Look::Refresh));
+        assert!(matches!(view.look(t0, refresh, trust, 1), Look::Wait(_)));
         let hb = Heartbeat::parse("1 0 5 9");
-        assert_eq!(view.record(t0, Ok(hb)).len(), 1, "the waiter is woken");
+        assert_eq!(view.record(t0, Ok(hb), 1).len(), 1, "the waiter is woken");
         let soon = t0 + Duration::from_millis(50);
-        assert!(matches!(view.look(soon, refresh, trust), Look::Use(h) if h == hb));
+        assert!(matches!(view.look(soon, refresh, trust, 1), Look::Use(h) if h == hb));
         let later = t0 + Duration::from_millis(150);
-        assert!(matches!(view.look(later, refresh, trust), Look::Refresh));
-        assert!(matches!(view.look(later, refresh, trust), Look::Use(h) if h == hb));
+        assert!(matches!(view.look(later, refresh, trust, 1), Look::Refresh));
+        assert!(matches!(view.look(later, refresh, trust, 1), Look::Use(h) if h == hb));
         // Past the trust window nobody uses the old view.
         let stale = t0 + Duration::from_millis(300);
-        assert!(matches!(view.look(stale, refresh, trust), Look::Wait(_)));
+        assert!(matches!(view.look(stale, refresh, trust, 1), Look::Wait(_)));
+        // A new connection leaves nothing to trust either.
+        let _ = view.record(later, Ok(hb), 1);
+        assert!(matches!(view.look(later, refresh, trust, 2), Look::Refresh));
+        let _ = view.record(later, Ok(hb), 2);
+        assert!(matches!(view.look(later, refresh, trust, 2), Look::Use(h) if h == hb));
         // A failed lookup leaves nothing to trust.
-        let _ = view.record(later, Err(()));
-        assert!(matches!(view.look(later, refresh, trust), Look::Refresh));
+        let _ = view.record(later, Err(()), 1);
+        assert!(matches!(view.look(later, refresh, trust, 1), Look::Refresh));
     }
 }

@@ -253,15 +253,17 @@ impl CacheScope {
         // Sized up front: built arg by arg, a command reallocates as it grows.
         let mut hget = Cmd::with_capacity(3, 5 + row_key.len());
         hget.arg("HGET").arg(row_key).arg("p");
+        let redis = &self.cache.inner().redis;
+        let connects = redis.connects();
         let payload = self
             .cache
-            .redis_call(|deadline| {
-                self.cache
-                    .inner()
-                    .redis
-                    .query_until::<Option<Vec<u8>>>(&hget, deadline)
-            })
+            .redis_call(|deadline| redis.query_until::<Option<Vec<u8>>>(&hget, deadline))
             .map_err(drop)?;
+        // A value read over a connection opened since the heartbeat was seen may come from
+        // a restarted server that heartbeat does not vouch for.
+        if redis.connects() != connects {
+            return Err(());
+        }
         match payload {
             None => Ok(None),
             Some(bytes) => self.decode::<M>(&bytes).map_err(drop),
@@ -274,10 +276,15 @@ impl CacheScope {
         for k in row_keys {
             pipe.cmd("HGET").arg(k).arg("p");
         }
+        let redis = &self.cache.inner().redis;
+        let connects = redis.connects();
         let replies = self
             .cache
-            .redis_call(|deadline| self.cache.inner().redis.pipeline_until(&pipe, deadline))
+            .redis_call(|deadline| redis.pipeline_until(&pipe, deadline))
             .ok()?;
+        if redis.connects() != connects {
+            return None;
+        }
         replies
             .into_iter()
             .map(|reply| match reply {
@@ -413,8 +420,12 @@ impl Cache {
         let deadline = now + config.call_timeout;
         let mut at = now;
         loop {
-            let look =
-                lock(&inner.heartbeat).look(at, config.heartbeat_refresh, config.heartbeat_trust());
+            let look = lock(&inner.heartbeat).look(
+                at,
+                config.heartbeat_refresh,
+                config.heartbeat_trust(),
+                inner.redis.connects(),
+            );
             match look {
                 Look::Use(hb) => return Ok(hb),
                 Look::Wait(waiter) if at < deadline => {
@@ -423,6 +434,7 @@ impl Cache {
                 }
                 Look::Wait(_) => return Err(Bypass::HeartbeatMissing),
                 Look::Refresh => {
+                    let connects = inner.redis.connects();
                     let found = self
                         .redis_call(|deadline| {
                             inner.redis.query_until::<Option<String>>(
@@ -431,8 +443,12 @@ impl Cache {
                             )
                         })
                         .map(|text| text.as_deref().and_then(Heartbeat::parse));
-                    let waiters = lock(&inner.heartbeat)
-                        .record(now, found.as_ref().map(|hb| *hb).map_err(|_| ()));
+                    // Read over a connection opened meanwhile, it is known for none.
+                    let known = match inner.redis.connects() == connects {
+                        true => found.as_ref().map(|hb| *hb).map_err(|_| ()),
+                        false => Err(()),
+                    };
+                    let waiters = lock(&inner.heartbeat).record(now, known, connects);
                     for w in waiters {
                         w.unpark();
                     }
