@@ -46,6 +46,11 @@ fn kill_9_of_the_leader_during_a_burst_loses_nothing() {
     let ids = items(1000, "c4");
     warm(&pool, &cache, &ids);
     let first_epoch = first.wait_leading(Duration::from_secs(5));
+    eventually(
+        Duration::from_secs(5),
+        "the second process stands by",
+        || second.status().is_some_and(|s| s["role"] == "standby"),
+    );
     let (read_pools, read_caches) = readers(&ns, 2);
     let killed_at = std::sync::Mutex::new(None);
     let verdict = Workload {
