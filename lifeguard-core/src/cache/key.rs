@@ -66,6 +66,7 @@ fn push_decimal(out: &mut String, n: i64) {
     push_unsigned(out, n.unsigned_abs());
 }
 
+/// Appends `n` in decimal.
 fn push_unsigned(out: &mut String, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut at = digits.len();
