@@ -51,9 +51,9 @@ impl fmt::Display for Heartbeat {
 
 /// A reader's view of the heartbeat: looked up at most every `refresh`, and trusted for
 /// at most `trust` after the lookup (the leader's heartbeat lifetime is `B` minus `trust`,
-/// so a view never outlives the bound), and only while the Redis client has opened no new
-/// connection since (a new connection may reach a restarted server, whose keys the
-/// heartbeat seen on the old one does not vouch for).
+/// so a view never outlives the bound), and only while the Redis client has not reconnected
+/// since (a connection that replaced a broken one may reach a restarted server, whose keys
+/// the heartbeat seen on the old one does not vouch for).
 pub(crate) struct View {
     /// The last lookup: when, what it found (`None`: no heartbeat), and the client's
     /// connection count then.
@@ -90,9 +90,9 @@ impl View {
         now: Instant,
         refresh: Duration,
         trust: Duration,
-        connects: u64,
+        reconnects: u64,
     ) -> Look {
-        let last = self.last.filter(|(_, _, seen)| *seen == connects);
+        let last = self.last.filter(|(_, _, seen)| *seen == reconnects);
         let age = last.map(|(at, _, _)| now.saturating_duration_since(at));
         match (age, last) {
             (Some(age), Some((_, hb, _))) if age < refresh => Look::Use(hb),
@@ -110,17 +110,17 @@ impl View {
     }
 
     /// Records a lookup's result (`Err` when Redis did not answer: nothing is known then),
-    /// made with the client's connection count at `connects`, and returns the callers to
+    /// made with the client's reconnect count at `reconnects`, and returns the callers to
     /// wake.
     #[must_use]
     pub(crate) fn record(
         &mut self,
         at: Instant,
         found: Result<Option<Heartbeat>, ()>,
-        connects: u64,
+        reconnects: u64,
     ) -> Vec<Arc<Blocker>> {
         self.refreshing = false;
-        self.last = found.ok().map(|hb| (at, hb, connects));
+        self.last = found.ok().map(|hb| (at, hb, reconnects));
         std::mem::take(&mut self.waiters)
     }
 }

@@ -254,14 +254,14 @@ impl CacheScope {
         let mut hget = Cmd::with_capacity(3, 5 + row_key.len());
         hget.arg("HGET").arg(row_key).arg("p");
         let redis = &self.cache.inner().redis;
-        let connects = redis.connects();
+        let reconnects = redis.reconnects();
         let payload = self
             .cache
             .redis_call(|deadline| redis.query_until::<Option<Vec<u8>>>(&hget, deadline))
             .map_err(drop)?;
-        // A value read over a connection opened since the heartbeat was seen may come from
-        // a restarted server that heartbeat does not vouch for.
-        if redis.connects() != connects {
+        // A value read over a connection that replaced a broken one meanwhile may come from
+        // a restarted server the heartbeat does not vouch for.
+        if redis.reconnects() != reconnects {
             return Err(());
         }
         match payload {
@@ -277,12 +277,12 @@ impl CacheScope {
             pipe.cmd("HGET").arg(k).arg("p");
         }
         let redis = &self.cache.inner().redis;
-        let connects = redis.connects();
+        let reconnects = redis.reconnects();
         let replies = self
             .cache
             .redis_call(|deadline| redis.pipeline_until(&pipe, deadline))
             .ok()?;
-        if redis.connects() != connects {
+        if redis.reconnects() != reconnects {
             return None;
         }
         replies
@@ -424,7 +424,7 @@ impl Cache {
                 at,
                 config.heartbeat_refresh,
                 config.heartbeat_trust(),
-                inner.redis.connects(),
+                inner.redis.reconnects(),
             );
             match look {
                 Look::Use(hb) => return Ok(hb),
@@ -434,7 +434,7 @@ impl Cache {
                 }
                 Look::Wait(_) => return Err(Bypass::HeartbeatMissing),
                 Look::Refresh => {
-                    let connects = inner.redis.connects();
+                    let reconnects = inner.redis.reconnects();
                     let found = self
                         .redis_call(|deadline| {
                             inner.redis.query_until::<Option<String>>(
@@ -443,12 +443,12 @@ impl Cache {
                             )
                         })
                         .map(|text| text.as_deref().and_then(Heartbeat::parse));
-                    // Read over a connection opened meanwhile, it is known for none.
-                    let known = match inner.redis.connects() == connects {
+                    // Read across a reconnect, it is known for no server.
+                    let known = match inner.redis.reconnects() == reconnects {
                         true => found.as_ref().map(|hb| *hb).map_err(|_| ()),
                         false => Err(()),
                     };
-                    let waiters = lock(&inner.heartbeat).record(now, known, connects);
+                    let waiters = lock(&inner.heartbeat).record(now, known, reconnects);
                     for w in waiters {
                         w.unpark();
                     }

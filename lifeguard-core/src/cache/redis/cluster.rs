@@ -51,8 +51,8 @@ pub(super) struct Cluster {
     refresh: Mutex<Refresh>,
     /// Turns commands without keys among the masters.
     next: AtomicUsize,
-    /// Connections opened to servers no longer part of the topology, so that
-    /// [`Cluster::connects`] only grows.
+    /// Reconnects of servers no longer part of the topology, so that
+    /// [`Cluster::reconnects`] only grows.
     retired: AtomicU64,
 }
 
@@ -112,10 +112,10 @@ impl Cluster {
     }
 
     /// Connections opened to every server so far.
-    pub(super) fn connects(&self) -> u64 {
+    pub(super) fn reconnects(&self) -> u64 {
         let topology = self.read();
         self.retired.load(Ordering::Relaxed)
-            + topology.known.values().map(Server::connects).sum::<u64>()
+            + topology.known.values().map(Server::reconnects).sum::<u64>()
     }
 
     /// One command, routed by `slot` (any node when `None`).
@@ -363,7 +363,7 @@ impl Cluster {
                 .chain(seeds)
                 .any(|s| Arc::ptr_eq(&s.inner, &server.inner));
             if !keep {
-                retired.fetch_add(server.connects(), Ordering::Relaxed);
+                retired.fetch_add(server.reconnects(), Ordering::Relaxed);
             }
             keep
         });

@@ -282,17 +282,26 @@ impl Connection {
             let next = {
                 let st = lock(&self.state);
                 if st.broken.is_some() {
-                    return;
-                }
-                let mut next = UNWATCHED;
-                for slot in &st.pending {
-                    match slot.deadline.load(Ordering::SeqCst) {
-                        UNWATCHED => {}
-                        at if at <= now => slot.blocker.unpark(),
-                        at => next = next.min(at),
+                    None
+                } else {
+                    let mut next = UNWATCHED;
+                    for slot in &st.pending {
+                        match slot.deadline.load(Ordering::SeqCst) {
+                            UNWATCHED => {}
+                            at if at <= now => slot.blocker.unpark(),
+                            at => next = next.min(at),
+                        }
                     }
+                    Some(next)
                 }
-                next
+            };
+            let Some(next) = next else {
+                // Not straight back from the park: `may` may have run this coroutine from
+                // inside the wake-up's own registration, and a coroutine that ends there
+                // spins its worker forever waiting for that registration to finish (seen
+                // as a hung test run). A yield lets it finish first.
+                may::coroutine::yield_now();
+                return;
             };
             self.watched.fetch_min(next, Ordering::SeqCst);
             let until = self.watched.load(Ordering::SeqCst);

@@ -82,9 +82,9 @@ struct Inner {
     members: Vec<Mutex<Member>>,
     next: AtomicUsize,
     circuit: Mutex<Circuit>,
-    /// Connections opened so far: a change tells a reader that the server it talks to may
-    /// have restarted since it last looked at something.
-    connects: AtomicU64,
+    /// Connections opened to replace one that broke: a change tells a reader that the
+    /// server it talks to may have restarted since it last looked at something.
+    reconnects: AtomicU64,
 }
 
 #[derive(Default)]
@@ -285,14 +285,14 @@ impl RedisClient {
         }
     }
 
-    /// How many connections this client has opened (in a cluster, to every node it has
-    /// talked to): when it changes, a server may be a new one (restarted, failed over, or
-    /// another node taking over slots), so what was read from it before may no longer
-    /// describe it.
-    pub fn connects(&self) -> u64 {
+    /// How many connections this client has opened after one broke (in a cluster, to
+    /// every node it has talked to): when it changes, a server may be a new one
+    /// (restarted or failed over), so what was read from it before may no longer describe
+    /// it. Opening the first connections does not count.
+    pub fn reconnects(&self) -> u64 {
         match &self.target {
-            Target::Server(server) => server.connects(),
-            Target::Cluster(cluster) => cluster.connects(),
+            Target::Server(server) => server.reconnects(),
+            Target::Cluster(cluster) => cluster.reconnects(),
         }
     }
 }
@@ -309,7 +309,7 @@ impl Server {
                 members,
                 next: AtomicUsize::new(0),
                 circuit: Mutex::default(),
-                connects: AtomicU64::new(0),
+                reconnects: AtomicU64::new(0),
             }),
         }
     }
@@ -395,9 +395,9 @@ impl Server {
         Ok(replies)
     }
 
-    /// How many connections to this server have been opened.
-    fn connects(&self) -> u64 {
-        self.inner.connects.load(Ordering::Relaxed)
+    /// How many connections to this server replaced or followed one that broke.
+    fn reconnects(&self) -> u64 {
+        self.inner.reconnects.load(Ordering::Relaxed)
     }
 
     /// A healthy connection: the next one in turn, reopened by this call when it is down
@@ -458,7 +458,16 @@ impl Server {
             }
             member.connecting = true;
         }
+        // A connection that broke may mean a restarted server: opening one then (for this
+        // member or another) is a reconnect. Opening the first ones is not.
+        let after_a_break = inner
+            .members
+            .iter()
+            .any(|m| lock(m).conn.as_ref().is_some_and(|c| c.is_broken()));
         let opened = self.open(deadline);
+        if opened.is_ok() && after_a_break {
+            inner.reconnects.fetch_add(1, Ordering::Relaxed);
+        }
         let waiters = {
             let mut member = lock(&inner.members[idx]);
             member.connecting = false;
@@ -483,10 +492,7 @@ impl Server {
         let opened = self.try_open(deadline);
         let mut circuit = lock(&inner.circuit);
         match &opened {
-            Ok(_) => {
-                *circuit = Circuit::default();
-                inner.connects.fetch_add(1, Ordering::Relaxed);
-            }
+            Ok(_) => *circuit = Circuit::default(),
             Err(_) => circuit.failed(inner.config.max_backoff),
         }
         opened
