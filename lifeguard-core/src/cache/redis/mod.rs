@@ -1,6 +1,7 @@
-//! A Redis client for `may` coroutines: RESP packing and reply parsing from the `redis`
-//! crate, over Lifeguard's own non-blocking sockets (never that crate's blocking
-//! connections).
+//! A Redis client for `may` coroutines: commands packed by the `redis` crate, replies split
+//! by the connection's reader (which decodes the common ones itself and hands the rest to
+//! the `redis` crate's parser), over Lifeguard's own non-blocking sockets (never that
+//! crate's blocking connections).
 //!
 //! - **Pipelined**: concurrent coroutines share a few long-lived connections; each
 //!   command's reply comes back to its caller in order.
