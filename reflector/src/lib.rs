@@ -87,6 +87,8 @@ struct Status {
     last_ok: Option<Instant>,
     /// The last failure, when it came after `last_ok`.
     last_error: Option<String>,
+    /// The step of the last failure logged, and when.
+    last_logged: Option<(&'static str, Instant)>,
 }
 
 impl Shared {
@@ -116,10 +118,19 @@ impl Shared {
         status.last_error = None;
     }
 
+    /// Records a failed step: counted always, logged when the step differs from the last
+    /// one logged or ten seconds have passed (a Redis that is down fails every poll).
     pub(crate) fn failed(&self, step: &'static str, e: &lifeguard_core::Error) {
-        tracing::warn!(step, error = %e, "reflector step failed");
         self.metrics.error(step);
-        lock(&self.status).last_error = Some(format!("{step}: {e}"));
+        let mut status = lock(&self.status);
+        let quiet = status
+            .last_logged
+            .is_some_and(|(s, at)| s == step && at.elapsed() < Duration::from_secs(10));
+        if !quiet {
+            tracing::warn!(step, error = %e, "reflector step failed");
+            status.last_logged = Some((step, Instant::now()));
+        }
+        status.last_error = Some(format!("{step}: {e}"));
     }
 
     /// Whether the process is doing its job: standing by or leading, with a success
@@ -160,6 +171,7 @@ impl Reflector {
                 role: Role::Connecting,
                 last_ok: None,
                 last_error: None,
+                last_logged: None,
             }),
             config,
         });
