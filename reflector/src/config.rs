@@ -44,6 +44,13 @@ pub struct ReflectorConfig {
     pub retention: Duration,
     /// The HTTP address of `/metrics` and the health endpoints (`None`: no HTTP).
     pub listen: Option<String>,
+    /// How many shards split the namespace's outbox by key hash, and which of them this
+    /// process serves: each shard elects its own leader (its own lock, epoch, checkpoint
+    /// and heartbeat); the applications must be told the count
+    /// (`CacheConfig::reflector_shards`).
+    pub shards: u32,
+    /// This process's shard, below `shards`.
+    pub shard: u32,
 }
 
 /// The environment variables [`ReflectorConfig::from_env`] reads, for `--help`.
@@ -59,7 +66,9 @@ pub const ENVIRONMENT: &str = "\
   LIFEGUARD_REFLECTOR_RETRY_MS      how often a standby tries to lead (default 1000)
   LIFEGUARD_REFLECTOR_SESSION_TIMEOUT_MS  a silent leader's session is ended after this (default 5000)
   LIFEGUARD_REFLECTOR_RETENTION_S   consumed outbox rows are kept this long (default 300)
-  LIFEGUARD_REFLECTOR_LISTEN        HTTP address of /metrics and /health/* (default 127.0.0.1:9187; 'off' for none)";
+  LIFEGUARD_REFLECTOR_LISTEN        HTTP address of /metrics and /health/* (default 127.0.0.1:9187; 'off' for none)
+  LIFEGUARD_REFLECTOR_SHARDS        shards splitting the outbox by key hash, as the applications are told (default 1)
+  LIFEGUARD_REFLECTOR_SHARD         the shard this process serves (default 0)";
 
 impl ReflectorConfig {
     /// The defaults for a primary and a Redis.
@@ -77,6 +86,8 @@ impl ReflectorConfig {
             session_timeout: Duration::from_secs(5),
             retention: Duration::from_secs(300),
             listen: None,
+            shards: 1,
+            shard: 0,
         }
     }
 
@@ -149,6 +160,11 @@ impl ReflectorConfig {
             Some(v) => Some(v),
             None => Some("127.0.0.1:9187".to_owned()),
         };
+        let small = |name: &str, default: u64| -> Result<u32, String> {
+            u32::try_from(number(name, default)?).map_err(|_| format!("{name} is too large"))
+        };
+        config.shards = small("LIFEGUARD_REFLECTOR_SHARDS", 1)?;
+        config.shard = small("LIFEGUARD_REFLECTOR_SHARD", 0)?;
         config.validate()?;
         Ok(config)
     }
@@ -161,6 +177,12 @@ impl ReflectorConfig {
     pub fn validate(&self) -> Result<(), String> {
         if self.batch == 0 {
             return Err("the batch must hold at least one row".into());
+        }
+        if self.shards == 0 || self.shard >= self.shards {
+            return Err(format!(
+                "shard {} of {} does not exist (shards are numbered from 0)",
+                self.shard, self.shards
+            ));
         }
         if self.heartbeat_life() < self.poll_interval * 2 {
             return Err(format!(
@@ -184,7 +206,18 @@ impl ReflectorConfig {
 
     /// The cache settings the applications of this namespace use.
     pub fn cache(&self) -> CacheConfig {
-        CacheConfig::new(self.namespace.clone()).staleness_bound(self.bound)
+        CacheConfig::new(self.namespace.clone())
+            .staleness_bound(self.bound)
+            .reflector_shards(self.shards)
+    }
+
+    /// The name this process's shard consumes the outbox under: the namespace, or
+    /// `<namespace>#<shard>/<shards>` when it is split.
+    pub fn consumer(&self) -> String {
+        match self.shards {
+            1 => self.namespace.clone(),
+            n => format!("{}#{}/{n}", self.namespace, self.shard),
+        }
     }
 
     /// How long a heartbeat lives, and the longest a pass may take for its heartbeat to be
@@ -239,5 +272,12 @@ mod tests {
         let mut vars = URLS.to_vec();
         vars.push(("LIFEGUARD_REFLECTOR_SESSION_TIMEOUT_MS", "1500"));
         assert!(from(&vars).unwrap_err().contains("session timeout"));
+        let mut vars = URLS.to_vec();
+        vars.push(("LIFEGUARD_REFLECTOR_SHARDS", "2"));
+        vars.push(("LIFEGUARD_REFLECTOR_SHARD", "2"));
+        assert!(from(&vars).unwrap_err().contains("shard 2 of 2"));
+        vars.pop();
+        vars.push(("LIFEGUARD_REFLECTOR_SHARD", "1"));
+        assert_eq!(from(&vars).unwrap().consumer(), "lifeguard#1/2");
     }
 }

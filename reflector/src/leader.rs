@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use lifeguard_core::cache::key::{epoch_key, heartbeat_key};
+use lifeguard_core::cache::key::{shard_epoch_key, shard_heartbeat_key};
 use lifeguard_core::cache::redis::{cmd, RedisClient};
 use lifeguard_core::cache::{scripts, Heartbeat};
 use lifeguard_core::Error;
@@ -228,7 +228,8 @@ impl<'a> Leader<'a> {
 
     fn ask_run_id(&self) -> Result<String, Error> {
         // In a cluster, the run id of the node holding the heartbeat: the one it vouches for.
-        let hb = heartbeat_key(&self.shared.config.namespace);
+        let config = &self.shared.config;
+        let hb = shard_heartbeat_key(&config.namespace, config.shard, config.shards);
         let info: String = self
             .redis
             .query_for_key(hb.as_bytes(), cmd("INFO").arg("server"))?;
@@ -244,10 +245,19 @@ impl<'a> Leader<'a> {
     fn pass(&mut self) -> Result<bool, Stop> {
         let config = &self.shared.config;
         let started = Instant::now();
-        let lsn = self
+        let (lsn, generation) = self
             .session
-            .wal_lsn()
+            .pass_start()
             .map_err(|e| Stop::Failed("outbox", e))?;
+        if generation != self.generation {
+            // Another shard bumped it (and stored the identities it saw).
+            self.generation = generation;
+            self.shared.metrics.generation.set(generation);
+            self.shared.set_role(Role::Leader {
+                epoch: self.epoch,
+                generation,
+            });
+        }
         let (xmin, rows) = self
             .session
             .read_outbox(&self.progress, config.batch)
@@ -325,7 +335,10 @@ impl<'a> Leader<'a> {
             .redis
             .eval_until(
                 scripts::heartbeat(),
-                &[heartbeat_key(ns).as_bytes(), epoch_key(ns).as_bytes()],
+                &[
+                    shard_heartbeat_key(ns, config.shard, config.shards).as_bytes(),
+                    shard_epoch_key(ns, config.shard, config.shards).as_bytes(),
+                ],
                 &[
                     self.epoch.to_string().as_bytes(),
                     value.as_bytes(),

@@ -18,7 +18,12 @@ const CHANNEL: &str = "lifeguard_outbox";
 /// A session on the primary.
 pub(crate) struct Session {
     conn: Connection,
+    /// The namespace: its row holds the generation every shard shares.
     namespace: String,
+    /// The namespace, or its shard: its row holds the epoch, and the checkpoint.
+    consumer: String,
+    shards: i64,
+    shard: i64,
     lock_name: String,
     outbox: String,
     registry: String,
@@ -122,9 +127,13 @@ impl Session {
             conn,
             lock_name: format!(
                 "lifeguard-reflector:{}:{}",
-                config.capture_schema, config.namespace
+                config.capture_schema,
+                config.consumer()
             ),
             namespace: config.namespace.clone(),
+            consumer: config.consumer(),
+            shards: i64::from(config.shards),
+            shard: i64::from(config.shard),
             outbox: opts.qualify("lifeguard_outbox"),
             registry: opts.qualify("lifeguard_cache_tables"),
             leader,
@@ -137,7 +146,8 @@ impl Session {
         self.conn.timeout(self.timeout)
     }
 
-    /// Tries the namespace's advisory lock once; when it is granted, takes the next epoch.
+    /// Tries the advisory lock of the namespace (or its shard) once; when it is granted,
+    /// takes the next epoch.
     pub(crate) fn try_lead(&self, holder: &str) -> Result<Option<Elected>> {
         let granted: bool = self
             .db()
@@ -149,22 +159,38 @@ impl Session {
         if !granted {
             return Ok(None);
         }
-        let row = self.db().query_one(
+        let epoch: i64 = self
+            .db()
+            .query_one(
+                &format!(
+                    "INSERT INTO {t} AS l (namespace, epoch, holder, elected_at) VALUES ($1, 1, $2, now()) \
+                     ON CONFLICT (namespace) DO UPDATE SET epoch = l.epoch + 1, holder = EXCLUDED.holder, \
+                       elected_at = now() \
+                     RETURNING epoch",
+                    t = self.leader
+                ),
+                &[&self.consumer, &holder],
+            )?
+            .try_get(0)?;
+        // The namespace's own row (the consumer's, unless it is split) holds what all
+        // shards share.
+        let shared = self.db().query_one(
             &format!(
-                "INSERT INTO {t} AS l (namespace, epoch, holder, elected_at) VALUES ($1, 1, $2, now()) \
-                 ON CONFLICT (namespace) DO UPDATE SET epoch = l.epoch + 1, holder = EXCLUDED.holder, \
-                   elected_at = now() \
-                 RETURNING epoch, generation, pg_identity, redis_run_id",
+                "WITH made AS (INSERT INTO {t} (namespace, epoch, holder, elected_at) \
+                   VALUES ($1, 0, '', now()) ON CONFLICT (namespace) DO NOTHING \
+                   RETURNING generation, pg_identity, redis_run_id) \
+                 SELECT generation, pg_identity, redis_run_id FROM made \
+                 UNION ALL SELECT generation, pg_identity, redis_run_id FROM {t} WHERE namespace = $1",
                 t = self.leader
             ),
-            &[&self.namespace, &holder],
+            &[&self.namespace],
         )?;
         self.conn.listen(CHANNEL)?;
         Ok(Some(Elected {
-            epoch: row.try_get(0)?,
-            generation: row.try_get(1)?,
-            pg_identity: row.try_get(2)?,
-            redis_run_id: row.try_get(3)?,
+            epoch,
+            generation: shared.try_get(0)?,
+            pg_identity: shared.try_get(1)?,
+            redis_run_id: shared.try_get(2)?,
         }))
     }
 
@@ -191,8 +217,9 @@ impl Session {
         Ok(format!("{system}:{timeline}"))
     }
 
-    /// Bumps the generation while `epoch` still leads, storing the identities it was
-    /// bumped for; `None` when a newer epoch leads.
+    /// Stores the identities of PostgreSQL and Redis while `epoch` still leads, bumping
+    /// the generation if `bump` and they differ from the stored ones (so that shards
+    /// seeing the same restart bump once); `None` when a newer epoch leads.
     pub(crate) fn bump_generation(
         &self,
         epoch: i64,
@@ -202,11 +229,21 @@ impl Session {
     ) -> Result<Option<i64>> {
         let row = self.db().query_opt(
             &format!(
-                "UPDATE {t} SET generation = generation + $5::int8, pg_identity = $3, redis_run_id = $4 \
-                 WHERE namespace = $1 AND epoch = $2 RETURNING generation",
+                "WITH me AS (SELECT 1 FROM {t} WHERE namespace = $1 AND epoch = $2) \
+                 UPDATE {t} SET generation = generation + \
+                     CASE WHEN pg_identity = $4 AND redis_run_id = $5 THEN 0 ELSE $6::int8 END, \
+                   pg_identity = $4, redis_run_id = $5 \
+                 WHERE namespace = $3 AND EXISTS (SELECT 1 FROM me) RETURNING generation",
                 t = self.leader
             ),
-            &[&self.namespace, &epoch, &pg_identity, &redis_run_id, &i64::from(bump)],
+            &[
+                &self.consumer,
+                &epoch,
+                &self.namespace,
+                &pg_identity,
+                &redis_run_id,
+                &i64::from(bump),
+            ],
         )?;
         row.map(|r| r.try_get(0)).transpose()
     }
@@ -220,7 +257,7 @@ impl Session {
                  FROM (SELECT 1) one LEFT JOIN {} c ON c.namespace = $1",
                 self.checkpoint
             ),
-            &[&self.namespace],
+            &[&self.consumer],
         )?;
         Ok((parse_txid(&row.try_get::<_, String>(0)?)?, row.try_get(1)?))
     }
@@ -236,20 +273,27 @@ impl Session {
                 c = self.checkpoint,
                 l = self.leader
             ),
-            &[&self.namespace, &at.0.to_string(), &at.1, &epoch],
+            &[&self.consumer, &at.0.to_string(), &at.1, &epoch],
         )?;
         Ok(stored == 1)
     }
 
-    /// The primary's current WAL position. Read before a pass's snapshot, so every commit
-    /// whose WAL ends before it is visible to the pass.
-    pub(crate) fn wal_lsn(&self) -> Result<u64> {
-        let text: String = self
-            .db()
-            .query_one("SELECT pg_current_wal_lsn()::text", &[])?
-            .try_get(0)?;
-        parse_lsn(&text)
-            .ok_or_else(|| Error::invalid_use(format!("unexpected WAL position {text:?}")))
+    /// The primary's current WAL position, read before a pass's snapshot so that every
+    /// commit whose WAL ends before it is visible to the pass, and the namespace's
+    /// generation (another shard may have bumped it).
+    pub(crate) fn pass_start(&self) -> Result<(u64, i64)> {
+        let row = self.db().query_one(
+            &format!(
+                "SELECT pg_current_wal_lsn()::text, \
+                   (SELECT generation FROM {} WHERE namespace = $1)",
+                self.leader
+            ),
+            &[&self.namespace],
+        )?;
+        let text: String = row.try_get(0)?;
+        let lsn = parse_lsn(&text)
+            .ok_or_else(|| Error::invalid_use(format!("unexpected WAL position {text:?}")))?;
+        Ok((lsn, row.try_get::<_, Option<i64>>(1)?.unwrap_or(0)))
     }
 
     /// The snapshot's `xmin` and up to `batch` outbox rows past the checkpoint that are
@@ -272,6 +316,8 @@ impl Session {
                    WHERE (o.txid, o.id) > ($1::text::xid8, $2::int8) \
                      AND NOT EXISTS (SELECT 1 FROM unnest($3::text[], $4::int8[]) AS h(txid, upto) \
                                      WHERE h.txid::xid8 = o.txid AND o.id <= h.upto) \
+                     AND ($6::int8 = 1 OR mod(hashtext(o.tbl || ':' || o.tenant || ':' || o.pk)::int8 \
+                                              + 2147483648, $6::int8) = $7::int8) \
                    ORDER BY o.txid, o.id LIMIT $5::int8 \
                  ) o ON true",
                 outbox = self.outbox
@@ -282,6 +328,8 @@ impl Session {
                 &txids,
                 &upto,
                 &i64::try_from(batch).unwrap_or(i64::MAX),
+                &self.shards,
+                &self.shard,
             ],
         )?;
         let mut xmin = 0;

@@ -323,6 +323,29 @@ pub fn epoch_key(ns: &str) -> String {
     format!("lg:{{{ns}}}:epoch")
 }
 
+/// The heartbeat key of shard `shard` of `shards` reflectors splitting namespace `ns`
+/// ([`heartbeat_key`] when there is one): every shard's key shares the namespace's slot.
+///
+/// ```
+/// use lifeguard_core::cache::key::shard_heartbeat_key;
+/// assert_eq!(shard_heartbeat_key("app", 0, 1), "lg:{app}:hb");
+/// assert_eq!(shard_heartbeat_key("app", 1, 2), "lg:{app}:hb:1");
+/// ```
+pub fn shard_heartbeat_key(ns: &str, shard: u32, shards: u32) -> String {
+    match shards {
+        0 | 1 => heartbeat_key(ns),
+        _ => format!("lg:{{{ns}}}:hb:{shard}"),
+    }
+}
+
+/// The epoch key of shard `shard` of `shards` ([`epoch_key`] when there is one).
+pub fn shard_epoch_key(ns: &str, shard: u32, shards: u32) -> String {
+    match shards {
+        0 | 1 => epoch_key(ns),
+        _ => format!("lg:{{{ns}}}:epoch:{shard}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -106,6 +106,7 @@ pub struct CacheConfig {
     pub(crate) lease_wait: Duration,
     pub(crate) call_timeout: Duration,
     pub(crate) heartbeat_refresh: Duration,
+    pub(crate) shards: u32,
 }
 
 impl CacheConfig {
@@ -120,6 +121,7 @@ impl CacheConfig {
             lease_wait: Duration::from_millis(50),
             call_timeout: Duration::from_millis(25),
             heartbeat_refresh: Duration::from_millis(100),
+            shards: 1,
         }
     }
 
@@ -147,6 +149,18 @@ impl CacheConfig {
     pub fn call_timeout(mut self, timeout: Duration) -> CacheConfig {
         self.call_timeout = timeout;
         self
+    }
+
+    /// How many reflectors split the namespace's outbox (`LIFEGUARD_REFLECTOR_SHARDS` of
+    /// each; default 1). Reads use the cache only while every shard's heartbeat is there.
+    pub fn reflector_shards(mut self, shards: u32) -> CacheConfig {
+        self.shards = shards.max(1);
+        self
+    }
+
+    /// How many reflectors split the namespace's outbox.
+    pub fn get_reflector_shards(&self) -> u32 {
+        self.shards
     }
 
     /// The namespace.

@@ -435,14 +435,7 @@ impl Cache {
                 Look::Wait(_) => return Err(Bypass::HeartbeatMissing),
                 Look::Refresh => {
                     let reconnects = inner.redis.reconnects();
-                    let found = self
-                        .redis_call(|deadline| {
-                            inner.redis.query_until::<Option<String>>(
-                                cmd("GET").arg(super::key::heartbeat_key(&config.namespace)),
-                                deadline,
-                            )
-                        })
-                        .map(|text| text.as_deref().and_then(Heartbeat::parse));
+                    let found = self.redis_call(|deadline| self.fetch_heartbeat(deadline));
                     // Read across a reconnect, it is known for no server.
                     let known = match inner.redis.reconnects() == reconnects {
                         true => found.as_ref().map(|hb| *hb).map_err(|_| ()),
@@ -456,6 +449,38 @@ impl Cache {
                 }
             }
         }
+    }
+
+    /// The heartbeat in Redis now: with several reflector shards, one that holds for all of
+    /// them (every shard's present, under one generation; the lowest reflected position),
+    /// else none.
+    fn fetch_heartbeat(&self, deadline: Instant) -> Result<Option<Heartbeat>> {
+        let config = &self.inner().config;
+        let mut mget = cmd("MGET");
+        for shard in 0..config.shards {
+            mget.arg(super::key::shard_heartbeat_key(
+                &config.namespace,
+                shard,
+                config.shards,
+            ));
+        }
+        let texts: Vec<Option<String>> = self.inner().redis.query_until(&mget, deadline)?;
+        let mut beats = texts
+            .iter()
+            .map(|t| t.as_deref().and_then(Heartbeat::parse));
+        let Some(Some(mut all)) = beats.next() else {
+            return Ok(None);
+        };
+        for beat in beats {
+            match beat {
+                Some(hb) if hb.generation == all.generation => {
+                    all.reflected_lsn = all.reflected_lsn.min(hb.reflected_lsn);
+                }
+                // A shard missing, or one that has not yet seen a generation bump.
+                _ => return Ok(None),
+            }
+        }
+        Ok(Some(all))
     }
 
     /// A Redis call with the cache's deadline, counted for the circuit.
