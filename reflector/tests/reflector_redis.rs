@@ -1,6 +1,6 @@
 //! The reflector and the cache across a Redis restart (C5: empty; C6: from a snapshot
-//! older than what was reflected), on a Redis of the test's own, and a long transaction
-//! holding the snapshot's xmin back (C9).
+//! older than what was reflected), on a Redis of the test's own, a long transaction
+//! holding the snapshot's xmin back (C9), and a changed PostgreSQL identity (C12's bump).
 
 mod common;
 
@@ -222,4 +222,58 @@ fn a_long_transaction_delays_the_checkpoint_not_the_refreshes() {
     long.batch_execute("COMMIT").unwrap();
     drained(&restarted, Duration::from_secs(10));
     assert_coherent(&pool, &ids);
+}
+
+/// The PostgreSQL side of a failover (C12's generation bump, without promoting the
+/// replica): a leader that finds the server's identity (system, timeline) different from
+/// the one stored retires every key by bumping the generation; readers follow the
+/// heartbeat to the new keys, so nothing cached under the old server is served.
+#[test]
+fn a_changed_postgres_identity_bumps_the_generation() {
+    let (ns, pool, cache, reflector) = namespace(&[]);
+    let ids = items(3, "c12");
+    warm(&pool, &cache, &ids);
+    let generation = reflector.metric("lifeguard_reflector_generation", &[]);
+    drop(reflector);
+    // As if the stored identity were an old primary's.
+    connect()
+        .execute(
+            "UPDATE reflector_it.lifeguard_reflector_leader SET pg_identity = 'old:00000001' \
+             WHERE namespace = $1",
+            &[&ns],
+        )
+        .unwrap();
+    let loads_before = lifeguard_tests::cache::cache_metric(
+        &cache,
+        "lifeguard_cache_loads_total",
+        &[("entity", "items")],
+    );
+    let reflector = ReflectorProcess::spawn(BIN, &ns, SCHEMA, &[]);
+    reflector.wait_leading(Duration::from_secs(20));
+    assert_eq!(
+        reflector.metric("lifeguard_reflector_generation", &[]),
+        generation + 1.0
+    );
+    assert_eq!(
+        reflector.metric(
+            "lifeguard_reflector_generation_bumps_total",
+            &[("cause", "pg_identity")]
+        ),
+        1.0
+    );
+    // The warm keys are behind the old generation: the next reads load again.
+    eventually(
+        Duration::from_secs(5),
+        "reads reload under the new generation",
+        || {
+            for id in &ids {
+                let _ = cached_n(&pool, *id);
+            }
+            lifeguard_tests::cache::cache_metric(
+                &cache,
+                "lifeguard_cache_loads_total",
+                &[("entity", "items")],
+            ) >= loads_before + ids.len() as f64
+        },
+    );
 }
