@@ -237,7 +237,7 @@ fn write_prefix(
     table: &str,
 ) {
     out.push_str("lg:");
-    out.push_str(ns);
+    out.push_str(&ns_text(ns));
     out.push(':');
     push_hex8(out, layout);
     out.push(':');
@@ -308,6 +308,20 @@ impl RowPrefix<'_> {
     }
 }
 
+/// The namespace as keys carry it: braces (and `%`) escaped, so that a namespace cannot
+/// change which part of a key Redis Cluster hashes (a `{}` in it would part a row from
+/// its lease). A namespace without them is used as it is.
+fn ns_text(ns: &str) -> std::borrow::Cow<'_, str> {
+    if !ns.contains(['{', '}', '%']) {
+        return std::borrow::Cow::Borrowed(ns);
+    }
+    std::borrow::Cow::Owned(
+        ns.replace('%', "%25")
+            .replace('{', "%7B")
+            .replace('}', "%7D"),
+    )
+}
+
 /// The lease key of a row key.
 pub fn lease_key(row_key: &str) -> String {
     format!("{row_key}:lease")
@@ -315,12 +329,12 @@ pub fn lease_key(row_key: &str) -> String {
 
 /// The heartbeat key of namespace `ns`.
 pub fn heartbeat_key(ns: &str) -> String {
-    format!("lg:{{{ns}}}:hb")
+    format!("lg:{{{}}}:hb", ns_text(ns))
 }
 
 /// The epoch key of namespace `ns`.
 pub fn epoch_key(ns: &str) -> String {
-    format!("lg:{{{ns}}}:epoch")
+    format!("lg:{{{}}}:epoch", ns_text(ns))
 }
 
 /// The heartbeat key of shard `shard` of `shards` reflectors splitting namespace `ns`
@@ -334,7 +348,7 @@ pub fn epoch_key(ns: &str) -> String {
 pub fn shard_heartbeat_key(ns: &str, shard: u32, shards: u32) -> String {
     match shards {
         0 | 1 => heartbeat_key(ns),
-        _ => format!("lg:{{{ns}}}:hb:{shard}"),
+        _ => format!("lg:{{{}}}:hb:{shard}", ns_text(ns)),
     }
 }
 
@@ -342,7 +356,7 @@ pub fn shard_heartbeat_key(ns: &str, shard: u32, shards: u32) -> String {
 pub fn shard_epoch_key(ns: &str, shard: u32, shards: u32) -> String {
     match shards {
         0 | 1 => epoch_key(ns),
-        _ => format!("lg:{{{ns}}}:epoch:{shard}"),
+        _ => format!("lg:{{{}}}:epoch:{shard}", ns_text(ns)),
     }
 }
 
@@ -366,6 +380,18 @@ mod tests {
         let id = uuid::Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
         assert_eq!(key(id), "u:01234567-89ab-cdef-0123-456789abcdef");
         assert_eq!(key((1i64, 2i64, "x")), "i:1,i:2,s:78");
+    }
+
+    #[test]
+    fn braces_in_a_namespace_cannot_move_the_hash_tag() {
+        let space = KeySpace::new("a{}b%", 1, 0, "t");
+        let row = space.row("", "i:1");
+        assert_eq!(row, "lg:a%7B%7Db%25:00000001:0:{t::i:1}");
+        assert_eq!(heartbeat_key("{x}"), "lg:{%7Bx%7D}:hb");
+        assert_eq!(
+            crate::cache::redis::key_slot(row.as_bytes()),
+            crate::cache::redis::key_slot(lease_key(&row).as_bytes())
+        );
     }
 
     #[test]
