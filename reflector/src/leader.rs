@@ -65,8 +65,11 @@ struct Leader<'a> {
     generation: i64,
     /// The Redis server's run id as this leader last saw it (`None`: not yet asked).
     run_id: Option<String>,
-    /// The run id stored with the generation: the server the generation's keys live on.
+    /// The Redis identity stored with the generation (see [`Leader::ask_run_ids`]): the
+    /// servers the generation's keys live on.
     stored_run_id: String,
+    /// Whether Redis is a cluster.
+    clustered: bool,
     pg_identity: String,
     progress: Progress,
     registry: HashMap<String, Vec<Registered>>,
@@ -147,6 +150,7 @@ impl<'a> Leader<'a> {
             generation: elected.generation,
             run_id: None,
             stored_run_id: String::new(),
+            clustered: shared.redis.config().cluster_seeds().is_some(),
             pg_identity,
             progress: Progress::from_checkpoint(session.load_checkpoint().map_err(failed)?),
             registry: session.registry().map_err(failed)?,
@@ -180,16 +184,16 @@ impl<'a> Leader<'a> {
     /// Asks Redis for its run id; one that differs from the stored one (a server that
     /// restarted, or another one, since a leader last vouched for it) bumps the generation.
     fn learn_run_id(&mut self) -> Result<(), Stop> {
-        let now = self.ask_run_id().map_err(|e| Stop::Failed("redis", e))?;
+        let (hb_node, now) = self.ask_run_ids().map_err(|e| Stop::Failed("redis", e))?;
         let reset = !self.stored_run_id.is_empty() && self.stored_run_id != now;
         if reset {
             tracing::warn!(was = %self.stored_run_id, %now, "Redis restarted or failed over");
             self.shared.metrics.redis_resets.inc();
         }
         if reset || self.stored_run_id.is_empty() {
-            self.store_identities(now.clone(), reset, "redis_reset")?;
+            self.store_identities(now, reset, "redis_reset")?;
         }
-        self.run_id = Some(now);
+        self.run_id = Some(hb_node);
         Ok(())
     }
 
@@ -226,17 +230,25 @@ impl<'a> Leader<'a> {
         }
     }
 
-    fn ask_run_id(&self) -> Result<String, Error> {
-        // In a cluster, the run id of the node holding the heartbeat: the one it vouches for.
+    /// The run id of the node holding the heartbeat (the one its script checks), and the
+    /// identity of the Redis the keys live on: that run id, or in a cluster every
+    /// master's address and run id, so that a restart of any of them is seen.
+    fn ask_run_ids(&self) -> Result<(String, String), Error> {
         let config = &self.shared.config;
+        let info = || cmd("INFO").arg("server").to_owned();
         let hb = shard_heartbeat_key(&config.namespace, config.shard, config.shards);
-        let info: String = self
+        let hb_node = run_id(&self.redis.query_for_key::<String>(hb.as_bytes(), &info())?)?;
+        if !self.clustered {
+            return Ok((hb_node.clone(), hb_node));
+        }
+        let deadline = Instant::now() + config.heartbeat_life();
+        let masters = self
             .redis
-            .query_for_key(hb.as_bytes(), cmd("INFO").arg("server"))?;
-        info.lines()
-            .find_map(|l| l.strip_prefix("run_id:"))
-            .map(|id| id.trim().to_owned())
-            .ok_or_else(|| Error::protocol("INFO server has no run_id"))
+            .query_each_master::<String>(&info(), deadline)?
+            .into_iter()
+            .map(|(addr, info)| Ok(format!("{addr}={}", run_id(&info)?)))
+            .collect::<Result<Vec<_>, Error>>()?;
+        Ok((hb_node, masters.join(",")))
     }
 
     /// One pass: the changes visible now, reflected; the checkpoint stored when it moved;
@@ -315,7 +327,9 @@ impl<'a> Leader<'a> {
     /// Redis server this leader knows; on another (restarted) one the generation is bumped
     /// first and the next pass vouches.
     fn beat(&mut self, lsn: u64) -> Result<(), Stop> {
-        if self.run_id.is_none() {
+        // One server's restart is seen by the heartbeat script; a cluster's other masters
+        // are asked before every heartbeat.
+        if self.run_id.is_none() || self.clustered {
             self.learn_run_id()?;
         }
         let run_id = self.run_id.clone().unwrap_or_default();
@@ -366,4 +380,12 @@ impl<'a> Leader<'a> {
             Err(e) => self.shared.failed("backlog", &e),
         }
     }
+}
+
+/// The `run_id` in the reply to `INFO server`.
+fn run_id(info: &str) -> Result<String, Error> {
+    info.lines()
+        .find_map(|l| l.strip_prefix("run_id:"))
+        .map(|id| id.trim().to_owned())
+        .ok_or_else(|| Error::protocol("INFO server has no run_id"))
 }

@@ -21,6 +21,7 @@ use crate::unique_name;
 pub struct LocalCluster {
     dir: PathBuf,
     ports: Vec<u16>,
+    buses: Vec<u16>,
     children: Vec<Child>,
 }
 
@@ -47,27 +48,11 @@ impl LocalCluster {
         let mut cluster = LocalCluster {
             dir,
             ports: free[..3].to_vec(),
+            buses: free[3..].to_vec(),
             children: Vec::new(),
         };
-        for (i, (&port, &bus)) in free[..3].iter().zip(&free[3..]).enumerate() {
-            let node_dir = cluster.dir.join(format!("node{i}"));
-            std::fs::create_dir_all(&node_dir).expect("node dir");
-            let log = std::fs::File::create(node_dir.join("redis.log")).expect("log file");
-            let child = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args([
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-port",
-                    &bus.to_string(),
-                ])
-                .args(["--cluster-config-file", "nodes.conf"])
-                .args(["--save", "", "--appendonly", "no"])
-                .arg("--dir")
-                .arg(&node_dir)
-                .stdout(Stdio::from(log))
-                .spawn()
-                .expect("redis-server");
+        for i in 0..3 {
+            let child = cluster.launch(i);
             cluster.children.push(child);
         }
         for &port in &cluster.ports {
@@ -97,6 +82,41 @@ impl LocalCluster {
             });
         }
         cluster
+    }
+
+    /// Starts node `i` (its directory keeps its cluster config across restarts).
+    fn launch(&self, i: usize) -> Child {
+        let node_dir = self.dir.join(format!("node{i}"));
+        std::fs::create_dir_all(&node_dir).expect("node dir");
+        let log = std::fs::File::create(node_dir.join("redis.log")).expect("log file");
+        Command::new("redis-server")
+            .args(["--port", &self.ports[i].to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--cluster-enabled",
+                "yes",
+                "--cluster-port",
+                &self.buses[i].to_string(),
+            ])
+            .args(["--cluster-config-file", "nodes.conf"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&node_dir)
+            .stdout(Stdio::from(log))
+            .spawn()
+            .expect("redis-server")
+    }
+
+    /// Restarts master `i` empty (`SHUTDOWN NOSAVE`); it rejoins with its slots, and this
+    /// returns once the cluster is whole again.
+    pub fn restart(&mut self, i: usize) {
+        let port = self.ports[i];
+        self.cli(port, &["SHUTDOWN", "NOSAVE"]);
+        let _ = self.children[i].wait();
+        self.children[i] = self.launch(i);
+        self.wait(port, "PING", |out| out == "PONG");
+        for &port in &self.ports {
+            self.wait(port, "CLUSTER INFO", |out| out.contains("cluster_state:ok"));
+        }
     }
 
     /// The client ports of the three masters.

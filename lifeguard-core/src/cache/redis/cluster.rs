@@ -111,7 +111,12 @@ impl Cluster {
         &self.config
     }
 
-    /// Connections opened to every server so far.
+    /// The masters as the slot map knows them (none before it is loaded).
+    pub(super) fn masters(&self) -> Vec<Server> {
+        self.read().masters.clone()
+    }
+
+    /// Reconnects of every server so far.
     pub(super) fn reconnects(&self) -> u64 {
         let topology = self.read();
         self.retired.load(Ordering::Relaxed)

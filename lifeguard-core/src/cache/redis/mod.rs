@@ -213,6 +213,38 @@ impl RedisClient {
         }
     }
 
+    /// Runs `cmd` on every master (outside a cluster, on the one server) and returns each
+    /// one's address with its reply, in address order: how the reflector sees that no
+    /// master of a cluster has restarted.
+    ///
+    /// # Errors
+    ///
+    /// As [`RedisClient::query`], for any master; in a cluster whose masters are not known
+    /// yet, [`RedisErrorKind::Unavailable`].
+    pub fn query_each_master<T: FromRedisValue>(
+        &self,
+        cmd: &Cmd,
+        deadline: Instant,
+    ) -> Result<Vec<(String, T)>> {
+        let servers = match &self.target {
+            Target::Server(server) => vec![server.clone()],
+            Target::Cluster(cluster) => cluster.masters(),
+        };
+        if servers.is_empty() {
+            return Err(RedisError::new(
+                RedisErrorKind::Unavailable,
+                "the cluster's masters are not known yet",
+            )
+            .into());
+        }
+        let mut replies = servers
+            .iter()
+            .map(|s| Ok((s.inner.target.clone(), s.query_until(cmd, deadline)?)))
+            .collect::<Result<Vec<_>>>()?;
+        replies.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(replies)
+    }
+
     /// Runs the commands of `pipeline` and returns their replies, in order; an error reply
     /// of one command is returned as its `Value::ServerError`, so the others' replies are
     /// not lost. One round trip on one server; in a cluster, one per node the commands'
