@@ -20,10 +20,15 @@
 //!    renews the heartbeat `"<epoch> <generation> <lsn> <ms>"` for that long, on the
 //!    condition that Redis is the server it last saw (its `run_id`).
 //!
+//! With [`ReflectorConfig::shards`] above one, processes split the outbox by a hash of
+//! each row's key, and each shard elects its own leader (lock, epoch, checkpoint and
+//! heartbeat); the applications then require every shard's heartbeat.
+//!
 //! A Redis that restarted (empty, from an old snapshot, or a replica promoted by Sentinel)
 //! and a PostgreSQL whose timeline or system changed make the leader bump the
 //! **generation**: readers learn it from the heartbeat and use new keys, so nothing the
-//! old server holds is served again.
+//! old server holds is served again. In a Redis Cluster every master's run id is asked
+//! before each heartbeat.
 //!
 //! ```no_run
 //! use std::time::Duration;
