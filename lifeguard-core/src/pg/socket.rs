@@ -216,24 +216,29 @@ fn workers() -> usize {
     may::config().get_workers().max(1)
 }
 
-/// Connects to one address; with a timeout the connect runs on its own coroutine and the
+/// Connects to one address. With a timeout the connect runs on its own coroutine and the
 /// caller stops waiting when the time is up (the abandoned attempt ends when the kernel
-/// gives up on it, and its socket is then closed).
+/// gives up on it, and its socket is then closed). A caller on a plain thread always
+/// connects through such a coroutine: `may`'s connect from a thread hands its wake-up to a
+/// worker, and under load that hand-off was seen to panic the worker ("no data to deref
+/// for OptionCell") and to leave the thread waiting.
 fn connect_tcp(addr: SocketAddr, timeout: Option<Duration>) -> io::Result<TcpStream> {
-    let Some(timeout) = timeout else {
+    if timeout.is_none() && may::coroutine::is_coroutine() {
         return TcpStream::connect(addr);
-    };
+    }
     let (done, outcome) = mpsc::channel();
     crate::rt::spawn("lifeguard-connect", 0x1000, move || {
         // The caller may have stopped waiting; the stream then just closes.
         let _ = done.send(TcpStream::connect(addr));
     })?;
-    match outcome.recv_timeout(timeout) {
-        Ok(result) => result,
-        Err(RecvTimeoutError::Timeout) => Err(io::ErrorKind::TimedOut.into()),
-        Err(RecvTimeoutError::Disconnected) => Err(io::Error::other(
-            "the connecting coroutine ended without a result",
-        )),
+    let lost = || io::Error::other("the connecting coroutine ended without a result");
+    match timeout {
+        None => outcome.recv().map_err(|_| lost())?,
+        Some(timeout) => match outcome.recv_timeout(timeout) {
+            Ok(result) => result,
+            Err(RecvTimeoutError::Timeout) => Err(io::ErrorKind::TimedOut.into()),
+            Err(RecvTimeoutError::Disconnected) => Err(lost()),
+        },
     }
 }
 
