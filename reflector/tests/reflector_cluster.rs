@@ -8,26 +8,18 @@ use std::time::Duration;
 
 use common::*;
 use lifeguard_core::cache::key::heartbeat_key;
-use lifeguard_core::cache::redis::{key_slot, RedisClient, RedisConfig};
-use lifeguard_core::cache::{Cache, CacheConfig};
-use lifeguard_core::pool::{Pool, PoolConfig};
+use lifeguard_core::cache::redis::key_slot;
+use lifeguard_tests::cache::cached_pool_on;
 use lifeguard_tests::redis_cluster::LocalCluster;
 use lifeguard_tests::reflector::ReflectorProcess;
-use lifeguard_tests::{primary_url, unique_name};
+use lifeguard_tests::unique_name;
 
 #[test]
 fn a_restarted_master_bumps_the_generation() {
     setup();
     let mut cluster = LocalCluster::start();
     let ns = unique_name("rcl");
-    let cache = Cache::new(
-        RedisClient::new(RedisConfig::from_url(&cluster.url()).unwrap()),
-        CacheConfig::new(&ns).staleness_bound(BOUND),
-    );
-    let pool =
-        Pool::connect(PoolConfig::new(lifeguard_tests::pool::cfg(&primary_url())).max_size(2))
-            .unwrap()
-            .with_cache(cache.clone());
+    let (pool, cache) = cached_pool_on(&cluster.url(), &ns, |c| c.staleness_bound(BOUND));
     let reflector = ReflectorProcess::spawn_on(BIN, &ns, SCHEMA, &cluster.url(), &[]);
     reflector.wait_leading(Duration::from_secs(20));
     wait_for_heartbeat(&pool, &cache);

@@ -9,13 +9,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use lifeguard_core::cache::redis::{RedisClient, RedisConfig};
 use lifeguard_core::cache::Cache;
-use lifeguard_core::pool::{Pool, PoolConfig};
+use lifeguard_core::pool::Pool;
 use lifeguard_core::Executor;
+use lifeguard_tests::cache::cached_pool_on;
 use lifeguard_tests::pg::connect;
 use lifeguard_tests::reflector::ReflectorProcess;
-use lifeguard_tests::{primary_url, unique_name};
+use lifeguard_tests::unique_name;
 
 /// A Redis server on a port and directory of its own, restartable.
 struct PrivateRedis {
@@ -100,15 +100,7 @@ impl Drop for PrivateRedis {
 fn on_private_redis(redis: &PrivateRedis) -> (Pool, Cache, ReflectorProcess) {
     setup();
     let ns = unique_name("rrs");
-    let client = RedisClient::new(RedisConfig::from_url(&redis.url()).unwrap());
-    let cache = Cache::new(
-        client,
-        lifeguard_core::cache::CacheConfig::new(&ns).staleness_bound(BOUND),
-    );
-    let pool =
-        Pool::connect(PoolConfig::new(lifeguard_tests::pool::cfg(&primary_url())).max_size(2))
-            .unwrap()
-            .with_cache(cache.clone());
+    let (pool, cache) = cached_pool_on(&redis.url(), &ns, |c| c.staleness_bound(BOUND));
     let reflector = ReflectorProcess::spawn_on(BIN, &ns, SCHEMA, &redis.url(), &[]);
     reflector.wait_leading(Duration::from_secs(20));
     wait_for_heartbeat(&pool, &cache);

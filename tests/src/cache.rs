@@ -18,8 +18,18 @@ pub fn cached_pool(config: impl FnOnce(CacheConfig) -> CacheConfig) -> (Pool, Ca
 
 /// A pool on the primary with a cache in namespace `ns`.
 pub fn cached_pool_in(ns: &str, config: impl FnOnce(CacheConfig) -> CacheConfig) -> (Pool, Cache) {
+    cached_pool_on(&redis_url(), ns, config)
+}
+
+/// A pool on the primary with a cache in namespace `ns` on the Redis (or cluster) at
+/// `redis`.
+pub fn cached_pool_on(
+    redis: &str,
+    ns: &str,
+    config: impl FnOnce(CacheConfig) -> CacheConfig,
+) -> (Pool, Cache) {
     crate::pg::init();
-    let redis = RedisClient::new(RedisConfig::from_url(&redis_url()).expect("redis url"));
+    let redis = RedisClient::new(RedisConfig::from_url(redis).expect("redis url"));
     let cache = Cache::new(redis, config(CacheConfig::new(ns)));
     let pool = Pool::connect(PoolConfig::new(cfg(&primary_url())).max_size(4))
         .expect("pool")

@@ -52,8 +52,13 @@ pub fn registry_metric(
     name: &str,
     labels: &[(&str, &str)],
 ) -> f64 {
-    registry_text(registry)
-        .lines()
+    text_metric(&registry_text(registry), name, labels)
+}
+
+/// The sum of every sample of `name` in the Prometheus text `text` whose labels include
+/// `labels` (0 when none).
+pub fn text_metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| l.rsplit_once(' '))
         .filter(|(series, _)| {

@@ -83,21 +83,8 @@ impl ReflectorProcess {
 
     /// The sum of the samples of `name` whose labels include `labels` (0 when none).
     pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        let Some(text) = self.get("/metrics") else {
-            return 0.0;
-        };
-        text.lines()
-            .filter(|l| !l.starts_with('#'))
-            .filter_map(|l| {
-                let (series, value) = l.rsplit_once(' ')?;
-                let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
-                (metric == name
-                    && labels
-                        .iter()
-                        .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))))
-                .then(|| value.parse::<f64>().ok())?
-            })
-            .sum()
+        self.get("/metrics")
+            .map_or(0.0, |text| crate::pool::text_metric(&text, name, labels))
     }
 
     /// Sends `signal` (`KILL`, `STOP`, `CONT`, `TERM`).
