@@ -41,7 +41,11 @@ pub mod types;
 pub(crate) use call::FollowUp;
 pub use call::Params;
 pub use cancel::CancelToken;
-pub use config::{Config, Host, SslMode, DEFAULT_STATEMENT_CACHE};
+pub use config::{
+    AuthMethod, ChannelBinding, Config, Host, Keepalives, LoadBalanceHosts, Prepare, RequireAuth,
+    RootCert, SslMode, SslNegotiation, TargetSessionAttrs, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_STATEMENT_CACHE,
+};
 pub use connection::{Connection, Timed, TransactionStatus};
 pub use copy::{BinaryCopyWriter, CopyIn, CopyOut};
 pub use notify::Notification;

@@ -1,4 +1,6 @@
 //! Tests of connection-string parsing.
+use std::path::Path;
+
 use super::*;
 
 fn err(s: &str) -> String {
@@ -21,8 +23,12 @@ fn defaults() {
     assert!(!c.get_user().is_empty());
     assert_eq!(c.get_password(), None);
     assert_eq!(c.get_dbname(), c.get_user());
-    assert_eq!(c.get_connect_timeout(), None);
+    assert_eq!(c.get_connect_timeout(), Some(DEFAULT_CONNECT_TIMEOUT));
     assert_eq!(c.get_ssl_mode(), SslMode::Prefer);
+    assert_eq!(c.get_channel_binding(), ChannelBinding::Prefer);
+    assert!(c.get_keepalives().enabled);
+    assert!(c.get_tcp_user_timeout().is_some());
+    assert_eq!(c.get_prepare(), Prepare::Named);
     assert_eq!(c, Config::default());
 }
 
@@ -125,10 +131,8 @@ fn url_errors() {
     assert!(m.contains("\"sslmode\""), "{m}");
     assert!(m.contains("missing \"=\""), "{m}");
 
-    let m = err("postgres://a,b/db");
-    assert!(m.contains("multiple hosts are not supported"), "{m}");
-    assert!(m.contains("give replicas to the pool"), "{m}");
-    assert!(err("postgres://h?host=a,b").contains("multiple hosts are not supported"));
+    let m = err("postgres://a,b,c/db?port=1,2");
+    assert!(m.contains("3 hosts but 2 ports"), "{m}");
 
     let m = err("postgres://[::1/db");
     assert!(m.contains("[::1"), "{m}");
@@ -159,7 +163,7 @@ fn key_value_basic() {
     assert_eq!(c.get_application_name(), Some("svc"));
     assert_eq!(c.get_connect_timeout(), Some(Duration::from_secs(3)));
     assert_eq!(c.get_options(), Some("-cgeqo=off"));
-    assert_eq!(c.get_ssl_mode(), SslMode::Disable);
+    assert_eq!(c.get_ssl_mode(), SslMode::Allow);
 }
 
 #[test]
@@ -218,26 +222,132 @@ fn key_value_errors() {
     );
     assert!(err("port=70000").contains("\"70000\""));
 
-    let m = err("host=a,b");
-    assert!(m.contains("multiple hosts are not supported; give replicas to the pool"));
-    assert!(m.contains("\"a,b\""), "{m}");
+    let m = err("host=a,b port=1,2,3");
+    assert!(m.contains("2 hosts but 3 ports"), "{m}");
 }
 
 #[test]
 fn ssl_modes() {
-    assert_eq!(ok("sslmode=disable").get_ssl_mode(), SslMode::Disable);
-    assert_eq!(ok("sslmode=allow").get_ssl_mode(), SslMode::Disable);
-    assert_eq!(ok("sslmode=prefer").get_ssl_mode(), SslMode::Prefer);
-    for mode in ["require", "verify-ca", "verify-full"] {
-        let m = err(&format!("sslmode={mode}"));
-        assert!(m.contains("sslmode"), "{m}");
-        assert!(m.contains(&format!("\"{mode}\"")), "{m}");
-        assert!(m.contains("TLS"), "{m}");
-        let m = err(&format!("postgres://h?sslmode={mode}"));
-        assert!(m.contains(&format!("\"{mode}\"")), "{m}");
+    for (name, mode) in [
+        ("disable", SslMode::Disable),
+        ("allow", SslMode::Allow),
+        ("prefer", SslMode::Prefer),
+        ("require", SslMode::Require),
+        ("verify-ca", SslMode::VerifyCa),
+        ("verify-full", SslMode::VerifyFull),
+    ] {
+        assert_eq!(ok(&format!("sslmode={name}")).get_ssl_mode(), mode);
+        assert_eq!(
+            ok(&format!("postgres://h?sslmode={name}")).get_ssl_mode(),
+            mode
+        );
     }
+    assert!(SslMode::VerifyCa.requires_tls() && !SslMode::Prefer.requires_tls());
     let m = err("sslmode=bogus");
     assert!(m.contains("\"bogus\""), "{m}");
+    assert!(m.contains("verify-full"), "{m}");
+}
+
+#[test]
+fn tls_files_and_system_roots() {
+    let c = ok("sslmode=verify-ca sslrootcert=/ca.pem sslcert=/c.pem sslkey=/k.pem sslsni=0");
+    assert_eq!(
+        c.get_ssl_root_cert(),
+        Some(&RootCert::File("/ca.pem".into()))
+    );
+    assert_eq!(c.get_ssl_cert(), Some(Path::new("/c.pem")));
+    assert_eq!(c.get_ssl_key(), Some(Path::new("/k.pem")));
+    assert!(!c.get_ssl_sni());
+    // `system` makes verify-full the default and refuses anything weaker.
+    assert_eq!(ok("sslrootcert=system").get_ssl_mode(), SslMode::VerifyFull);
+    let m = err("sslrootcert=system sslmode=require");
+    assert!(m.contains("too weak"), "{m}");
+    assert!(err("sslcert=/c.pem").contains("sslkey"));
+    let m = err("sslnegotiation=direct");
+    assert!(m.contains("sslnegotiation=direct needs"), "{m}");
+    assert_eq!(
+        ok("sslnegotiation=direct sslmode=require").get_ssl_negotiation(),
+        SslNegotiation::Direct
+    );
+    assert!(err("channel_binding=require sslmode=disable").contains("needs TLS"));
+    assert_eq!(
+        ok("channel_binding=disable").get_channel_binding(),
+        ChannelBinding::Disable
+    );
+    assert!(err("channel_binding=maybe").contains("\"maybe\""));
+}
+
+#[test]
+fn require_auth_lists_and_negations() {
+    let c = ok("require_auth=scram-sha-256,md5");
+    let allowed = c.get_require_auth().expect("set");
+    assert!(allowed.allows(AuthMethod::ScramSha256) && allowed.allows(AuthMethod::Md5));
+    assert!(!allowed.allows(AuthMethod::Password) && !allowed.allows(AuthMethod::None));
+    let allowed = ok("require_auth=!password,!none")
+        .get_require_auth()
+        .expect("set");
+    assert!(allowed.allows(AuthMethod::Md5) && allowed.allows(AuthMethod::ScramSha256));
+    assert!(!allowed.allows(AuthMethod::Password) && !allowed.allows(AuthMethod::None));
+    assert!(err("require_auth=md5,!password").contains("mixes"));
+    assert!(err("require_auth=kerberos").contains("\"kerberos\""));
+    assert!(err("require_auth=md5,md5").contains("twice"));
+    assert_eq!(ok("require_auth=").get_require_auth(), None);
+}
+
+#[test]
+fn several_hosts() {
+    let c = ok("postgres://u@a:1,b,[::1]:3/db?target_session_attrs=read-write");
+    assert_eq!(
+        c.get_hosts(),
+        &[
+            Host::Tcp("a".into()),
+            Host::Tcp("b".into()),
+            Host::Tcp("::1".into())
+        ]
+    );
+    assert_eq!(c.get_ports(), &[1, 5432, 3]);
+    assert_eq!(c.get_target_session_attrs(), TargetSessionAttrs::ReadWrite);
+    let targets = c.targets().expect("targets");
+    let shown: Vec<String> = targets.iter().map(Config::display_target).collect();
+    assert_eq!(shown, ["a:1", "b:5432", "[::1]:3"]);
+    assert!(targets
+        .iter()
+        .all(|t| t.get_user() == "u" && t.get_dbname() == "db"));
+
+    let c =
+        ok("host=a,b,/run/pg port=7 load_balance_hosts=random target_session_attrs=prefer-standby");
+    assert_eq!(c.get_hosts()[2], Host::Unix("/run/pg".into()));
+    let shown: Vec<String> = c
+        .targets()
+        .expect("targets")
+        .iter()
+        .map(Config::display_target)
+        .collect();
+    assert_eq!(shown, ["a:7", "b:7", "/run/pg/.s.PGSQL.7"]);
+    assert_eq!(c.get_load_balance_hosts(), LoadBalanceHosts::Random);
+    assert_eq!(
+        c.get_target_session_attrs(),
+        TargetSessionAttrs::PreferStandby
+    );
+    assert!(err("target_session_attrs=master").contains("read-write"));
+}
+
+#[test]
+fn statements_keepalives_and_user_timeout() {
+    assert_eq!(ok("prepare=unnamed").get_prepare(), Prepare::Unnamed);
+    assert_eq!(ok("statement_cache=0").get_prepare(), Prepare::Unnamed);
+    assert_eq!(ok("statement_cache=16").get_statement_cache(), 16);
+    assert!(err("statement_cache=lots").contains("statement_cache"));
+    let c = ok("keepalives=0 keepalives_idle=5 keepalives_interval=2 keepalives_count=4 tcp_user_timeout=1500");
+    let k = c.get_keepalives();
+    assert!(!k.enabled);
+    assert_eq!(
+        (k.idle, k.interval, k.count),
+        (Duration::from_secs(5), Duration::from_secs(2), 4)
+    );
+    assert_eq!(c.get_tcp_user_timeout(), Some(Duration::from_millis(1500)));
+    assert_eq!(ok("tcp_user_timeout=0").get_tcp_user_timeout(), None);
+    assert!(err("keepalives=yes").contains("keepalives"));
 }
 
 #[test]
