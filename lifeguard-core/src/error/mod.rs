@@ -151,6 +151,11 @@ pub enum Error {
     Redis(RedisError),
     /// The server sent something the protocol does not allow at that point.
     Protocol(String),
+    /// TLS could not be set up as the settings demand: the server has no TLS under
+    /// `sslmode=require`, its certificate does not chain to the trusted roots, names another
+    /// host or has expired, the handshake failed, or a certificate file could not be read.
+    /// The message names the cause.
+    Tls(String),
     /// A record's validator rejected it before any SQL was sent; lists each field and why.
     Validation(ValidationErrors),
 }
@@ -245,6 +250,11 @@ impl Error {
     /// A protocol violation by the server (or a corrupt stream).
     pub fn protocol(message: impl Into<String>) -> Error {
         Error::Protocol(message.into())
+    }
+
+    /// An [`Error::Tls`] with this message.
+    pub fn tls(message: impl Into<String>) -> Error {
+        Error::Tls(message.into())
     }
 
     /// The server's error, whatever its kind; for a failed migration
@@ -345,6 +355,7 @@ impl fmt::Display for Error {
             Error::Migrate(e) => write!(f, "migration error: {e}"),
             Error::Redis(e) => write!(f, "redis error: {e}"),
             Error::Protocol(m) => write!(f, "protocol error: {m}"),
+            Error::Tls(m) => write!(f, "TLS: {m}"),
             Error::Validation(errors) => write!(f, "validation failed: {errors}"),
         }
     }

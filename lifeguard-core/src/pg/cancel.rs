@@ -7,7 +7,7 @@ use bytes::BytesMut;
 use postgres_protocol::message::frontend;
 
 use super::config::Config;
-use super::socket::{Socket, Watchdog};
+use super::connect::cancel_socket;
 use crate::error::{Error, Result};
 
 /// How long a cancel may take to connect and be acknowledged when the connection's
@@ -40,9 +40,7 @@ impl CancelToken {
     pub fn cancel(&self) -> Result<()> {
         let bound = self.config.get_connect_timeout().unwrap_or(CANCEL_TIMEOUT);
         let config = self.config.clone().connect_timeout(bound);
-        let mut socket = Socket::connect(&config)?;
-        let watchdog = Watchdog::arm(&socket, Instant::now() + bound)
-            .map_err(|e| Error::connection("watch the cancel socket", Some(e)))?;
+        let (mut socket, watchdog) = cancel_socket(&config, Instant::now() + bound)?;
         let mut buf = BytesMut::new();
         frontend::cancel_request(self.process_id, self.secret_key, &mut buf);
         socket

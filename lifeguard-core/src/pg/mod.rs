@@ -29,12 +29,15 @@ mod config;
 mod connect;
 mod connection;
 mod copy;
+mod extended;
 mod frame;
 mod notify;
 mod pipeline;
 mod row;
+mod session;
 mod socket;
 mod statement;
+mod tls;
 mod transaction;
 pub mod types;
 

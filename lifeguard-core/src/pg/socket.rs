@@ -32,6 +32,7 @@ use may::net::TcpStream;
 use may::sync::mpsc;
 
 use super::config::{Config, Host};
+use super::tls::TlsSocket;
 use crate::error::{Error, Result};
 
 /// A connected socket; reads and writes park the calling coroutine, not its thread.
@@ -39,6 +40,7 @@ use crate::error::{Error, Result};
 pub(crate) enum Socket {
     Tcp(TcpStream),
     Unix(UnixSocket),
+    Tls(TlsSocket),
 }
 
 impl Socket {
@@ -106,6 +108,7 @@ impl Socket {
         match self {
             Socket::Tcp(s) => s.try_clone().map(Socket::Tcp),
             Socket::Unix(s) => s.try_clone().map(Socket::Unix),
+            Socket::Tls(s) => s.try_clone().map(Socket::Tls),
         }
     }
 
@@ -150,6 +153,7 @@ impl Socket {
         let fd = match self {
             Socket::Tcp(s) => s.as_raw_fd(),
             Socket::Unix(s) => s.owner.as_raw_fd(),
+            Socket::Tls(s) => s.tcp().as_raw_fd(),
         };
         usize::try_from(fd).unwrap_or(0) % workers()
     }
@@ -157,14 +161,14 @@ impl Socket {
     /// A handle that can only shut this socket down, from any thread or coroutine.
     pub(crate) fn closer(&self) -> io::Result<Closer> {
         // Duplicates made outside `may` stay out of its poller.
-        Ok(match self {
-            Socket::Tcp(s) => {
-                // SAFETY: `s` keeps the descriptor open for as long as this borrow lives.
-                let fd = unsafe { BorrowedFd::borrow_raw(s.as_raw_fd()) };
-                Closer::Tcp(StdTcpStream::from(fd.try_clone_to_owned()?))
-            }
-            Socket::Unix(s) => Closer::Unix(s.owner.try_clone()?),
-        })
+        let tcp = match self {
+            Socket::Tcp(s) => s,
+            Socket::Tls(s) => s.tcp(),
+            Socket::Unix(s) => return Ok(Closer::Unix(s.owner.try_clone()?)),
+        };
+        // SAFETY: `tcp` keeps the descriptor open for as long as this borrow lives.
+        let fd = unsafe { BorrowedFd::borrow_raw(tcp.as_raw_fd()) };
+        Ok(Closer::Tcp(StdTcpStream::from(fd.try_clone_to_owned()?)))
     }
 }
 
@@ -191,6 +195,7 @@ impl Read for Socket {
         match self {
             Socket::Tcp(s) => s.read(buf),
             Socket::Unix(s) => s.io.read(buf),
+            Socket::Tls(s) => s.read(buf),
         }
     }
 }
@@ -200,6 +205,7 @@ impl Write for Socket {
         match self {
             Socket::Tcp(s) => s.write(buf),
             Socket::Unix(s) => s.io.write(buf),
+            Socket::Tls(s) => s.write(buf),
         }
     }
 
@@ -207,6 +213,7 @@ impl Write for Socket {
         match self {
             Socket::Tcp(s) => s.flush(),
             Socket::Unix(s) => s.io.flush(),
+            Socket::Tls(s) => s.flush(),
         }
     }
 }

@@ -22,7 +22,7 @@ pub use options::{
     AuthMethod, ChannelBinding, LoadBalanceHosts, Prepare, RequireAuth, RootCert, SslMode,
     SslNegotiation, TargetSessionAttrs,
 };
-pub(crate) use tls::TlsSettings;
+pub(crate) use tls::{mode_name, TlsSettings};
 
 const DEFAULT_HOST: &str = "localhost";
 /// How many statements a connection keeps prepared unless told otherwise.
