@@ -70,8 +70,14 @@ impl fmt::Debug for Connection {
 }
 
 impl Connection {
-    /// Connects with a parsed configuration.
+    /// Connects with a parsed configuration; with several hosts, to the first that answers
+    /// and fits `target_session_attrs` (see [`Config::hosts`]).
     pub fn connect(config: &Config) -> Result<Connection> {
+        super::targets::connect(config)
+    }
+
+    /// Connects to the one host of `config`.
+    pub(crate) fn connect_one(config: &Config) -> Result<Connection> {
         let (socket, startup) = handshake(config)?;
         let shared = Shared::start(socket, startup.parameters)?;
         Ok(Connection {

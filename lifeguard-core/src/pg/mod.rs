@@ -37,6 +37,7 @@ mod row;
 mod session;
 mod socket;
 mod statement;
+mod targets;
 mod tls;
 mod transaction;
 pub mod types;
