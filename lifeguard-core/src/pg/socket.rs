@@ -18,7 +18,7 @@
 //!   [`Watchdog`] that shuts the socket down.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream as StdTcpStream, ToSocketAddrs};
+use std::net::{Shutdown, SocketAddr, TcpStream as StdTcpStream};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, RawFd};
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::path::Path;
@@ -55,32 +55,47 @@ impl Socket {
                     .ok_or_else(|| Error::config("a Unix-socket host needs a socket directory"))?;
                 Socket::connect_unix(&path, &target)
             }
-            Host::Tcp(host) => Socket::connect_tcp(host, config.get_port(), timeout, &target),
+            Host::Tcp(host) => {
+                let tcp = TcpSettings::of(config);
+                Socket::connect_tcp_with(host, config.get_port(), &tcp, timeout, &target)
+            }
         }
     }
 
     /// Opens a TCP socket to `host:port` (trying each address the name resolves to), each
-    /// attempt bounded by `timeout`; `target` names the server in errors.
+    /// attempt bounded by `timeout`, with Lifeguard's default keepalive and user timeout;
+    /// `target` names the server in errors.
     pub(crate) fn connect_tcp(
         host: &str,
         port: u16,
         timeout: Option<Duration>,
         target: &str,
     ) -> Result<Socket> {
-        // Name resolution goes through the system resolver, which blocks this worker thread;
-        // it runs once per connection open, never per statement. IP literals skip it.
-        let addrs: Vec<SocketAddr> = (host, port)
-            .to_socket_addrs()
-            .map_err(|e| Error::connection(format!("resolve {target}"), Some(e)))?
-            .collect();
+        Socket::connect_tcp_with(host, port, &TcpSettings::defaults(), timeout, target)
+    }
+
+    /// As [`Socket::connect_tcp`], with the keepalive and user timeout of `tcp`.
+    pub(crate) fn connect_tcp_with(
+        host: &str,
+        port: u16,
+        tcp: &TcpSettings,
+        timeout: Option<Duration>,
+        target: &str,
+    ) -> Result<Socket> {
+        // The look-up runs on a resolver thread (never this worker), within the timeout.
+        let addrs = resolve::resolve(host, port, timeout, target)?;
         let mut last = None;
         for addr in addrs {
             match connect_tcp(addr, timeout) {
                 Ok(stream) => {
-                    // Small pipelined requests must not wait for Nagle's timer.
-                    stream.set_nodelay(true).map_err(|e| {
-                        Error::connection(format!("configure socket to {target}"), Some(e))
-                    })?;
+                    // Small pipelined requests must not wait for Nagle's timer; keepalive
+                    // and the user timeout let the kernel notice a peer that vanished.
+                    stream
+                        .set_nodelay(true)
+                        .and_then(|()| tcp.apply(&stream))
+                        .map_err(|e| {
+                            Error::connection(format!("configure socket to {target}"), Some(e))
+                        })?;
                     return Ok(Socket::Tcp(stream));
                 }
                 Err(e) => last = Some(e),
@@ -248,6 +263,11 @@ fn connect_tcp(addr: SocketAddr, timeout: Option<Duration>) -> io::Result<TcpStr
         },
     }
 }
+
+mod resolve;
+mod tcp;
+
+use tcp::TcpSettings;
 
 /// A Unix-domain stream whose poller registration is removed before its descriptor closes.
 #[derive(Debug)]
