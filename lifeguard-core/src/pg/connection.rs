@@ -73,7 +73,7 @@ impl Connection {
     /// Connects with a parsed configuration; with several hosts, to the first that answers
     /// and fits `target_session_attrs` (see [`Config::hosts`]).
     pub fn connect(config: &Config) -> Result<Connection> {
-        super::targets::connect(config)
+        super::targets::connect(config).map(super::liveness::watched)
     }
 
     /// Connects to the one host of `config`.

@@ -31,6 +31,7 @@ mod connection;
 mod copy;
 mod extended;
 mod frame;
+mod liveness;
 mod notify;
 mod pipeline;
 mod row;
@@ -52,6 +53,7 @@ pub use config::{
 };
 pub use connection::{Connection, Timed, TransactionStatus};
 pub use copy::{BinaryCopyWriter, CopyIn, CopyOut};
+pub use liveness::DEFAULT_LIVENESS_PROBE;
 pub use notify::Notification;
 pub use row::{Row, RowIndex, RowIndexText, SimpleQueryMessage, SimpleRow};
 #[cfg(feature = "cache")]

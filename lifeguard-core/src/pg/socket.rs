@@ -64,7 +64,9 @@ impl Socket {
 
     /// Opens a TCP socket to `host:port` (trying each address the name resolves to), each
     /// attempt bounded by `timeout`, with Lifeguard's default keepalive and user timeout;
-    /// `target` names the server in errors.
+    /// `target` names the server in errors. (The Redis client's sockets, which have no
+    /// PostgreSQL configuration.)
+    #[cfg(feature = "cache")]
     pub(crate) fn connect_tcp(
         host: &str,
         port: u16,

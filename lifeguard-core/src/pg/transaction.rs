@@ -341,6 +341,9 @@ impl<'a> Transaction<'a> {
     }
 
     /// Commits (or releases the savepoint).
+    ///
+    /// A connection lost once `COMMIT` was sent gives [`Error::CommitOutcomeUnknown`]: the
+    /// transaction may or may not have committed.
     pub fn commit(mut self) -> Result<()> {
         self.done = true;
         let sql = match &self.savepoint {
@@ -351,7 +354,14 @@ impl<'a> Transaction<'a> {
             self.savepoint.is_none() && self.conn.transaction_status() == TransactionStatus::Failed;
         let ended = self.control().simple_query(&sql);
         self.ended();
-        ended?;
+        ended.map_err(|e| match e {
+            // The COMMIT may have reached the server and committed before the reply was
+            // lost; an aborted transaction can only have rolled back.
+            Error::Connection(c) if !c.unsent && self.savepoint.is_none() && !failed => {
+                Error::CommitOutcomeUnknown(c)
+            }
+            e => e,
+        })?;
         // COMMIT of a failed transaction "succeeds" by rolling back; say so.
         if failed {
             return Err(Error::from_db(DbError {

@@ -40,6 +40,8 @@ pub struct PoolConfig {
     pub(crate) pipeline_depth: Option<usize>,
     pub(crate) idle_in_transaction_timeout: Option<Duration>,
     pub(crate) name: String,
+    pub(crate) slow_statement_threshold: Option<Duration>,
+    pub(crate) liveness_probe: Option<Duration>,
 }
 
 impl PoolConfig {
@@ -64,12 +66,15 @@ impl PoolConfig {
             pipeline_depth: None,
             idle_in_transaction_timeout: Some(Duration::from_secs(60)),
             name: "default".into(),
+            slow_statement_threshold: Some(Duration::from_secs(1)),
+            liveness_probe: Some(crate::pg::DEFAULT_LIVENESS_PROBE),
         }
     }
 
     /// Reads `LIFEGUARD_PRIMARY_URL` and `LIFEGUARD_REPLICA_URLS` (comma-separated), plus the
-    /// optional `LIFEGUARD_POOL_MAX_SIZE`, `LIFEGUARD_POOL_ACQUIRE_TIMEOUT_MS` and
-    /// `LIFEGUARD_POOL_MAX_STALENESS_MS`.
+    /// optional `LIFEGUARD_POOL_MAX_SIZE`, `LIFEGUARD_POOL_ACQUIRE_TIMEOUT_MS`,
+    /// `LIFEGUARD_POOL_MAX_STALENESS_MS` and `LIFEGUARD_SLOW_STATEMENT_MS` (0 turns the
+    /// slow-statement log off).
     pub fn from_env() -> Result<PoolConfig> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         let primary = var("LIFEGUARD_PRIMARY_URL")
@@ -97,6 +102,9 @@ impl PoolConfig {
         }
         if let Some(ms) = number("LIFEGUARD_POOL_MAX_STALENESS_MS")? {
             config = config.default_max_staleness(Duration::from_millis(ms));
+        }
+        if let Some(ms) = number("LIFEGUARD_SLOW_STATEMENT_MS")? {
+            config = config.slow_statement_threshold((ms > 0).then(|| Duration::from_millis(ms)));
         }
         Ok(config)
     }
@@ -203,6 +211,31 @@ impl PoolConfig {
     ) -> Self {
         self.statement_timeout = statement;
         self.idle_in_transaction_timeout = idle_in_transaction;
+        self
+    }
+
+    /// Statements through the pool that take at least `threshold` (default 1 s) are logged
+    /// at WARN, target `lifeguard::statement`, with their duration, operation, server and
+    /// SQL text (never parameter values; past 2 KiB the text is cut); `None` logs none.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use lifeguard_core::pg::Config;
+    /// # use lifeguard_core::pool::PoolConfig;
+    /// let config = PoolConfig::new(Config::new())
+    ///     .slow_statement_threshold(Some(Duration::from_millis(250)));
+    /// ```
+    pub fn slow_statement_threshold(mut self, threshold: Option<Duration>) -> Self {
+        self.slow_statement_threshold = threshold;
+        self
+    }
+
+    /// How long a pooled connection may receive nothing while a request is in flight
+    /// before it checks on its server (default 15 s); see
+    /// [`Connection::set_liveness_probe`](crate::pg::Connection::set_liveness_probe).
+    /// `None` turns the check off.
+    pub fn liveness_probe(mut self, after: Option<Duration>) -> Self {
+        self.liveness_probe = after;
         self
     }
 

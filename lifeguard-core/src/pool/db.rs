@@ -181,7 +181,9 @@ impl Db {
                 None => {
                     self.pool
                         .inner()
-                        .write(None, |conn| self.pool.inner().token_after_write(conn))?
+                        .write(None, TOKEN_SQL, |conn| {
+                            self.pool.inner().token_after_write(conn)
+                        })?
                         .0
                 }
             };
@@ -244,7 +246,7 @@ impl Db {
             Some(opts) => {
                 let on = |conn: &Connection| self.within_deadline(conn, None, &run);
                 let (value, role) = inner
-                    .read_with_role(&opts, limit, on)
+                    .read_with_role(&opts, limit, sql, on)
                     .map_err(|e| self.past_deadline(e))?;
                 self.note_served(role);
                 Ok(value)
@@ -252,7 +254,9 @@ impl Db {
             None => {
                 let follow = self.prefetch_token.then(|| FollowUp::new(TOKEN_SQL));
                 let on = |conn: &Connection| self.within_deadline(conn, follow.as_ref(), &run);
-                let result = inner.write(limit, on).map_err(|e| self.past_deadline(e));
+                let result = inner
+                    .write(limit, sql, on)
+                    .map_err(|e| self.past_deadline(e));
                 self.note_write_if_sent(&result);
                 result.map(|(value, conn)| {
                     if let Some(follow) = follow {
@@ -344,7 +348,9 @@ impl Executor for Db {
         let result = self
             .pool
             .inner()
-            .write(self.deadline.map(|(at, _)| at), |c| c.simple_query(sql))
+            .write(self.deadline.map(|(at, _)| at), sql, |c| {
+                c.simple_query(sql)
+            })
             .map(|(m, _)| m);
         self.note_write_if_sent(&result);
         result

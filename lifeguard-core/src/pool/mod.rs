@@ -28,6 +28,8 @@ mod db;
 mod metrics;
 mod monitor;
 mod node;
+mod observe;
+mod operation;
 mod routing;
 mod token;
 
@@ -48,6 +50,7 @@ use crate::executor::Executor;
 use crate::pg::{Connection, Params, Row, SimpleQueryMessage};
 use monitor::{start_monitors, History, NodeState as State, Tracker};
 use node::Node;
+use operation::Operation;
 use routing::classify;
 
 /// How many times a read may run when its connection fails under it: several connections
@@ -286,8 +289,14 @@ impl PoolInner {
     /// run that a recovery conflict cancels on a replica is routed and run once more. A
     /// replica that failed a request it was sent is marked unreachable first (as a failed
     /// sample would), so the retry goes to another server where `opts` allows one.
-    fn read<T>(&self, opts: &ReadOptions, run: impl Fn(&Connection) -> Result<T>) -> Result<T> {
-        self.read_with_role(opts, None, run).map(|(value, _)| value)
+    fn read<T>(
+        &self,
+        opts: &ReadOptions,
+        sql: &str,
+        run: impl Fn(&Connection) -> Result<T>,
+    ) -> Result<T> {
+        self.read_with_role(opts, None, sql, run)
+            .map(|(value, _)| value)
     }
 
     /// As `read`, also saying which kind of server answered.
@@ -295,6 +304,7 @@ impl PoolInner {
         &self,
         opts: &ReadOptions,
         limit: Option<Instant>,
+        sql: &str,
         run: impl Fn(&Connection) -> Result<T>,
     ) -> Result<(T, Role)> {
         let deadline = self.acquire_deadline(limit);
@@ -302,7 +312,7 @@ impl PoolInner {
         loop {
             let routed = self.route(opts, deadline)?;
             let role = routed.member.node.role;
-            let result = self.on_member(routed.member, deadline, &run);
+            let result = self.on_member(routed.member, deadline, sql, &run);
             // A read is idempotent: a lost connection (a server restart, sockets that closed
             // just before the send) is worth another try, a recovery conflict one more on
             // another server.
@@ -333,22 +343,25 @@ impl PoolInner {
         }
     }
 
-    /// Runs a write (or anything not provably a read) on the primary.
+    /// Runs a write (or anything not provably a read) on the primary; `sql` is what `run`
+    /// runs, for telemetry.
     fn write<T>(
         &self,
         limit: Option<Instant>,
+        sql: &str,
         run: impl Fn(&Connection) -> Result<T>,
     ) -> Result<(T, Arc<Connection>)> {
         self.check_open()?;
         let deadline = self.acquire_deadline(limit);
         let node = &self.primary.node;
         let mut conn = node.shared(deadline)?;
+        let op = Operation::of(sql);
         let started = Instant::now();
-        let mut result = observe(node, "write", || run(&conn));
+        let (mut result, mut took) = self.observe(node, "write", sql, op, started, || run(&conn));
         if matches!(&result, Err(e) if e.is_unsent()) {
             // It failed before leaving the process, so it cannot have run: one more try.
             conn = node.shared(deadline)?;
-            result = observe(node, "write", || run(&conn));
+            (result, took) = self.observe(node, "write", sql, op, started, || run(&conn));
         }
         node.retire_if_dirty(conn.connection());
         let result = result.map_err(|e| match e {
@@ -357,8 +370,7 @@ impl PoolInner {
             Error::Connection(c) => Error::CommitOutcomeUnknown(c),
             other => other,
         });
-        self.metrics
-            .statement(Role::Primary, started.elapsed(), &result);
+        self.metrics.statement(Role::Primary, op, took, &result);
         result.map(|value| (value, conn.connection().clone()))
     }
 
@@ -366,14 +378,15 @@ impl PoolInner {
         &self,
         member: &Member,
         deadline: Instant,
+        sql: &str,
         run: &impl Fn(&Connection) -> Result<T>,
     ) -> Result<T> {
         let conn = member.node.shared(deadline)?;
-        let started = Instant::now();
-        let result = observe(&member.node, "read", || run(&conn));
+        let op = Operation::of(sql);
+        let (result, took) =
+            self.observe(&member.node, "read", sql, op, Instant::now(), || run(&conn));
         member.node.retire_if_dirty(conn.connection());
-        self.metrics
-            .statement(member.node.role, started.elapsed(), &result);
+        self.metrics.statement(member.node.role, op, took, &result);
         result
     }
 
@@ -384,27 +397,6 @@ impl PoolInner {
     }
 }
 
-/// Runs a statement under a span with the OpenTelemetry database attributes.
-///
-/// The span is created and closed around the call but never entered: entering would push it
-/// on the worker thread's span stack, which other coroutines then run under while this one
-/// is parked. Subscribers still see its open and close times.
-fn observe<T>(node: &Node, kind: &'static str, f: impl FnOnce() -> Result<T>) -> Result<T> {
-    let span = tracing::info_span!(
-        "db.statement",
-        db.system = "postgresql",
-        db.operation = kind,
-        db.lifeguard.role = node.role.as_str(),
-        server.address = %node.label,
-        error.type = tracing::field::Empty,
-    );
-    let result = f();
-    if let Err(e) = &result {
-        span.record("error.type", metrics::error_class(e));
-    }
-    result
-}
-
 /// Statements through the pool itself: reads routed with the default options, everything
 /// else on the primary. Use [`Pool::db`] for per-request options and read-your-writes.
 impl Pool {
@@ -412,9 +404,9 @@ impl Pool {
     /// read, on the primary otherwise.
     fn route_sql<T>(&self, sql: &str, run: impl Fn(&Connection) -> Result<T>) -> Result<T> {
         if classify(sql).read_only {
-            self.inner.read(&ReadOptions::default(), run)
+            self.inner.read(&ReadOptions::default(), sql, run)
         } else {
-            self.inner.write(None, run).map(|(value, _)| value)
+            self.inner.write(None, sql, run).map(|(value, _)| value)
         }
     }
 }
@@ -430,7 +422,7 @@ impl Executor for Pool {
 
     fn simple_query(&self, sql: &str) -> Result<Vec<SimpleQueryMessage>> {
         self.inner
-            .write(None, |c| c.simple_query(sql))
+            .write(None, sql, |c| c.simple_query(sql))
             .map(|(m, _)| m)
     }
 

@@ -166,7 +166,7 @@ pub(crate) fn classify(sql: &str) -> StatementKind {
 }
 
 /// Skips whitespace, comments and opening parentheses before the first keyword.
-fn skip_noise(mut s: &str) -> &str {
+pub(super) fn skip_noise(mut s: &str) -> &str {
     loop {
         let t = s.trim_start_matches(|c: char| c.is_whitespace() || c == '(');
         if let Some(rest) = t.strip_prefix("--") {

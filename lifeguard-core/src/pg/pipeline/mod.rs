@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
+use super::liveness::Liveness;
 use super::notify::NotificationQueue;
 use super::socket::{Closer, Socket};
 use crate::error::{Error, Result};
@@ -53,6 +54,8 @@ pub(crate) struct Shared {
     is_broken: AtomicBool,
     /// The writer coroutine, woken when a busy pipeline has bytes to send.
     writer_co: OnceLock<may::coroutine::Coroutine>,
+    /// The reader's activity, watched for a connection gone silent (`pg::liveness`).
+    liveness: Liveness,
 }
 
 /// How long an abandoned reply may take to finish after its caller's deadline. The server
@@ -93,6 +96,7 @@ impl Shared {
             abandoned: Mutex::new(Vec::new()),
             is_broken: AtomicBool::new(false),
             writer_co: OnceLock::new(),
+            liveness: Liveness::default(),
         });
         let for_reader = shared.clone();
         // The reader parses replies on its own stack; 64 KiB leaves room for deep rows.
@@ -135,6 +139,11 @@ impl Shared {
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.clone())
+    }
+
+    /// What the liveness watch looks at.
+    pub(crate) fn liveness(&self) -> &Liveness {
+        &self.liveness
     }
 
     /// The notifications received on this connection and the coroutines waiting for them.

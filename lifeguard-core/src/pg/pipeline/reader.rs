@@ -49,6 +49,7 @@ impl Shared {
                 Ok(n) => n,
                 Err(e) => break Error::connection("read from server", Some(e)),
             };
+            self.liveness.note_read();
             buf.extend_from_slice(&scratch[..n]);
         };
         self.fail(end);

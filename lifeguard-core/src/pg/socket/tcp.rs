@@ -27,6 +27,7 @@ impl TcpSettings {
     }
 
     /// Lifeguard's defaults, for sockets opened without a PostgreSQL configuration.
+    #[cfg(feature = "cache")]
     pub(crate) fn defaults() -> TcpSettings {
         TcpSettings::of(&Config::new())
     }

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::error::Result;
+use crate::pool::operation::Operation;
 use crate::pool::{ReadPreference, Role};
 
 /// Stands in for a server's waiters gauge.
@@ -53,7 +54,14 @@ impl PoolMetrics {
 
     pub(crate) fn closed(&self, _node: &str, _reason: &str) {}
 
-    pub(crate) fn statement<T>(&self, _role: Role, _took: Duration, _result: &Result<T>) {}
+    pub(crate) fn statement<T>(
+        &self,
+        _role: Role,
+        _op: Operation,
+        _took: Duration,
+        _result: &Result<T>,
+    ) {
+    }
 
     pub(crate) fn node_state(&self, _node: &str, _from: &str, _to: &str) {}
 

@@ -1,5 +1,6 @@
 //! The pool's series on a Prometheus registry (the `metrics` feature).
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use prometheus::{
@@ -8,6 +9,7 @@ use prometheus::{
 
 use super::error_class;
 use crate::error::{Error, Result};
+use crate::pool::operation::{Operation, OPERATIONS};
 use crate::pool::{ReadPreference, Role};
 
 /// A gauge resolved for one label set.
@@ -31,7 +33,10 @@ pub struct PoolMetrics {
     opened: IntCounterVec,
     connect_errors: IntCounterVec,
     closed: IntCounterVec,
-    query: [Histogram; 2],
+    query_vec: HistogramVec,
+    /// `lifeguard_query_duration_seconds` by role and operation, each resolved on first
+    /// use (so only operations that ran are exported) and lock-free after that.
+    query: [[OnceLock<Histogram>; OPERATIONS.len()]; 2],
     query_errors: IntCounterVec,
     cancellations: [IntCounter; 2],
     commit_unknown: IntCounter,
@@ -163,8 +168,11 @@ impl PoolMetrics {
         );
         let query_vec = make!(
             HistogramVec,
-            hopts("lifeguard_query_duration_seconds", "Statement duration."),
-            &["role"]
+            hopts(
+                "lifeguard_query_duration_seconds",
+                "Statement duration, by role and operation (the first SQL keyword)."
+            ),
+            &["role", "operation"]
         );
         let query_errors = make!(
             IntCounterVec,
@@ -298,7 +306,8 @@ impl PoolMetrics {
             opened,
             connect_errors,
             closed,
-            query: by_role_h(&query_vec),
+            query: std::array::from_fn(|_| std::array::from_fn(|_| OnceLock::new())),
+            query_vec,
             query_errors,
             cancellations: by_role_c(&cancel_vec),
             commit_unknown,
@@ -383,9 +392,20 @@ impl PoolMetrics {
     }
 
     /// Records a finished statement and classifies its error, if any.
-    pub(crate) fn statement<T>(&self, role: Role, took: Duration, result: &Result<T>) {
+    pub(crate) fn statement<T>(
+        &self,
+        role: Role,
+        op: Operation,
+        took: Duration,
+        result: &Result<T>,
+    ) {
         let i = role_index(role);
-        self.query[i].observe(took.as_secs_f64());
+        self.query[i][op.index()]
+            .get_or_init(|| {
+                self.query_vec
+                    .with_label_values(&[role.as_str(), op.as_str()])
+            })
+            .observe(took.as_secs_f64());
         if let Err(e) = result {
             let class = error_class(e);
             if class == "timeout" {

@@ -92,6 +92,8 @@ pub(crate) struct Node {
     next_id: AtomicU64,
     closed: AtomicBool,
     pub(crate) metrics: Arc<PoolMetrics>,
+    /// Each connection's liveness probe interval (`PoolConfig::liveness_probe`).
+    liveness_probe: Option<Duration>,
 }
 
 #[derive(Default)]
@@ -193,6 +195,7 @@ impl Node {
             next_id: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             metrics,
+            liveness_probe: pool.liveness_probe,
         })
     }
 
@@ -297,6 +300,9 @@ impl Node {
             _ => own,
         };
         let result = Connection::connect(&self.config.clone().connect_timeout(timeout));
+        if let Ok(conn) = &result {
+            conn.set_liveness_probe(self.liveness_probe);
+        }
         let mut s = lock(&self.slots);
         s.opening -= 1;
         match result {

@@ -1,0 +1,110 @@
+//! Statement telemetry of the pool: the `db.statement` span, carrying the SQL text (never a
+//! parameter value), and the slow-statement log.
+
+use std::time::{Duration, Instant};
+
+use super::node::Node;
+use super::operation::Operation;
+use super::{metrics, PoolInner};
+use crate::error::Result;
+
+/// SQL longer than this is cut in the slow-statement log (a generated `IN (...)` list can
+/// run to megabytes).
+const SLOW_SQL_LIMIT: usize = 2048;
+
+impl PoolInner {
+    /// Runs a statement under a span with the OpenTelemetry database attributes, logs it
+    /// when it took longer than the slow-statement threshold, and says how long it took
+    /// since `started`.
+    ///
+    /// The span is created and closed around the call but never entered: entering would push
+    /// it on the worker thread's span stack, which other coroutines then run under while
+    /// this one is parked. Subscribers still see its open and close times. Its fields borrow
+    /// the SQL, so with no subscriber interested nothing is copied.
+    pub(super) fn observe<T>(
+        &self,
+        node: &Node,
+        kind: &'static str,
+        sql: &str,
+        op: Operation,
+        started: Instant,
+        f: impl FnOnce() -> Result<T>,
+    ) -> (Result<T>, Duration) {
+        let span = tracing::info_span!(
+            "db.statement",
+            db.system = "postgresql",
+            db.operation = kind,
+            db.operation.name = op.as_str(),
+            db.query.text = sql,
+            db.lifeguard.role = node.role.as_str(),
+            server.address = %node.label,
+            error.type = tracing::field::Empty,
+        );
+        let result = f();
+        let took = started.elapsed();
+        let error = result.as_ref().err().map(metrics::error_class);
+        if let Some(class) = error {
+            span.record("error.type", class);
+        }
+        if let Some(threshold) = self.config.slow_statement_threshold {
+            if took >= threshold {
+                log_slow(node, op, sql, took, threshold, error);
+            }
+        }
+        (result, took)
+    }
+}
+
+/// The WARN line of a slow statement: what sqlx's and SeaORM's users look for.
+#[cold]
+fn log_slow(
+    node: &Node,
+    op: Operation,
+    sql: &str,
+    took: Duration,
+    threshold: Duration,
+    error: Option<&'static str>,
+) {
+    let (text, truncated) = head(sql, SLOW_SQL_LIMIT);
+    tracing::warn!(
+        target: "lifeguard::statement",
+        elapsed = ?took,
+        elapsed_secs = took.as_secs_f64(),
+        slow_threshold = ?threshold,
+        db.operation.name = op.as_str(),
+        db.lifeguard.role = node.role.as_str(),
+        server.address = %node.label,
+        db.query.text = text,
+        db.query.truncated = truncated,
+        error.type = error,
+        "slow statement: {} took {took:.1?} on {}",
+        op.as_str(),
+        node.label,
+    );
+}
+
+/// At most `limit` bytes of `sql`, cut at a character boundary, and whether it was cut.
+fn head(sql: &str, limit: usize) -> (&str, bool) {
+    if sql.len() <= limit {
+        return (sql, false);
+    }
+    let mut end = limit;
+    while !sql.is_char_boundary(end) {
+        end -= 1;
+    }
+    (&sql[..end], true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_sql_is_cut_at_a_character_boundary() {
+        assert_eq!(head("SELECT 1", 2048), ("SELECT 1", false));
+        let long = format!("SELECT '{}'", "é".repeat(2000));
+        let (text, cut) = head(&long, SLOW_SQL_LIMIT);
+        assert!(cut && text.len() <= SLOW_SQL_LIMIT && text.len() >= SLOW_SQL_LIMIT - 1);
+        assert!(long.starts_with(text));
+    }
+}
