@@ -13,16 +13,34 @@ use super::source::{checksum, load_dir, Migration, SqlMigration};
 use super::{Exclusive, MigrationRun, MigrationStatus};
 use crate::error::{Error, MigrateError, MigrateErrorKind, Result};
 use crate::executor::Executor;
-use crate::pg::{Connection, TransactionBuilder};
+use crate::pg::{Connection, Prepare, TransactionBuilder};
 use crate::query::quote;
 
 /// The tracking table's name (in the migrator's schema, or unqualified).
 pub const TRACKING_TABLE: &str = "lifeguard_migrations";
 
+/// Refuses to migrate through a connection in unnamed mode: it is the mode for a
+/// transaction-mode pooler, where the session lock that keeps migrators apart would stay on
+/// a server connection other clients get, and its unlock could run on another.
+fn refuse_unnamed(conn: &Connection) -> Result<()> {
+    if conn.config().get_prepare() == Prepare::Unnamed {
+        return Err(Error::invalid_use(
+            "migrations cannot run with prepare=unnamed (the mode for a transaction-mode pooler \
+             such as PgBouncer): the migrator holds a session advisory lock for the whole run, \
+             which a transaction-mode pooler cannot keep on one server connection; run \
+             migrations on a direct connection to PostgreSQL (prepare=named, not through the \
+             pooler)",
+        ));
+    }
+    Ok(())
+}
+
 /// Applies, reverts and reports a set of migrations.
 ///
 /// Every operation that changes the schema holds a session-level advisory lock
-/// ([`Migrator::lock_key`]) from start to end, released also on error and panic, so
+/// ([`Migrator::lock_key`]) from start to end, released also on error and panic (so `up`
+/// and `down` refuse a connection in unnamed mode, [`Prepare::Unnamed`]: run migrations on
+/// a direct connection, not through a transaction-mode pooler), so
 /// several instances starting at once apply each migration exactly once: the first takes
 /// the lock and migrates, the others wait, then find nothing pending. Each migration runs in
 /// its own transaction together with the insert (or delete) of its row in the tracking table
@@ -525,6 +543,7 @@ impl Migrator {
 
     /// Runs `f` holding the advisory lock; unlocks after it, also on error or panic.
     fn locked<T>(&self, conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        refuse_unnamed(conn)?;
         let key = self.lock_key();
         self.lock(conn, key)?;
         let result = catch_unwind(AssertUnwindSafe(|| f(conn)));

@@ -9,12 +9,14 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use fallible_iterator::FallibleIterator;
 use postgres_protocol::message::backend::{Message, ReadyForQueryBody};
-use postgres_protocol::message::frontend::{self, BindError};
+use postgres_protocol::message::frontend;
 use postgres_types::{ToSql, Type};
 
 use super::connection::Connection;
+use super::extended::{encode_runs, may_be_stale_description};
 use super::pipeline::{Outgoing, Reply, Wait};
 use super::row::{Row, SimpleQueryMessage, SimpleRow};
+use super::session::{refuse_session_features, sets_session};
 use super::statement::{Column, Statement};
 use crate::error::{DbError, Error, Result, SqlState};
 use crate::rt::lock;
@@ -71,8 +73,7 @@ impl FollowUp {
     fn queue(&self, call: &Call<'_>) -> Result<(Statement, Arc<Reply>)> {
         let stmt = call.prepare_cached(self.sql)?;
         let mut buf = BytesMut::new();
-        encode_bind(&stmt, &[], &mut buf)?;
-        frontend::execute("", 0, &mut buf).map_err(unsendable_sql)?;
+        encode_runs(&stmt, &[&[]], &mut buf)?;
         frontend::sync(&mut buf);
         let reply = call.conn.shared().request(Outgoing::Extended(&buf))?;
         Ok((stmt, reply))
@@ -121,10 +122,19 @@ impl<'a> Call<'a> {
         Ok(lock(&self.conn.statements).insert(sql, stmt))
     }
 
-    /// Parses `sql` on the server and learns its parameter and column types.
+    /// Parses `sql` on the server and learns its parameter and column types: as a named
+    /// statement, or in unnamed mode as the unnamed one, whose description is all that is
+    /// kept (every run parses it again; see `extended`).
     pub(crate) fn prepare(&self, sql: &str) -> Result<Statement> {
         refuse_copy_from_stdin(sql)?;
-        let name = self.conn.next_statement_name();
+        let name = if self.conn.is_unnamed() {
+            // Checked once per SQL text: the description is cached, and only described
+            // text runs.
+            refuse_session_features(sql)?;
+            String::new()
+        } else {
+            self.conn.next_statement_name()
+        };
         let mut buf = BytesMut::new();
         frontend::parse(&name, sql, std::iter::empty(), &mut buf).map_err(unsendable_sql)?;
         frontend::describe(b'S', &name, &mut buf).map_err(unsendable_sql)?;
@@ -203,7 +213,9 @@ impl<'a> Call<'a> {
     /// Runs `attempt` on the cached statement for `sql`, once more on a re-prepared one
     /// when the server calls the cached plan stale (outside a transaction: inside one the
     /// error has aborted it, and a retry would only fail again). Nothing of a failed
-    /// attempt ran, so the retry starts over.
+    /// attempt ran, so the retry starts over. An unnamed statement's description is
+    /// stale only if describing the SQL again gives other parameter types; otherwise the
+    /// error stands.
     fn with_fresh_plan<T>(
         &self,
         sql: &str,
@@ -211,13 +223,16 @@ impl<'a> Call<'a> {
     ) -> Result<T> {
         let stmt = self.prepare_cached(sql)?;
         match attempt(&stmt) {
-            Err(e) if is_stale_statement(&e) => {
+            Err(e) if is_stale(&stmt, &e) => {
                 lock(&self.conn.statements).remove(sql);
                 if self.exclusive {
                     return Err(e);
                 }
-                let stmt = self.prepare_cached(sql)?;
-                attempt(&stmt)
+                let fresh = self.prepare_cached(sql)?;
+                if fresh.is_unnamed() && fresh.params() == stmt.params() {
+                    return Err(e);
+                }
+                attempt(&fresh)
             }
             other => other,
         }
@@ -252,17 +267,24 @@ impl<'a> Call<'a> {
         let per_bind = 64 + stmt.name().len() + batch.first().map_or(0, |p| p.len() * 24);
         let mut buf = BytesMut::with_capacity(per_bind * batch.len());
         let mut skip = 0;
-        if let (Some((_, timeout)), false) = (self.deadline, self.exclusive) {
-            let setter = self.prepare_cached(LOCAL_TIMEOUT_SQL)?;
-            let millis = timeout.as_millis().max(1).to_string();
-            encode_bind(&setter, &[&millis], &mut buf)?;
-            frontend::execute("", 0, &mut buf).map_err(unsendable_sql)?;
-            skip = 1;
+        if !self.exclusive {
+            let millis;
+            let timeout = match self.deadline {
+                Some((_, timeout)) => {
+                    millis = timeout.as_millis().max(1).to_string();
+                    Some(millis.as_str())
+                }
+                // Only a pool's unnamed-mode connections have one (see `session`).
+                None => self.conn.local_statement_timeout(),
+            };
+            if let Some(millis) = timeout {
+                let setter = self.prepare_cached(LOCAL_TIMEOUT_SQL)?;
+                let params: Params<'_> = &[&millis];
+                encode_runs(&setter, &[params], &mut buf)?;
+                skip = 1;
+            }
         }
-        for params in batch {
-            encode_bind(stmt, params, &mut buf)?;
-            frontend::execute("", 0, &mut buf).map_err(unsendable_sql)?;
-        }
+        encode_runs(stmt, batch, &mut buf)?;
         frontend::sync(&mut buf);
         let reply = self.conn.shared().request(Outgoing::Extended(&buf))?;
         if let Some(follow) = self.follow {
@@ -285,11 +307,15 @@ impl<'a> Call<'a> {
             affected: 0,
         };
         let mut error = None;
+        // Set when an unnamed statement's portal has other columns than its description.
+        let mut described: Option<Arc<[Column]>> = None;
         loop {
             match self.next(reply)? {
                 Message::DataRow(body) if skip == 0 => {
-                    out.rows.push(Row::new(stmt.columns_arc().clone(), body)?)
+                    let columns = described.as_ref().unwrap_or(stmt.columns_arc());
+                    out.rows.push(Row::new(columns.clone(), body)?)
                 }
+                Message::RowDescription(body) => described = self.portal_columns(stmt, &body)?,
                 Message::CommandComplete(body) => {
                     if skip > 0 {
                         skip -= 1;
@@ -332,20 +358,27 @@ impl<'a> Call<'a> {
     /// Runs one or more `;`-separated statements with the simple protocol (text results).
     pub(crate) fn simple_query(&self, sql: &str) -> Result<Vec<SimpleQueryMessage>> {
         refuse_copy_from_stdin(sql)?;
+        if self.conn.is_unnamed() {
+            refuse_session_features(sql)?;
+        }
         let mut buf = BytesMut::new();
         let mut skip = 0;
-        match (self.deadline, self.exclusive) {
-            (Some((_, timeout)), false) => {
+        let timeout = match (self.deadline, self.exclusive) {
+            (Some((_, timeout)), false) => Some(timeout.as_millis().max(1).to_string()),
+            (None, false) => self.conn.local_statement_timeout().map(str::to_owned),
+            _ => None,
+        };
+        match timeout {
+            Some(millis) => {
                 // Same idea as `run`: the timeout is local to the implicit transaction that a
                 // multi-statement query string forms, so it ends with this request.
                 let text = format!(
-                    "SELECT pg_catalog.set_config('statement_timeout', '{}', true);{sql}",
-                    timeout.as_millis().max(1)
+                    "SELECT pg_catalog.set_config('statement_timeout', '{millis}', true);{sql}"
                 );
                 frontend::query(&text, &mut buf).map_err(unsendable_sql)?;
                 skip = 1;
             }
-            _ => frontend::query(sql, &mut buf).map_err(unsendable_sql)?,
+            None => frontend::query(sql, &mut buf).map_err(unsendable_sql)?,
         }
         let reply = self.conn.shared().request(Outgoing::Raw(&buf))?;
         let mut out = Vec::new();
@@ -463,7 +496,7 @@ impl<'a> Call<'a> {
             // Only a WITH HOLD cursor outlives its transaction.
             "DECLARE CURSOR" => sql.to_ascii_uppercase().contains("WITH HOLD"),
             // SET LOCAL ends with its transaction; a plain SET stays with the session.
-            "SET" => !sql.to_ascii_uppercase().contains("LOCAL"),
+            "SET" => sets_session(sql),
             t => t.starts_with("CREATE") && sql.to_ascii_uppercase().contains("TEMP"),
         };
         if lasting {
@@ -489,63 +522,12 @@ impl<'a> Call<'a> {
     }
 }
 
-/// Encodes a `Bind` of `params` to `stmt`, every value and result column in binary.
-pub(crate) fn encode_bind(stmt: &Statement, params: Params<'_>, buf: &mut BytesMut) -> Result<()> {
-    if params.len() != stmt.params().len() {
-        return Err(Error::ParameterCount {
-            expected: stmt.params().len(),
-            given: params.len(),
-        });
-    }
-    let mut failed_at = 0;
-    let result = frontend::bind(
-        "",
-        stmt.name(),
-        Some(1),
-        params.iter().zip(stmt.params()).enumerate(),
-        |(i, (param, ty)), buf| {
-            failed_at = i;
-            // A domain travels in its base type's format, and the Rust types know the base.
-            let ty = base_type(ty);
-            Ok(match param.to_sql_checked(ty, buf)? {
-                postgres_types::IsNull::Yes => postgres_protocol::IsNull::Yes,
-                postgres_types::IsNull::No => postgres_protocol::IsNull::No,
-            })
-        },
-        Some(1),
-        buf,
-    );
-    match result {
-        Ok(()) => Ok(()),
-        Err(BindError::Conversion(e)) => Err(Error::Encode {
-            index: failed_at,
-            pg_type: stmt.params()[failed_at].to_string(),
-            source: e.into(),
-        }),
-        // Writing into a growable buffer fails only for a value past the protocol's
-        // 2 GiB length field.
-        Err(BindError::Serialization(e)) => Err(Error::Encode {
-            index: failed_at,
-            pg_type: stmt.params()[failed_at].to_string(),
-            source: Arc::new(e),
-        }),
-    }
-}
-
-/// The type a value is encoded as: a domain's base type, else the type itself.
-fn base_type(ty: &Type) -> &Type {
-    match ty.kind() {
-        postgres_types::Kind::Domain(base) => base_type(base),
-        _ => ty,
-    }
-}
-
 /// The protocol's encoders fail only on a string with a NUL byte, which no message can carry.
-fn unsendable_sql(e: std::io::Error) -> Error {
+pub(crate) fn unsendable_sql(e: std::io::Error) -> Error {
     Error::invalid_use(format!("the SQL text or a name cannot be sent: {e}"))
 }
 
-fn malformed(e: std::io::Error) -> Error {
+pub(crate) fn malformed(e: std::io::Error) -> Error {
     Error::protocol(format!("malformed backend message: {e}"))
 }
 
@@ -563,6 +545,15 @@ pub(crate) fn rows_affected(tag: &str) -> u64 {
         .next()
         .and_then(|n| n.parse().ok())
         .unwrap_or(0)
+}
+
+/// Whether a run of `stmt` failed in a way that preparing its SQL again may fix.
+fn is_stale(stmt: &Statement, e: &Error) -> bool {
+    if stmt.is_unnamed() {
+        may_be_stale_description(e)
+    } else {
+        is_stale_statement(e)
+    }
 }
 
 /// Whether the server rejected a cached statement that a re-prepare would fix.

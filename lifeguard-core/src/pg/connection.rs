@@ -10,11 +10,12 @@ use postgres_types::Type;
 
 use super::call::{Call, FollowUp, Params};
 use super::cancel::CancelToken;
-use super::config::Config;
+use super::config::{Config, Prepare};
 use super::connect::handshake;
 use super::notify::quote_channel;
 use super::pipeline::Shared;
 use super::row::Row;
+use super::session::{refusal, LocalSession, SessionFeature};
 use super::statement::{Statement, StatementCache};
 use crate::error::Result;
 use crate::executor::Executor;
@@ -38,6 +39,12 @@ pub enum TransactionStatus {
 /// Work that needs the session to itself (transactions, `COPY`) takes `&mut self`, which the
 /// borrow checker makes exclusive.
 ///
+/// With [`Prepare::Unnamed`] (`prepare=unnamed` or `statement_cache=0`, for PgBouncer in
+/// transaction mode) every request is self-contained: the unnamed statement is parsed,
+/// bound and executed in one request, nothing is prepared on the server, and statements
+/// whose effect outlives their transaction (`LISTEN`, session advisory locks, `SET` without
+/// `LOCAL`) are refused with [`Error::InvalidUse`](crate::Error::InvalidUse).
+///
 /// ```no_run
 /// use lifeguard_core::pg::Connection;
 /// use lifeguard_core::Executor;
@@ -57,6 +64,10 @@ pub struct Connection {
     next_name: AtomicU64,
     status: AtomicU8,
     session_dirty: AtomicBool,
+    /// [`Prepare::Unnamed`]: no named statements, session features refused.
+    unnamed: bool,
+    /// Session defaults set per transaction and per request (a pool's, in unnamed mode).
+    local: Option<Arc<LocalSession>>,
 }
 
 impl fmt::Debug for Connection {
@@ -80,17 +91,47 @@ impl Connection {
     pub(crate) fn connect_one(config: &Config) -> Result<Connection> {
         let (socket, startup) = handshake(config)?;
         let shared = Shared::start(socket, startup.parameters)?;
+        // In unnamed mode the cache keeps descriptions (parameter and column types), not
+        // server-side statements, bounded the same way; `statement_cache=0` keeps none, so
+        // each statement is described (a round trip) before it runs.
+        let cached = config.get_statement_cache();
         Ok(Connection {
             shared,
             config: config.clone(),
             process_id: startup.process_id,
             secret_key: startup.secret_key,
-            statements: Mutex::new(StatementCache::new(config.get_statement_cache())),
+            statements: Mutex::new(StatementCache::new(cached)),
             types: Mutex::new(HashMap::new()),
             next_name: AtomicU64::new(0),
             status: AtomicU8::new(b'I'),
             session_dirty: AtomicBool::new(false),
+            unnamed: config.get_prepare() == Prepare::Unnamed,
+            local: None,
         })
+    }
+
+    /// Applies `local` session defaults per transaction and per request (a pool's timeouts
+    /// in unnamed mode, where the `options` start-up parameter cannot carry them).
+    pub(crate) fn with_local_session(mut self, local: Option<Arc<LocalSession>>) -> Connection {
+        self.local = local;
+        self
+    }
+
+    /// Whether statements run as the unnamed statement ([`Prepare::Unnamed`]).
+    pub(crate) fn is_unnamed(&self) -> bool {
+        self.unnamed
+    }
+
+    /// The statement timeout (milliseconds) each autocommit request sets for itself.
+    pub(crate) fn local_statement_timeout(&self) -> Option<&str> {
+        self.local
+            .as_deref()
+            .and_then(LocalSession::statement_timeout)
+    }
+
+    /// The session defaults each transaction sets for itself.
+    pub(crate) fn local_session(&self) -> Option<&LocalSession> {
+        self.local.as_deref()
     }
 
     /// Connects with a `postgres://` URL or a libpq `key=value` string.
@@ -156,7 +197,8 @@ impl Connection {
         self.shared.in_flight()
     }
 
-    /// How many statements are cached now.
+    /// How many statements are cached now (in unnamed mode: statement descriptions, with
+    /// nothing prepared on the server).
     pub fn cached_statements(&self) -> usize {
         lock(&self.statements).len()
     }
@@ -167,6 +209,11 @@ impl Connection {
     }
 
     /// Prepares a statement (uncached) for [`Connection::query_statement`].
+    ///
+    /// In unnamed mode ([`Prepare::Unnamed`]) this describes the statement (its parameter
+    /// and column types) without keeping anything on the server; each
+    /// [`Connection::query_statement`] then parses it again in the same request as its
+    /// `Bind` and `Execute`.
     pub fn prepare(&self, sql: &str) -> Result<Statement> {
         Call::new(self).prepare(sql)
     }
@@ -208,8 +255,15 @@ impl Connection {
     }
 
     /// Subscribes this connection to a notification channel.
+    ///
+    /// Refused in unnamed mode ([`Prepare::Unnamed`]): behind a transaction-mode pooler the
+    /// subscription would stay on whichever server connection ran it.
     pub fn listen(&self, channel: &str) -> Result<()> {
-        self.batch_execute(&format!("LISTEN {}", quote_channel(channel)?))
+        let sql = format!("LISTEN {}", quote_channel(channel)?);
+        if self.unnamed {
+            return Err(refusal(SessionFeature::Listen));
+        }
+        self.batch_execute(&sql)
     }
 
     /// Unsubscribes this connection from a notification channel.

@@ -56,6 +56,7 @@ pub use copy::{BinaryCopyWriter, CopyIn, CopyOut};
 pub use liveness::DEFAULT_LIVENESS_PROBE;
 pub use notify::Notification;
 pub use row::{Row, RowIndex, RowIndexText, SimpleQueryMessage, SimpleRow};
+pub(crate) use session::LocalSession;
 #[cfg(feature = "cache")]
 pub(crate) use socket::{Closer, Socket};
 pub use statement::{Column, Statement};

@@ -8,6 +8,7 @@ use may::sync::Blocker;
 use postgres_protocol::message::backend::NotificationResponseBody;
 
 use super::connection::Connection;
+use super::session::{refusal, SessionFeature};
 use crate::error::{Error, Result};
 use crate::rt::{lock, park};
 
@@ -88,7 +89,10 @@ impl Connection {
     /// channels. `Ok(None)` means the time ran out; a broken connection is an error.
     ///
     /// Notifications arrive only while the connection is alive, so a service usually keeps
-    /// one connection for listening (the pool's leased connections fit).
+    /// one connection for listening (the pool's leased connections fit). In unnamed mode
+    /// ([`Prepare::Unnamed`](super::Prepare::Unnamed), for transaction-mode poolers) there
+    /// is no `LISTEN`, and this fails at once with
+    /// [`Error::InvalidUse`](crate::Error::InvalidUse) rather than wait for nothing.
     ///
     /// ```no_run
     /// # fn demo(conn: &lifeguard_core::pg::Connection) -> lifeguard_core::Result<()> {
@@ -100,6 +104,9 @@ impl Connection {
     /// # Ok(()) }
     /// ```
     pub fn next_notification(&self, timeout: Duration) -> Result<Option<Notification>> {
+        if self.is_unnamed() {
+            return Err(refusal(SessionFeature::Listen));
+        }
         let deadline = Instant::now() + timeout;
         let blocker = Arc::new(Blocker::new(false));
         let queue = self.shared().notifications();

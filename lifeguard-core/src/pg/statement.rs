@@ -36,6 +36,11 @@ impl Column {
 ///
 /// Cheap to clone. The server-side statement is closed when the last clone drops (batched
 /// with the connection's next request, so dropping never blocks).
+///
+/// On a connection in unnamed mode ([`Prepare::Unnamed`](super::Prepare::Unnamed)) it
+/// holds the statement's description only: nothing stays on the server, and each run sends
+/// the SQL again with the parameter types in the same request, so it works behind a
+/// transaction-mode pooler.
 #[derive(Clone)]
 pub struct Statement(Arc<StatementInner>);
 
@@ -49,6 +54,10 @@ struct StatementInner {
 
 impl Drop for StatementInner {
     fn drop(&mut self) {
+        // The unnamed statement has nothing on the server to close.
+        if self.name.is_empty() {
+            return;
+        }
         if let Some(shared) = self.connection.upgrade() {
             shared.defer_close(std::mem::take(&mut self.name));
         }
@@ -84,6 +93,13 @@ impl Statement {
 
     pub(crate) fn name(&self) -> &str {
         &self.0.name
+    }
+
+    /// Whether this is a description for the unnamed statement
+    /// ([`Prepare::Unnamed`](super::Prepare::Unnamed)): nothing is kept on the server, and
+    /// every run parses the SQL again in its own request.
+    pub(crate) fn is_unnamed(&self) -> bool {
+        self.0.name.is_empty()
     }
 
     /// Whether this statement was prepared on the connection behind `shared`.

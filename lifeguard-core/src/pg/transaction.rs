@@ -251,11 +251,15 @@ impl<'a> Transaction<'a> {
         deadline: Option<(Instant, Duration)>,
         forget: Forget,
     ) -> Result<Transaction<'a>> {
-        Call {
+        let control = Call {
             exclusive: true,
             ..Call::new(conn)
-        }
-        .simple_query(begin)?;
+        };
+        match conn.local_session() {
+            // The pool's session defaults, in the same request (see `session`).
+            Some(local) => control.simple_query(&format!("{begin}{}", local.begin_suffix()))?,
+            None => control.simple_query(begin)?,
+        };
         Ok(Transaction {
             conn,
             savepoint: None,

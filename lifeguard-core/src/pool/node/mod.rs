@@ -29,7 +29,7 @@ use super::config::PoolConfig;
 use super::metrics::{Gauge, PoolMetrics};
 use crate::error::{Error, Result};
 use crate::executor::Executor;
-use crate::pg::{Config, Connection, TransactionStatus};
+use crate::pg::{Config, Connection, LocalSession, Prepare, TransactionStatus};
 use crate::rt::{lock, park};
 use circuit::Circuit;
 use pick::{Pick, Place, Validate};
@@ -92,6 +92,9 @@ pub(crate) struct Node {
     next_id: AtomicU64,
     closed: AtomicBool,
     pub(crate) metrics: Arc<PoolMetrics>,
+    /// The session defaults each connection sets per request and transaction, in unnamed
+    /// mode (where `options` cannot carry them).
+    local_session: Option<Arc<LocalSession>>,
     /// Each connection's liveness probe interval (`PoolConfig::liveness_probe`).
     liveness_probe: Option<Duration>,
 }
@@ -170,9 +173,20 @@ impl Node {
         if config.get_application_name().is_none() {
             config = config.application_name(format!("lifeguard:{}:{}", pool.name, role.as_str()));
         }
-        if let Some(options) = pool.session_options(config.get_options()) {
-            config = config.options(options);
-        }
+        // Transaction-mode poolers, which unnamed mode is for, refuse the `options`
+        // start-up parameter: there each request and transaction sets the defaults itself.
+        let local_session = match config.get_prepare() {
+            Prepare::Named => {
+                if let Some(options) = pool.session_options(config.get_options()) {
+                    config = config.options(options);
+                }
+                None
+            }
+            Prepare::Unnamed => {
+                LocalSession::new(pool.statement_timeout, pool.idle_in_transaction_timeout)
+                    .map(Arc::new)
+            }
+        };
         metrics.max_connections(&label, pool.max_size);
         metrics.init_node(&label);
         let waiters_gauge = metrics.waiters(&label);
@@ -195,6 +209,7 @@ impl Node {
             next_id: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             metrics,
+            local_session,
             liveness_probe: pool.liveness_probe,
         })
     }
@@ -299,7 +314,8 @@ impl Node {
             Some(left) if cut_short => left.max(MIN_WAIT),
             _ => own,
         };
-        let result = Connection::connect(&self.config.clone().connect_timeout(timeout));
+        let result = Connection::connect(&self.config.clone().connect_timeout(timeout))
+            .map(|conn| conn.with_local_session(self.local_session.clone()));
         if let Ok(conn) = &result {
             conn.set_liveness_probe(self.liveness_probe);
         }
