@@ -92,7 +92,10 @@ fn serial() -> MutexGuard<'static, ()> {
 }
 
 fn pool_on(url: &str, max_size: usize) -> Pool {
-    let config = PoolConfig::new(Config::parse(url).expect("parse the URL")).max_size(max_size);
+    // A correctness test on two shared cores: waiting for a connection may take long.
+    let config = PoolConfig::new(Config::parse(url).expect("parse the URL"))
+        .max_size(max_size)
+        .acquire_timeout(Duration::from_secs(30));
     Pool::connect(config).unwrap_or_else(|e| panic!("pool on {url}: {e}"))
 }
 
@@ -278,10 +281,22 @@ fn prepare_then_run_elsewhere(conn: &mut Connection) -> lifeguard_core::Result<i
 #[test]
 fn a_statement_prepared_on_one_server_connection_runs_on_another_in_unnamed_mode() {
     let _serial = serial();
-    let mut conn = open(&unnamed(&bouncer_url()));
-    let answer = prepare_then_run_elsewhere(&mut conn);
-    assert!(matches!(answer, Ok(42)), "unnamed mode: {answer:?}");
-    assert!(!conn.is_broken());
+    // Both spellings of the mode; `statement_cache=0` keeps no descriptions either.
+    for url in [
+        unnamed(&bouncer_url()),
+        with_param(&bouncer_url(), "statement_cache=0"),
+    ] {
+        let mut conn = open(&url);
+        let answer = prepare_then_run_elsewhere(&mut conn);
+        assert!(matches!(answer, Ok(42)), "{url}: {answer:?}");
+        assert!(!conn.is_broken());
+        let cached = conn.cached_statements();
+        assert_eq!(
+            cached > 0,
+            url.contains("prepare=unnamed"),
+            "{url}: {cached} cached"
+        );
+    }
 }
 
 #[test]
@@ -325,6 +340,7 @@ fn named_mode_workload_through_pgbouncer_fails() {
     // seen all 1,000 operations failed. The deterministic case is the test above.
     let config = PoolConfig::new(Config::parse(&bouncer_url()).unwrap())
         .max_size(8)
+        .acquire_timeout(Duration::from_secs(30))
         .session_timeouts(None, None);
     let pool = Pool::connect(config).expect("named pool through PgBouncer");
     let failures = run_workload(&pool, 200, 5);
