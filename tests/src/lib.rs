@@ -23,6 +23,7 @@ pub mod cache;
 pub mod http;
 pub mod orm;
 pub mod pg;
+pub mod pgbouncer;
 pub mod pool;
 pub mod proxy;
 pub mod redis_cluster;

@@ -10,43 +10,30 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use super::source::{checksum, load_dir, Migration, SqlMigration};
-use super::{Exclusive, MigrationRun, MigrationStatus};
+use super::{refuse_unnamed, Exclusive, MigrationRun, MigrationStatus};
 use crate::error::{Error, MigrateError, MigrateErrorKind, Result};
 use crate::executor::Executor;
-use crate::pg::{Connection, Prepare, TransactionBuilder};
+use crate::pg::{Connection, TransactionBuilder};
 use crate::query::quote;
 
 /// The tracking table's name (in the migrator's schema, or unqualified).
 pub const TRACKING_TABLE: &str = "lifeguard_migrations";
 
-/// Refuses to migrate through a connection in unnamed mode: it is the mode for a
-/// transaction-mode pooler, where the session lock that keeps migrators apart would stay on
-/// a server connection other clients get, and its unlock could run on another.
-fn refuse_unnamed(conn: &Connection) -> Result<()> {
-    if conn.config().get_prepare() == Prepare::Unnamed {
-        return Err(Error::invalid_use(
-            "migrations cannot run with prepare=unnamed (the mode for a transaction-mode pooler \
-             such as PgBouncer): the migrator holds a session advisory lock for the whole run, \
-             which a transaction-mode pooler cannot keep on one server connection; run \
-             migrations on a direct connection to PostgreSQL (prepare=named, not through the \
-             pooler)",
-        ));
-    }
-    Ok(())
-}
-
 /// Applies, reverts and reports a set of migrations.
 ///
 /// Every operation that changes the schema holds a session-level advisory lock
-/// ([`Migrator::lock_key`]) from start to end, released also on error and panic (so `up`
-/// and `down` refuse a connection in unnamed mode, [`Prepare::Unnamed`]: run migrations on
-/// a direct connection, not through a transaction-mode pooler), so
+/// ([`Migrator::lock_key`]) from start to end, released also on error and panic, so
 /// several instances starting at once apply each migration exactly once: the first takes
 /// the lock and migrates, the others wait, then find nothing pending. Each migration runs in
 /// its own transaction together with the insert (or delete) of its row in the tracking table
 /// `lifeguard_migrations(version bigint primary key, name text, checksum text, applied_at
 /// timestamptz, duration_ms bigint)`: a failing migration leaves neither its changes nor a
 /// row behind.
+///
+/// A session lock cannot be held through a transaction-mode pooler, so `up` and `down`
+/// refuse a connection in unnamed mode
+/// ([`Prepare::Unnamed`](crate::pg::Prepare::Unnamed)) with
+/// [`Error::InvalidUse`]: run migrations on a direct connection to PostgreSQL.
 ///
 /// Before doing anything, `up` and `down` check the database against the code:
 ///

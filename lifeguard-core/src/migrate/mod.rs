@@ -45,8 +45,8 @@ pub use history::{MigrationRun, MigrationState, MigrationStatus};
 pub use migrator::{Migrator, TRACKING_TABLE};
 pub use source::{checksum, load_dir, Migration, SqlMigration, DOWN_MARKER};
 
-use crate::error::Result;
-use crate::pg::Connection;
+use crate::error::{Error, Result};
+use crate::pg::{Connection, Prepare};
 use crate::pool::{Lease, Pool};
 
 mod sealed {
@@ -79,6 +79,22 @@ impl Exclusive for &mut Lease {
     fn exclusive(&self) -> &Connection {
         self.connection()
     }
+}
+
+/// Refuses to migrate through a connection in unnamed mode: it is the mode for a
+/// transaction-mode pooler, where the session lock that keeps migrators apart would stay on
+/// a server connection other clients get, and its unlock could run on another.
+pub(crate) fn refuse_unnamed(conn: &Connection) -> Result<()> {
+    if conn.config().get_prepare() == Prepare::Unnamed {
+        return Err(Error::invalid_use(
+            "migrations cannot run with prepare=unnamed (the mode for a transaction-mode pooler \
+             such as PgBouncer): the migrator holds a session advisory lock for the whole run, \
+             which a transaction-mode pooler cannot keep on one server connection; run \
+             migrations on a direct connection to PostgreSQL (prepare=named, not through the \
+             pooler)",
+        ));
+    }
+    Ok(())
 }
 
 /// Applies `migrator`'s pending migrations on a connection leased from `pool`'s primary:
