@@ -394,7 +394,7 @@ fn malformed_connection_strings_are_config_errors() {
     assert!(m.contains("bogus_key"), "{m}");
     let m = config_error("postgres://postgres@127.0.0.1:notaport/lifeguard");
     assert!(m.contains("notaport"), "{m}");
-    let m = config_error("postgres://postgres@127.0.0.1/lifeguard?sslmode=require");
+    let m = config_error("postgres://postgres@127.0.0.1/lifeguard?sslmode=required");
     assert!(m.contains("sslmode"), "{m}");
     let m = config_error("mysql://root@localhost/db");
     assert!(m.contains("mysql"), "{m}");

@@ -311,7 +311,7 @@ fn fake_server(script: impl FnOnce(&mut TcpStream) + Send + 'static) -> (u16, Jo
 }
 
 fn fake_url(port: u16) -> String {
-    format!("postgres://postgres:pw@127.0.0.1:{port}/postgres?connect_timeout=1")
+    format!("postgres://postgres:pw@127.0.0.1:{port}/postgres?connect_timeout=1&sslmode=disable")
 }
 
 /// Connecting to a fake server that sends `reply` after the startup packet (then holds the
@@ -638,7 +638,7 @@ fn cancel_request_is_bounded_when_the_server_never_closes() {
         drop(cancel);
         drop(s);
     });
-    let url = format!("postgres://postgres@127.0.0.1:{port}/postgres?connect_timeout=1");
+    let url = format!("postgres://postgres@127.0.0.1:{port}/postgres?connect_timeout=1&sslmode=disable");
     let conn = open_in_coroutine(&url);
     let token = conn.cancel_token();
     let took = in_coroutine_within(Duration::from_secs(30), move || {
