@@ -306,4 +306,3 @@ fn keepalive_and_user_timeout_are_set_on_the_socket() {
     let (keepalive, .., user_timeout) = options_of(&off);
     assert_eq!((keepalive, user_timeout), (0, 0));
 }
-

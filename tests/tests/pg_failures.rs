@@ -638,7 +638,8 @@ fn cancel_request_is_bounded_when_the_server_never_closes() {
         drop(cancel);
         drop(s);
     });
-    let url = format!("postgres://postgres@127.0.0.1:{port}/postgres?connect_timeout=1&sslmode=disable");
+    let url =
+        format!("postgres://postgres@127.0.0.1:{port}/postgres?connect_timeout=1&sslmode=disable");
     let conn = open_in_coroutine(&url);
     let token = conn.cancel_token();
     let took = in_coroutine_within(Duration::from_secs(30), move || {

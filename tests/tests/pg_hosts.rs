@@ -14,7 +14,9 @@ use lifeguard_tests::scratch::{free_port, StopMode};
 use lifeguard_tests::{env_var, pg_port, wait_for};
 
 fn replica_port() -> u16 {
-    env_var("LIFEGUARD_REPLICA_PORT").parse().expect("replica port")
+    env_var("LIFEGUARD_REPLICA_PORT")
+        .parse()
+        .expect("replica port")
 }
 
 /// A URL over `ports` on loopback as the superuser.
@@ -57,8 +59,11 @@ fn target_session_attrs_pick_the_right_server() {
     assert_eq!(server_port(&conn), replica);
     // prefer-standby settles for the primary when no standby answers.
     let nobody = free_port();
-    let conn = open(&url(&[nobody, primary], "target_session_attrs=prefer-standby"))
-        .expect("prefer-standby without a standby");
+    let conn = open(&url(
+        &[nobody, primary],
+        "target_session_attrs=prefer-standby",
+    ))
+    .expect("prefer-standby without a standby");
     assert_eq!(server_port(&conn), primary);
 }
 
@@ -67,15 +72,24 @@ fn an_unreachable_host_is_skipped_and_a_misfit_is_named() {
     let nobody = free_port();
     let conn = open(&url(&[nobody, pg_port()], "connect_timeout=2")).expect("skip the dead host");
     assert_eq!(server_port(&conn), pg_port());
-    let e = open(&url(&[replica_port(), nobody], "target_session_attrs=read-write"))
-        .expect_err("no read-write host");
+    let e = open(&url(
+        &[replica_port(), nobody],
+        "target_session_attrs=read-write",
+    ))
+    .expect_err("no read-write host");
     let m = e.to_string();
     assert!(matches!(e, Error::Connection(_)), "{e:?}");
-    assert!(m.contains(&format!("127.0.0.1:{} is a standby", replica_port())), "{m}");
+    assert!(
+        m.contains(&format!("127.0.0.1:{} is a standby", replica_port())),
+        "{m}"
+    );
     assert!(m.contains("read-write"), "{m}");
     // A single host keeps its own error.
     let e = open(&url(&[nobody], "")).expect_err("refused");
-    assert!(e.to_string().contains(&format!("127.0.0.1:{nobody}")), "{e}");
+    assert!(
+        e.to_string().contains(&format!("127.0.0.1:{nobody}")),
+        "{e}"
+    );
     // The key=value form lists hosts and ports the libpq way.
     let kv = format!(
         "host=127.0.0.1,127.0.0.1 port={},{} user=postgres dbname=lifeguard target_session_attrs=primary",
@@ -91,7 +105,9 @@ fn load_balance_hosts_random_spreads_connections() {
     let proxy = TcpProxy::start(pg_port());
     let ports = [pg_port(), proxy.port()];
     // In order, the first host always wins.
-    let kept: Vec<Connection> = (0..10).map(|_| open(&url(&ports, "")).expect("connect")).collect();
+    let kept: Vec<Connection> = (0..10)
+        .map(|_| open(&url(&ports, "")).expect("connect"))
+        .collect();
     assert_eq!(proxy.connections(), 0);
     drop(kept);
     let kept: Vec<Connection> = (0..40)
@@ -136,5 +152,8 @@ fn a_pool_over_both_hosts_finds_the_promoted_primary() {
         .expect("count")
         .get(0);
     assert_eq!(rows, 2);
-    eprintln!("writes resumed {:?} after the promotion", promoted.elapsed());
+    eprintln!(
+        "writes resumed {:?} after the promotion",
+        promoted.elapsed()
+    );
 }
