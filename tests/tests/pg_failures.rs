@@ -656,3 +656,50 @@ fn cancel_request_is_bounded_when_the_server_never_closes() {
     drop(conn);
     server.join().unwrap();
 }
+
+/// The cancel request asks for TLS the way the session did (`sslmode=prefer`: an
+/// `SSLRequest` first), so a cancel does not cross the network less protected than the
+/// session; the server here has no TLS and answers `N`, as PostgreSQL without `ssl` does.
+#[test]
+fn the_cancel_request_negotiates_tls_like_the_session() {
+    const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let mut firsts = Vec::new();
+        for round in 0..2 {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut first = [0u8; 8];
+            s.read_exact(&mut first).unwrap();
+            firsts.push(first);
+            if first == SSL_REQUEST {
+                s.write_all(b"N").unwrap();
+            }
+            if round == 0 {
+                read_startup(&mut s).unwrap();
+                s.write_all(&good_startup()).unwrap();
+                // Keep the session open until the cancel has come and gone.
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_secs(3));
+                    drop(s);
+                });
+            } else {
+                let mut packet = [0u8; 16];
+                s.read_exact(&mut packet).unwrap();
+                assert_eq!(&packet[8..12], &4242i32.to_be_bytes(), "the backend's pid");
+            }
+        }
+        firsts
+    });
+    let url = format!("postgres://postgres@127.0.0.1:{port}/postgres?connect_timeout=2");
+    let conn = open_in_coroutine(&url);
+    let token = conn.cancel_token();
+    in_coroutine_within(Duration::from_secs(10), move || token.cancel()).expect("cancel");
+    let firsts = server.join().unwrap();
+    assert_eq!(
+        firsts,
+        [SSL_REQUEST, SSL_REQUEST],
+        "session and cancel both ask for TLS"
+    );
+    drop(conn);
+}
