@@ -8,7 +8,7 @@ use std::fs;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use lifeguard_core::pg::Connection;
+use lifeguard_core::pg::{Config, Connection, SslMode};
 use lifeguard_core::{Error, Executor};
 use lifeguard_tests::pg::init;
 use lifeguard_tests::scratch::ScratchServer;
@@ -122,6 +122,20 @@ fn verification_failures_name_their_cause() {
         "sslmode=verify-full&sslrootcert=/nonexistent/ca.pem",
     ));
     assert!(tls_message(&e).contains("/nonexistent/ca.pem"), "{e}");
+    // prefer never checks the certificate, so it does not read the roots either (libpq).
+    let conn = open(&with(
+        &app_url(),
+        "sslmode=prefer&sslrootcert=/nonexistent/ca.pem",
+    ))
+    .expect("prefer ignores sslrootcert");
+    assert!(uses_tls(&conn));
+    // The setters are held to the parser's rules when connecting.
+    let built = Config::parse(&app_url())
+        .expect("parse")
+        .ssl_system_roots()
+        .ssl_mode(SslMode::Require);
+    let e = Connection::connect(&built).expect_err("too weak for system roots");
+    assert!(config_message(&e).contains("too weak"), "{e}");
 }
 
 /// A scratch server with `extra` appended to its configuration.

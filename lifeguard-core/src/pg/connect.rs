@@ -40,9 +40,8 @@ pub(crate) fn handshake(config: &Config) -> Result<(Socket, Startup)> {
         ));
     }
     let (first, fallback) = Encryption::plan(config);
-    match attempt(config, first) {
-        Err(e) if fallback.is_some() && turned_down(&e) => {
-            let fallback = fallback.unwrap_or(first);
+    match (attempt(config, first), fallback) {
+        (Err(e), Some(fallback)) if turned_down(&e) => {
             attempt(config, fallback).map_err(|second| {
                 // An authentication rule that only matches the other way says less than
                 // why the first way failed.
@@ -53,7 +52,7 @@ pub(crate) fn handshake(config: &Config) -> Result<(Socket, Startup)> {
                 }
             })
         }
-        outcome => outcome,
+        (outcome, _) => outcome,
     }
 }
 

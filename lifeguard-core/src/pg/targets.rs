@@ -14,6 +14,7 @@ use crate::executor::Executor;
 
 /// Connects to the first host of `config` that answers and fits.
 pub(crate) fn connect(config: &Config) -> Result<Connection> {
+    config.check_tls()?;
     let attrs = config.get_target_session_attrs();
     let mut targets = config.targets()?;
     if targets.len() == 1 && attrs == TargetSessionAttrs::Any {

@@ -129,8 +129,9 @@ impl Config {
         self.tls.channel_binding
     }
 
-    /// Checks the TLS settings that only make sense together.
-    pub(super) fn check_tls(&self) -> Result<()> {
+    /// Checks the TLS settings that only make sense together; parsing and connecting both
+    /// ask, so a configuration built with the setters is held to the same rules.
+    pub(crate) fn check_tls(&self) -> Result<()> {
         let mode = self.get_ssl_mode();
         if self.tls.root_cert == Some(RootCert::System) && mode != SslMode::VerifyFull {
             return Err(Error::config(format!(

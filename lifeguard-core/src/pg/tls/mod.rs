@@ -86,15 +86,16 @@ fn client_config(config: &Config) -> Result<Arc<ClientConfig>> {
 /// the chain and the host name for `verify-full`.
 fn verifier(config: &Config, provider: Arc<CryptoProvider>) -> Result<Arc<dyn ServerCertVerifier>> {
     let mode = config.get_ssl_mode();
-    let roots = match config.get_ssl_root_cert() {
-        Some(RootCert::File(path)) => Some(roots_from(path)?),
-        Some(RootCert::System) => Some(system_roots()?),
-        None => match default_root_file() {
-            Some(path) if mode >= SslMode::Require => Some(roots_from(&path)?),
-            _ => None,
-        },
+    // `prefer` and `allow` never look at the roots, so they are not even read.
+    let roots = match (mode >= SslMode::Require, config.get_ssl_root_cert()) {
+        (false, _) => None,
+        (true, Some(RootCert::File(path))) => Some(roots_from(path)?),
+        (true, Some(RootCert::System)) => Some(system_roots()?),
+        (true, None) => default_root_file()
+            .map(|path| roots_from(&path))
+            .transpose()?,
     };
-    let Some(roots) = roots.filter(|_| mode >= SslMode::Require) else {
+    let Some(roots) = roots else {
         if mode >= SslMode::VerifyCa {
             return Err(Error::config(format!(
                 "sslmode={} needs the CA certificates to check the server's against: set \
