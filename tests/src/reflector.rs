@@ -13,6 +13,7 @@ use crate::{primary_url, redis_url};
 pub struct ReflectorProcess {
     child: Child,
     port: u16,
+    namespace: String,
 }
 
 impl ReflectorProcess {
@@ -46,7 +47,16 @@ impl ReflectorProcess {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("start the reflector");
-        ReflectorProcess { child, port }
+        ReflectorProcess {
+            child,
+            port,
+            namespace: ns.to_owned(),
+        }
+    }
+
+    /// The cache namespace it reflects for.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
     }
 
     /// The process id.

@@ -189,14 +189,61 @@ pub fn assert_coherent(pool: &Pool, ids: &[i64]) {
     );
 }
 
-/// Waits until the namespace's reflector has drained the outbox (its backlog is zero and
-/// its lag 0), then a little more for the last pass.
+/// Waits until the reflector has handled every change committed before the call: its
+/// stored checkpoint has passed every transaction that had begun by then. Other tests'
+/// writers share the outbox, so "the backlog is empty" may never hold while they run.
+/// On failure it says what it last saw and which transactions held the checkpoint back.
 pub fn drained(reflector: &ReflectorProcess, limit: Duration) {
-    std::thread::sleep(Duration::from_millis(300));
-    eventually(limit, "the backlog drains", || {
-        reflector.leading_epoch().is_some()
-            && reflector.metric("lifeguard_reflector_lag_seconds", &[]) == 0.0
-            && reflector.metric("lifeguard_reflector_backlog_events", &[]) == 0.0
-    });
-    std::thread::sleep(Duration::from_millis(300));
+    let db = connect();
+    let target: String = db
+        .query_one("SELECT pg_snapshot_xmax(pg_current_snapshot())::text", &[])
+        .expect("snapshot")
+        .get(0);
+    let passed = || -> bool {
+        db.query_opt(
+            &format!(
+                "SELECT 1 FROM {SCHEMA}.lifeguard_reflector_checkpoint \
+                 WHERE namespace = $1 AND txid >= $2::text::xid8"
+            ),
+            &[&reflector.namespace(), &target],
+        )
+        .expect("checkpoint")
+        .is_some()
+    };
+    let start = Instant::now();
+    while reflector.leading_epoch().is_none() || !passed() {
+        assert!(
+            start.elapsed() < limit,
+            "the outbox drains: not within {limit:?} (leading {:?}, backlog {}, checkpoint lag \
+             {} s; transactions with an xid: {:?})",
+            reflector.leading_epoch(),
+            reflector.metric("lifeguard_reflector_backlog_events", &[]),
+            reflector.metric("lifeguard_reflector_checkpoint_lag_seconds", &[]),
+            transactions_with_an_xid()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The sessions whose transaction holds an xid (any of them holds the checkpoint back).
+fn transactions_with_an_xid() -> Vec<String> {
+    connect()
+        .query(
+            "SELECT pid::text, application_name, state, backend_xid::text, \
+               (clock_timestamp() - xact_start)::text, left(query, 80) \
+             FROM pg_stat_activity WHERE backend_xid IS NOT NULL",
+            &[],
+        )
+        .map(|rows| {
+            rows.iter()
+                .map(|r| {
+                    (0..6)
+                        .map(|i| r.try_get::<_, Option<String>>(i).ok().flatten())
+                        .map(Option::unwrap_or_default)
+                        .collect::<Vec<_>>()
+                        .join(" | ")
+                })
+                .collect()
+        })
+        .unwrap_or_else(|e| vec![format!("unreadable: {e}")])
 }
