@@ -857,10 +857,10 @@ fn built_sql_text() {
     assert_eq!(
         sql,
         format!(
-            r#"SELECT {COLS} FROM "orm_test"."users" WHERE ("orm_test"."users"."email" = $1) AND ("orm_test"."users"."visits" BETWEEN $2 AND $3) ORDER BY "orm_test"."users"."id" DESC LIMIT 10 OFFSET 20"#
+            r#"SELECT {COLS} FROM "orm_test"."users" WHERE ("orm_test"."users"."email" = $1) AND ("orm_test"."users"."visits" BETWEEN $2 AND $3) ORDER BY "orm_test"."users"."id" DESC LIMIT $4 OFFSET $5"#
         )
     );
-    assert_eq!(params.len(), 3);
+    assert_eq!(params.len(), 5, "the limit and the offset are bound");
 
     let (sql, params) = User::find()
         .filter(
@@ -925,7 +925,39 @@ fn unrefined_find_sends_a_constant_statement() {
     let sent = counting.sent();
     let (plain, _) = User::find().build();
     assert_eq!(sent[..2], [plain.clone(), plain.clone()]);
-    assert_eq!(sent[2], format!("{plain} LIMIT 1"));
+    assert_eq!(sent[2], format!("{plain} LIMIT $1"));
+}
+
+/// Every page of a query is one statement text (the limit and offset are bound), so paging
+/// never churns the connection's statement cache: numbered pages and keyset pages alike.
+#[test]
+fn every_page_is_one_statement() {
+    let conn = connect();
+    let run = run_id("q_pages");
+    new_users(&conn, &run, 5);
+    let counting = Counting::new(&conn);
+    let mine = || User::find().filter(UserColumn::Email.like(like_prefix(&run)));
+    let pages = mine().paginate(&counting, 2);
+    let rows: Vec<usize> = (0..3).map(|p| pages.fetch_page(p).unwrap().len()).collect();
+    assert_eq!(rows, [2, 2, 1]);
+    let first = mine()
+        .cursor_by(UserColumn::Id)
+        .first(2)
+        .all(&counting)
+        .unwrap();
+    let last = first.last().expect("a first page");
+    mine()
+        .cursor_by(UserColumn::Id)
+        .first(3)
+        .after_model(last)
+        .all(&counting)
+        .unwrap();
+    let sent = counting.sent();
+    assert_eq!(sent.len(), 5);
+    assert!(sent[..3].iter().all(|s| *s == sent[0]), "{sent:#?}");
+    assert!(!sent[0].contains("OFFSET 2"), "{}", sent[0]);
+    assert_ne!(sent[3], sent[4], "a bound cursor adds a condition");
+    assert!(sent[4].ends_with("LIMIT $3"), "{}", sent[4]);
 }
 
 #[test]

@@ -72,27 +72,41 @@ pub(crate) enum Kind {
 /// Model, kind and set-column mask (0 where no mask applies).
 pub(crate) type ShapeKey = (TypeId, Kind, u128);
 
-/// Statements by shape. Bounded by the shapes a program uses; each text is leaked once so
-/// lookups hand out `&'static str` without copying.
-fn shapes() -> &'static Mutex<HashMap<ShapeKey, &'static str>> {
-    static SHAPES: OnceLock<Mutex<HashMap<ShapeKey, &'static str>>> = OnceLock::new();
-    SHAPES.get_or_init(|| Mutex::new(HashMap::new()))
+/// How many row counts of one model's multi-row insert (per `RETURNING` and column set)
+/// keep their text. Every other kind is bounded by the program's types; row counts are
+/// not (a batch of any length is a new text), and each text is leaked, so past this many
+/// the rest are built per call.
+const BULK_ROW_COUNTS: usize = 32;
+
+#[derive(Default)]
+struct Shapes {
+    texts: HashMap<ShapeKey, &'static str>,
+    /// Cached multi-row insert texts per model, `RETURNING` and column set.
+    bulk: HashMap<(TypeId, Returning, u128), usize>,
+}
+
+/// Statements by shape; each text is leaked once so lookups hand out `&'static str`
+/// without copying.
+fn shapes() -> &'static Mutex<Shapes> {
+    static SHAPES: OnceLock<Mutex<Shapes>> = OnceLock::new();
+    SHAPES.get_or_init(|| Mutex::new(Shapes::default()))
 }
 
 /// The SQL cached for `key`, if any.
 pub(crate) fn cached(key: ShapeKey) -> Option<&'static str> {
-    lock(shapes()).get(&key).copied()
+    lock(shapes()).texts.get(&key).copied()
 }
 
-/// Caches `sql` for `key`.
+/// Caches `sql` for `key` (a kind whose keys a program can only have finitely many of).
 pub(crate) fn remember(key: ShapeKey, sql: String) -> &'static str {
     let sql: &'static str = Box::leak(sql.into_boxed_str());
-    lock(shapes()).insert(key, sql);
+    lock(shapes()).texts.insert(key, sql);
     sql
 }
 
 /// The SQL for `key`, built by `build` the first time (and every time when the shape
-/// cannot be cached: `key` is `None`).
+/// cannot be cached: `key` is `None`, or its model has used up its multi-row insert
+/// shapes).
 pub(crate) fn statement(
     key: Option<ShapeKey>,
     build: impl FnOnce() -> String,
@@ -100,8 +114,49 @@ pub(crate) fn statement(
     let Some(key) = key else {
         return build().into();
     };
-    match cached(key) {
-        Some(sql) => sql.into(),
-        None => remember(key, build()).into(),
+    if let Some(sql) = cached(key) {
+        return sql.into();
+    }
+    let sql = build();
+    let mut shapes = lock(shapes());
+    if let (model, Kind::InsertMany { returning, .. }, mask) = key {
+        let kept = shapes.bulk.entry((model, returning, mask)).or_default();
+        if *kept >= BULK_ROW_COUNTS {
+            return sql.into();
+        }
+        *kept += 1;
+    }
+    let sql: &'static str = Box::leak(sql.into_boxed_str());
+    // Another caller may have built the same text meanwhile: keep the first.
+    Cow::Borrowed(*shapes.texts.entry(key).or_insert(sql))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multi_row_insert_texts_are_kept_for_a_bounded_number_of_row_counts() {
+        struct Model;
+        let key = |rows| {
+            let kind = Kind::InsertMany {
+                rows,
+                returning: Returning::Nothing,
+            };
+            (TypeId::of::<Model>(), kind, 0b11)
+        };
+        for rows in 1..=3 * BULK_ROW_COUNTS {
+            let text = statement(Some(key(rows)), || format!("INSERT {rows}"));
+            assert_eq!(text, format!("INSERT {rows}"));
+        }
+        let kept = (1..=3 * BULK_ROW_COUNTS)
+            .filter(|&rows| cached(key(rows)).is_some())
+            .count();
+        assert_eq!(kept, BULK_ROW_COUNTS);
+        // The kept ones are still served from the cache.
+        assert!(matches!(
+            statement(Some(key(1)), String::new),
+            Cow::Borrowed("INSERT 1")
+        ));
     }
 }

@@ -514,8 +514,10 @@ impl<M: LifeModel> Cursor<M> {
             sql.push_str(&quote(c.name()));
             sql.push_str(dir);
         }
-        if let Some((n, _)) = self.limit {
-            sql.push_str(&format!(" LIMIT {n}"));
+        let limit = self.limit.map(|(n, _)| super::select::count_param(n));
+        if let Some(n) = &limit {
+            params.push(n);
+            sql.push_str(&format!(" LIMIT ${}", params.len()));
         }
         let mut rows = db
             .query(&sql, &params)?

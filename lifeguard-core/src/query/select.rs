@@ -3,6 +3,7 @@
 
 use std::any::TypeId;
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use super::expr::{quote_path, ColumnExpr, Expr, Value};
 use super::typed::TypedColumn;
@@ -405,11 +406,14 @@ impl<M: LifeModel> Select<M> {
             sql.push_str(" ORDER BY ");
             write_list(&mut sql, &mut params, &self.order, ", ");
         }
-        if let Some(n) = self.limit {
-            sql.push_str(&format!(" LIMIT {n}"));
-        }
-        if let Some(n) = self.offset {
-            sql.push_str(&format!(" OFFSET {n}"));
+        // Bound, not written into the text: every page of a query is one prepared
+        // statement, not one per page number.
+        for (clause, n) in [(" LIMIT $", self.limit), (" OFFSET $", self.offset)] {
+            if let Some(n) = n {
+                params.push(Arc::new(count_param(n)));
+                sql.push_str(clause);
+                sql.push_str(&params.len().to_string());
+            }
         }
         if let Some(lock) = self.lock {
             sql.push_str(lock);
@@ -589,4 +593,10 @@ pub fn as_params(values: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
 /// `NotFound` when an expected row is missing.
 pub(crate) fn require<T>(value: Option<T>) -> Result<T> {
     value.ok_or(Error::NotFound)
+}
+
+/// A row count as the `bigint` that `LIMIT` and `OFFSET` take (beyond its range, the
+/// largest: no table holds that many rows).
+pub(crate) fn count_param(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
