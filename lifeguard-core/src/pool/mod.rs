@@ -25,6 +25,7 @@ mod cached;
 mod choose;
 mod config;
 mod db;
+mod functions;
 mod metrics;
 mod monitor;
 mod node;
@@ -35,6 +36,7 @@ mod token;
 
 pub use config::PoolConfig;
 pub use db::Db;
+pub use functions::declare_read_only_functions;
 pub use metrics::PoolMetrics;
 pub use monitor::NodeState;
 pub use node::{Lease, Role};

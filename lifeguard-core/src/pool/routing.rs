@@ -4,6 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use super::functions::calls_unknown_function;
 use super::token::ConsistencyToken;
 use crate::error::{Error, Result};
 
@@ -124,7 +125,9 @@ pub(crate) struct StatementKind {
 }
 
 /// Classifies SQL by its leading keyword. Anything not provably a plain read is a write and
-/// goes to the primary: a wrong "write" only costs a replica, a wrong "read" would fail.
+/// goes to the primary: a wrong "write" only costs a replica, a wrong "read" would fail or,
+/// retried, run twice. A read calls no function that may write
+/// ([`declare_read_only_functions`](super::declare_read_only_functions)).
 pub(crate) fn classify(sql: &str) -> StatementKind {
     let head = skip_noise(sql);
     let end = head
@@ -158,7 +161,7 @@ pub(crate) fn classify(sql: &str) -> StatementKind {
         _ => "OTHER",
     };
     let plain_read = matches!(operation, "SELECT" | "WITH" | "VALUES" | "TABLE" | "SHOW");
-    let read_only = plain_read && !writes_or_locks(sql);
+    let read_only = plain_read && !writes_or_locks(sql) && !calls_unknown_function(sql);
     StatementKind {
         read_only,
         operation,
@@ -198,11 +201,9 @@ fn writes_or_locks(sql: &str) -> bool {
         .peekable();
     while let Some(w) = words.next() {
         let is = |k: &str| w.eq_ignore_ascii_case(k.as_bytes());
-        if [
-            "INSERT", "UPDATE", "DELETE", "MERGE", "INTO", "NEXTVAL", "SETVAL",
-        ]
-        .iter()
-        .any(|k| is(k))
+        if ["INSERT", "UPDATE", "DELETE", "MERGE", "INTO"]
+            .iter()
+            .any(|k| is(k))
         {
             return true;
         }
