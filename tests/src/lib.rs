@@ -20,6 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub mod scratch;
 
 pub mod cache;
+pub mod drill;
 pub mod http;
 pub mod orm;
 pub mod pg;

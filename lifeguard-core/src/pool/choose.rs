@@ -33,18 +33,49 @@ impl Reason {
     }
 }
 
-/// A server chosen for a read, holding a unit of the fallback budget when it is the primary
-/// standing in for replicas.
+/// How often a fallback read queued for the budget looks again whether the primary is
+/// still saturated (a budget unit handed back wakes it at once).
+const SATURATION_RECHECK: Duration = Duration::from_millis(5);
+
+/// The primary's fallback budget: reads that prefer a replica and find none eligible run on
+/// the primary freely while it has room, and only while it is saturated do they need one of
+/// `limit` units, queueing for it within their deadline.
+pub(super) struct Fallback {
+    units: may::sync::Semphore,
+    limit: usize,
+    /// Every fallback read routed to the primary and not finished, with a unit or without.
+    in_flight: AtomicUsize,
+}
+
+impl Fallback {
+    pub(super) fn new(limit: usize) -> Fallback {
+        Fallback {
+            units: may::sync::Semphore::new(limit),
+            limit,
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+}
+
+/// A server chosen for a read, holding a fallback slot when it is the primary standing in
+/// for replicas.
 pub(super) struct Routed<'a> {
     pub(super) member: &'a Member,
     _budget: Option<BudgetGuard<'a>>,
 }
 
-struct BudgetGuard<'a>(&'a AtomicUsize);
+struct BudgetGuard<'a> {
+    fallback: &'a Fallback,
+    /// Whether it holds a unit of the budget (taken while the primary was saturated).
+    unit: bool,
+}
 
 impl Drop for BudgetGuard<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.fallback.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if self.unit {
+            self.fallback.units.post();
+        }
     }
 }
 
@@ -122,16 +153,7 @@ impl PoolInner {
                 reason.as_str()
             ))),
             _ => {
-                let limit = self.config.fallback_limit();
-                let taken = self.fallback_inflight.fetch_add(1, Ordering::AcqRel);
-                let budget = BudgetGuard(&self.fallback_inflight);
-                if taken >= limit {
-                    self.metrics.fallback_rejected();
-                    return Err(Error::NoEligibleNode(format!(
-                        "no replica is eligible ({}) and the primary's fallback budget of {limit} reads is spent",
-                        reason.as_str()
-                    )));
-                }
+                let budget = self.fallback_slot(deadline, reason)?;
                 self.metrics.routed(pref, Role::Primary, reason.as_str());
                 Ok(Routed {
                     member: &self.primary,
@@ -139,6 +161,55 @@ impl PoolInner {
                 })
             }
         }
+    }
+
+    /// Whether the primary has room for one more fallback read, the caller already counted
+    /// in `in_flight`: it is not saturated while some connection it may open has no request
+    /// in flight (nor a lease), counting the fallback reads routed to it and not yet sent.
+    fn primary_has_room(&self) -> bool {
+        let max = self.config.max_size;
+        self.primary.node.load() < max && self.fallback.in_flight.load(Ordering::Acquire) <= max
+    }
+
+    /// A fallback read's slot on the primary: at once while the primary has room or a unit
+    /// of the budget is free; otherwise it queues for a unit (or for room) until `deadline`,
+    /// and only then fails, with `NoEligibleNode`.
+    fn fallback_slot(&self, deadline: Instant, reason: Reason) -> Result<BudgetGuard<'_>> {
+        let fallback = &self.fallback;
+        let mut slot = BudgetGuard {
+            fallback,
+            unit: false,
+        };
+        fallback.in_flight.fetch_add(1, Ordering::AcqRel);
+        let started = Instant::now();
+        loop {
+            // Units first: a read holding one leaves the room to reads without.
+            if fallback.units.try_wait() {
+                slot.unit = true;
+                return Ok(slot);
+            }
+            if self.primary_has_room() {
+                return Ok(slot);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            if fallback.units.wait_timeout(left.min(SATURATION_RECHECK)) {
+                slot.unit = true;
+                return Ok(slot);
+            }
+        }
+        self.metrics.fallback_rejected();
+        let limit = fallback.limit;
+        let waited = started.elapsed();
+        if let Some(suppressed) = self.quiet.admit("fallback_shed") {
+            tracing::warn!(target: "lifeguard::pool", suppressed, budget = limit, ?waited, "the primary is saturated: fallback reads shed after waiting for its budget");
+        }
+        Err(Error::NoEligibleNode(format!(
+            "no replica is eligible ({}) and the primary is saturated: no unit of its fallback budget of {limit} reads came free in {waited:?}",
+            reason.as_str()
+        )))
     }
 
     /// The least loaded eligible replica, or why there is none. With `include_primary`

@@ -172,8 +172,12 @@ impl PoolConfig {
         self
     }
 
-    /// At most this many replica-preferring reads may fall back to the primary at once
-    /// (default a quarter of `max_size`, at least 1).
+    /// The primary's fallback budget: while the primary is saturated (a request in flight
+    /// or a lease on each of its `max_size` connections), at most this many reads that
+    /// prefer a replica and find none eligible run there at once (default a quarter of
+    /// `max_size`, at least 1). The others queue for a unit within their deadline and fail
+    /// with `NoEligibleNode` only when it passes. While the primary has room, fallback reads
+    /// need no unit: the budget sheds load from a busy primary, not from a healthy one.
     pub fn fallback_max_inflight(mut self, n: usize) -> Self {
         self.fallback_max_inflight = Some(n);
         self

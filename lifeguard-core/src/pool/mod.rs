@@ -40,10 +40,11 @@ pub use functions::declare_read_only_functions;
 pub use metrics::PoolMetrics;
 pub use monitor::NodeState;
 pub use node::{Lease, Role};
+pub use observe::WarnLimiter;
 pub use routing::{ReadOptions, ReadPreference};
 pub use token::ConsistencyToken;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -59,6 +60,53 @@ use routing::classify;
 /// of a restarted server can each fail once before their readers notice.
 const READ_ATTEMPTS: u32 = 3;
 
+/// How often a caller waiting out a server's outage looks again: the circuit closes as
+/// soon as the monitor or a probe reaches the server, and the caller should not sit out
+/// more than a few milliseconds of the server being back.
+const OUTAGE_RECHECK: Duration = Duration::from_millis(5);
+
+/// Whether an error getting a connection says the server cannot be reached right now (its
+/// circuit is open, a connect failed, or it is starting up or shutting down), rather than
+/// anything about the caller's request, none of which was sent yet.
+fn server_down(e: &Error) -> bool {
+    match e {
+        Error::Unavailable { .. } | Error::Connection(_) => true,
+        // 57P03 cannot_connect_now: starting up, shutting down, in recovery.
+        e => e.sqlstate() == Some("57P03"),
+    }
+}
+
+/// Whether a server error says the session ended because the server is shutting down or
+/// restarting (57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now).
+fn shut_down(e: &Error) -> bool {
+    matches!(e.sqlstate(), Some("57P01" | "57P02" | "57P03"))
+}
+
+/// A read that failed getting its connection (nothing was sent) or running on it.
+enum Failed {
+    Acquire(Error),
+    Run(Error),
+}
+
+/// Runs `acquire` again while it fails with [`server_down`] and `deadline` has not passed:
+/// a caller whose deadline outlasts a short outage waits for the server (HikariCP's
+/// `connectionTimeout`) instead of failing at once; the last error is returned at the
+/// deadline.
+fn through_outage<T>(deadline: Instant, mut acquire: impl FnMut() -> Result<T>) -> Result<T> {
+    loop {
+        match acquire() {
+            Err(e) if server_down(&e) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(e);
+                }
+                may::coroutine::sleep(left.min(OUTAGE_RECHECK));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// A pool of connections to a primary and its replicas. Cheap to clone; clones share
 /// everything. The monitor stops when the last clone drops.
 #[derive(Clone)]
@@ -73,7 +121,9 @@ pub(crate) struct PoolInner {
     primary: Member,
     replicas: Vec<Member>,
     history: Mutex<History>,
-    fallback_inflight: AtomicUsize,
+    fallback: choose::Fallback,
+    /// Rate-limits the pool's own repeated warnings.
+    quiet: WarnLimiter,
     metrics: Arc<PoolMetrics>,
     closed: AtomicBool,
 }
@@ -139,7 +189,8 @@ impl Pool {
                 .map(|c| member(c, Role::Replica))
                 .collect(),
             history: Mutex::new(History::new(config.history_window)),
-            fallback_inflight: AtomicUsize::new(0),
+            fallback: choose::Fallback::new(config.fallback_limit()),
+            quiet: WarnLimiter::new(Duration::from_secs(1)),
             metrics,
             closed: AtomicBool::new(false),
             config,
@@ -183,11 +234,9 @@ impl Pool {
     /// As [`Pool::lease_primary`], waiting no later than `limit` either.
     pub(crate) fn lease_primary_until(&self, limit: Option<Instant>) -> Result<Lease> {
         self.inner.check_open()?;
-        let lease = self
-            .inner
-            .primary
-            .node
-            .lease(self.inner.acquire_deadline(limit))?;
+        let deadline = self.inner.acquire_deadline(limit);
+        let node = &self.inner.primary.node;
+        let lease = through_outage(deadline, || node.lease(deadline))?;
         #[cfg(feature = "cache")]
         let lease = lease.with_cache(self.cache.clone());
         Ok(lease)
@@ -208,7 +257,11 @@ impl Pool {
         self.inner.check_open()?;
         let deadline = self.inner.acquire_deadline(limit);
         let routed = self.inner.route(opts, deadline)?;
-        routed.member.node.lease(deadline)
+        let node = &routed.member.node;
+        match node.role {
+            Role::Primary => through_outage(deadline, || node.lease(deadline)),
+            Role::Replica => node.lease(deadline),
+        }
     }
 
     /// Runs `f` in a read-write transaction on the primary: commit on `Ok`, rollback on
@@ -311,16 +364,36 @@ impl PoolInner {
     ) -> Result<(T, Role)> {
         let deadline = self.acquire_deadline(limit);
         let mut attempt = 1;
+        // Replicas found unreachable on the way; each is skipped once it is marked.
+        let mut skipped = 0;
         loop {
             let routed = self.route(opts, deadline)?;
             let role = routed.member.node.role;
-            let result = self.on_member(routed.member, deadline, sql, &run);
+            let result = match self.on_member(routed.member, deadline, sql, &run) {
+                Ok(value) => return Ok((value, role)),
+                Err(Failed::Acquire(e))
+                    if role == Role::Replica
+                        && server_down(&e)
+                        && skipped < self.replicas.len()
+                        && Instant::now() < deadline =>
+                {
+                    // Nothing was sent, so this costs no attempt: the replica is marked
+                    // as a failed sample would mark it, and the read routed again.
+                    routed.member.tracker.unreachable();
+                    self.metrics.retried("unreachable");
+                    skipped += 1;
+                    continue;
+                }
+                Err(Failed::Acquire(e) | Failed::Run(e)) => Err(e),
+            };
             // A read is idempotent: a lost connection (a server restart, sockets that closed
             // just before the send) is worth another try, a recovery conflict one more on
             // another server.
             let retry_reason = match &result {
-                Err(Error::Connection(_))
-                    if attempt < READ_ATTEMPTS && Instant::now() < deadline =>
+                Err(e)
+                    if (matches!(e, Error::Connection(_)) || shut_down(e))
+                        && attempt < READ_ATTEMPTS
+                        && Instant::now() < deadline =>
                 {
                     Some("connectivity")
                 }
@@ -356,13 +429,13 @@ impl PoolInner {
         self.check_open()?;
         let deadline = self.acquire_deadline(limit);
         let node = &self.primary.node;
-        let mut conn = node.shared(deadline)?;
+        let mut conn = through_outage(deadline, || node.shared(deadline))?;
         let op = Operation::of(sql);
         let started = Instant::now();
         let (mut result, mut took) = self.observe(node, "write", sql, op, started, || run(&conn));
         if matches!(&result, Err(e) if e.is_unsent()) {
             // It failed before leaving the process, so it cannot have run: one more try.
-            conn = node.shared(deadline)?;
+            conn = through_outage(deadline, || node.shared(deadline))?;
             (result, took) = self.observe(node, "write", sql, op, started, || run(&conn));
         }
         node.retire_if_dirty(conn.connection());
@@ -382,14 +455,20 @@ impl PoolInner {
         deadline: Instant,
         sql: &str,
         run: &impl Fn(&Connection) -> Result<T>,
-    ) -> Result<T> {
-        let conn = member.node.shared(deadline)?;
+    ) -> Result<T, Failed> {
+        let node = &member.node;
+        let conn = match node.role {
+            Role::Primary => through_outage(deadline, || node.shared(deadline)),
+            // A replica that is down is not waited for: the read goes elsewhere.
+            Role::Replica => node.shared(deadline),
+        }
+        .map_err(Failed::Acquire)?;
         let op = Operation::of(sql);
         let (result, took) =
             self.observe(&member.node, "read", sql, op, Instant::now(), || run(&conn));
         member.node.retire_if_dirty(conn.connection());
         self.metrics.statement(member.node.role, op, took, &result);
-        result
+        result.map_err(Failed::Run)
     }
 
     /// The token for everything committed on `conn` so far: its insert position, read on

@@ -326,7 +326,11 @@ impl PoolInner {
                     config = config.connect_timeout(Duration::from_secs(1));
                 }
                 config = config.application_name("lifeguard-monitor");
+                let began = Instant::now();
                 Connection::connect(&config).and_then(|c| {
+                    // The server takes connections again: callers waiting out its outage
+                    // need not wait for the circuit's pause to end.
+                    m.node.connect_proved(began);
                     let s = sample(&c);
                     *conn = Some(c);
                     s

@@ -1,12 +1,16 @@
 //! Statement telemetry of the pool: the `db.statement` span, carrying the SQL text (never a
-//! parameter value), and the slow-statement log.
+//! parameter value), the slow-statement log, and the limiter that keeps a burst of identical
+//! warnings to one line a second.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::node::Node;
 use super::operation::Operation;
 use super::{metrics, PoolInner};
 use crate::error::Result;
+use crate::rt::lock;
 
 /// SQL longer than this is cut in the slow-statement log (a generated `IN (...)` list can
 /// run to megabytes).
@@ -95,9 +99,84 @@ fn head(sql: &str, limit: usize) -> (&str, bool) {
     (&sql[..end], true)
 }
 
+/// The most keys a [`WarnLimiter`] tracks; past it, a new key is logged untracked (so an
+/// unbounded key space costs no memory, only its lines).
+const MAX_KEYS: usize = 1024;
+
+/// Lets one warning per key through per period and counts the ones it holds back, so a
+/// fault that fails thousands of requests a second logs a line a second that says how many
+/// it stood for, instead of a line each.
+///
+/// ```
+/// use std::time::Duration;
+/// use lifeguard_core::pool::WarnLimiter;
+///
+/// let quiet = WarnLimiter::new(Duration::from_secs(1));
+/// for _ in 0..1000 {
+///     if let Some(suppressed) = quiet.admit("database unavailable") {
+///         // Once a second: the first time 0, then how many were held back since.
+///         tracing::warn!(suppressed, "database unavailable");
+///     }
+/// }
+/// assert_eq!(quiet.admit("another warning"), Some(0));
+/// ```
+pub struct WarnLimiter {
+    period: Duration,
+    /// Per key: when its last line went out, and how many were held back since.
+    keys: Mutex<HashMap<String, (Instant, u64)>>,
+}
+
+impl WarnLimiter {
+    /// At most one warning per key per `period`.
+    pub fn new(period: Duration) -> WarnLimiter {
+        WarnLimiter {
+            period,
+            keys: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `Some(n)` when a warning for `key` should be logged now, `n` being how many for it
+    /// were held back since the last one; `None` when it is held back (and counted).
+    pub fn admit(&self, key: &str) -> Option<u64> {
+        let now = Instant::now();
+        let mut keys = lock(&self.keys);
+        if let Some((last, held)) = keys.get_mut(key) {
+            if now.saturating_duration_since(*last) < self.period {
+                *held += 1;
+                return None;
+            }
+            let suppressed = *held;
+            *last = now;
+            *held = 0;
+            return Some(suppressed);
+        }
+        if keys.len() >= MAX_KEYS {
+            let period = self.period;
+            keys.retain(|_, (last, _)| now.saturating_duration_since(*last) < period);
+        }
+        if keys.len() < MAX_KEYS {
+            keys.insert(key.to_owned(), (now, 0));
+        }
+        Some(0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_warning_per_key_per_period_with_the_count_held_back() {
+        let quiet = WarnLimiter::new(Duration::from_millis(50));
+        assert_eq!(quiet.admit("a"), Some(0));
+        for _ in 0..5 {
+            assert_eq!(quiet.admit("a"), None);
+        }
+        assert_eq!(quiet.admit("b"), Some(0), "keys are limited apart");
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(quiet.admit("a"), Some(5));
+        assert_eq!(quiet.admit("a"), None);
+    }
 
     #[test]
     fn long_sql_is_cut_at_a_character_boundary() {
