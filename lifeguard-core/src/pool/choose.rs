@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::monitor::NodeState as State;
 use super::node::Role;
-use super::token::format_pg_lsn;
+use super::token::{self, format_pg_lsn, Vetted};
 use super::{ConsistencyToken, Member, PoolInner, ReadOptions, ReadPreference};
 use crate::error::{Error, Result};
 use crate::executor::Executor;
@@ -121,6 +121,18 @@ impl PoolInner {
                 .routed(pref, Role::Primary, Reason::NoReplica.as_str());
             return Ok(primary);
         }
+        let vetted;
+        let opts = match self.vet_token(opts) {
+            Vetted::Kept => opts,
+            Vetted::Foreign => {
+                vetted = ReadOptions {
+                    min_lsn: None,
+                    ..*opts
+                };
+                &vetted
+            }
+            Vetted::Future => return self.beyond_the_primary(pref),
+        };
         let (best, reason) = self.best_replica(opts, pref == ReadPreference::Nearest);
         if let Some(member) = best {
             self.metrics
@@ -161,6 +173,45 @@ impl PoolInner {
                 })
             }
         }
+    }
+
+    /// What the read's token is worth here ([`token::vet`]), counting the ones rejected.
+    /// Its position is judged only on a fresh sample of the primary's.
+    fn vet_token(&self, opts: &ReadOptions) -> Vetted {
+        let Some(token) = opts.min_lsn else {
+            return Vetted::Kept;
+        };
+        let h = self.primary.tracker.get();
+        let fresh = h.fresh(Instant::now(), self.config.monitor_interval);
+        let lsn = if fresh { h.lsn } else { u64::MAX };
+        let verdict = token::vet(&token, h.system_id, h.timeline, lsn);
+        if verdict != Vetted::Kept {
+            self.metrics.token_rejected(verdict.reason());
+        }
+        verdict
+    }
+
+    /// A read whose token is ahead of the primary: the primary once (it holds everything
+    /// that token could genuinely stand for), without waiting for a replica or taking a
+    /// unit of the fallback budget, so a forged token costs one plain primary read.
+    fn beyond_the_primary(&self, pref: ReadPreference) -> Result<Routed<'_>> {
+        let ahead = "the consistency token is ahead of the primary's WAL position";
+        if pref == ReadPreference::Replica {
+            return Err(Error::NoEligibleNode(format!(
+                "{ahead}: no replica can reach it"
+            )));
+        }
+        if !self.primary_usable() {
+            return Err(Error::NoEligibleNode(format!(
+                "{ahead} and the primary is unavailable"
+            )));
+        }
+        self.metrics
+            .routed(pref, Role::Primary, Reason::TokenUnsatisfied.as_str());
+        Ok(Routed {
+            member: &self.primary,
+            _budget: None,
+        })
     }
 
     /// Whether the primary has room for one more fallback read, the caller already counted

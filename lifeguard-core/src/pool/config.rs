@@ -42,6 +42,10 @@ pub struct PoolConfig {
     pub(crate) name: String,
     pub(crate) slow_statement_threshold: Option<Duration>,
     pub(crate) liveness_probe: Option<Duration>,
+    /// The `node` metric label of the primary, when named.
+    pub(crate) primary_label: Option<String>,
+    /// The `node` metric label of each replica (in `replicas` order), when named.
+    pub(crate) replica_labels: Vec<Option<String>>,
 }
 
 impl PoolConfig {
@@ -68,6 +72,8 @@ impl PoolConfig {
             name: "default".into(),
             slow_statement_threshold: Some(Duration::from_secs(1)),
             liveness_probe: Some(crate::pg::DEFAULT_LIVENESS_PROBE),
+            primary_label: None,
+            replica_labels: Vec::new(),
         }
     }
 
@@ -112,7 +118,45 @@ impl PoolConfig {
     /// Adds a streaming replica.
     pub fn replica(mut self, replica: Config) -> Self {
         self.replicas.push(replica);
+        self.replica_labels.push(None);
         self
+    }
+
+    /// Adds a streaming replica whose metrics carry `label` as their `node` label instead
+    /// of its `host:port` (see [`PoolConfig::primary_label`]).
+    pub fn replica_labeled(mut self, replica: Config, label: impl Into<String>) -> Self {
+        self.replicas.push(replica);
+        self.replica_labels.push(Some(label.into()));
+        self
+    }
+
+    /// The `node` label of the primary's metrics, instead of its `host:port`.
+    ///
+    /// By default every server's series are labelled with its `host:port` (spec §2.8), which
+    /// is what dashboards key on; a `/metrics` endpoint reachable by others then tells them
+    /// where the databases are. Naming each server keeps addresses out of the metrics (the
+    /// labels must be distinct; logs and errors still name `host:port`).
+    ///
+    /// ```
+    /// # use lifeguard_core::pg::Config;
+    /// # use lifeguard_core::pool::PoolConfig;
+    /// let config = PoolConfig::new("postgres://app@10.0.0.1/orders".parse()?)
+    ///     .primary_label("orders-primary")
+    ///     .replica_labeled("postgres://app@10.0.0.2/orders".parse()?, "orders-replica-a");
+    /// config.validate()?;
+    /// # Ok::<(), lifeguard_core::Error>(())
+    /// ```
+    pub fn primary_label(mut self, label: impl Into<String>) -> Self {
+        self.primary_label = Some(label.into());
+        self
+    }
+
+    /// The `node` label of each server, by its `host:port`, for the servers that have one.
+    pub(crate) fn node_labels(&self) -> std::collections::HashMap<String, String> {
+        std::iter::once((&self.primary, &self.primary_label))
+            .chain(self.replicas.iter().zip(&self.replica_labels))
+            .filter_map(|(c, label)| Some((c.display_target(), label.clone()?)))
+            .collect()
     }
 
     /// Connections per server (default 10).
@@ -298,6 +342,29 @@ impl PoolConfig {
         }
         if self.acquire_timeout.is_zero() {
             return Err(Error::config("acquire_timeout must be positive"));
+        }
+        self.validate_labels()
+    }
+
+    /// Node labels given must be non-empty and tell their servers apart from the others,
+    /// or their series would merge.
+    fn validate_labels(&self) -> Result<()> {
+        let all: Vec<(String, bool)> = std::iter::once((&self.primary, &self.primary_label))
+            .chain(self.replicas.iter().zip(&self.replica_labels))
+            .map(|(c, label)| match label {
+                Some(label) => (label.clone(), true),
+                None => (c.display_target(), false),
+            })
+            .collect();
+        for (label, _) in all.iter().filter(|(_, named)| *named) {
+            if label.trim().is_empty() {
+                return Err(Error::config("a node label is empty"));
+            }
+            if all.iter().filter(|(l, _)| l == label).count() > 1 {
+                return Err(Error::config(format!(
+                    "two servers share the node label {label:?}"
+                )));
+            }
         }
         Ok(())
     }

@@ -344,14 +344,16 @@ impl Executor for Db {
         self.run(sql, |c| c.query_pipelined(sql, batch))
     }
 
+    /// Runs on the primary within this handle's deadline, like every other statement of
+    /// it (so does `batch_execute`, which runs through here).
     fn simple_query(&self, sql: &str) -> Result<Vec<SimpleQueryMessage>> {
+        let run = |e: &dyn Executor| e.simple_query(sql);
         let result = self
             .pool
             .inner()
-            .write(self.deadline.map(|(at, _)| at), sql, |c| {
-                c.simple_query(sql)
-            })
-            .map(|(m, _)| m);
+            .write(self.limit(), sql, |c| self.within_deadline(c, None, &run))
+            .map(|(m, _)| m)
+            .map_err(|e| self.past_deadline(e));
         self.note_write_if_sent(&result);
         result
     }

@@ -176,7 +176,7 @@ impl Pool {
 
     /// Starts the pool on a validated `config`.
     fn start(config: PoolConfig, metrics: PoolMetrics) -> Result<Pool> {
-        let metrics = Arc::new(metrics);
+        let metrics = Arc::new(metrics.with_node_labels(config.node_labels()));
         let member = |c: &crate::pg::Config, role| Member {
             node: Node::new(c.clone(), role, &config, metrics.clone()),
             tracker: Tracker::new(role),

@@ -185,6 +185,59 @@ impl FromStr for ConsistencyToken {
     }
 }
 
+/// How far past the primary's last sampled position a token may claim to be: more WAL
+/// than a primary writes between a few monitor samples (at 250 ms, over 250 MB/s), far less
+/// than the whole address space a forged token can name.
+pub(crate) const FUTURE_LSN_MARGIN: u64 = 64 << 20;
+
+/// What routing makes of a token, measured against the primary's last sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Vetted {
+    /// It may have come from this primary: routed on as it is.
+    Kept,
+    /// From another cluster (another system identifier): it means nothing here and is
+    /// ignored (`reason` `foreign_system`).
+    Foreign,
+    /// Ahead of anything the primary has written (a later timeline, or an LSN past its
+    /// position plus [`FUTURE_LSN_MARGIN`]): no replica will reach it, so the read goes to
+    /// the primary once, without waiting for a replica or taking the fallback budget
+    /// (`reason` `future_lsn`).
+    Future,
+}
+
+impl Vetted {
+    /// The `reason` label of `lifeguard_consistency_token_rejected_total`.
+    pub(crate) fn reason(self) -> &'static str {
+        match self {
+            Vetted::Kept => "kept",
+            Vetted::Foreign => "foreign_system",
+            Vetted::Future => "future_lsn",
+        }
+    }
+}
+
+/// Vets `token` against the primary's identity and position (`system_id` 0: not sampled
+/// yet, and nothing is judged).
+pub(crate) fn vet(token: &ConsistencyToken, system_id: u64, timeline: u32, lsn: u64) -> Vetted {
+    if system_id == 0 {
+        return Vetted::Kept;
+    }
+    if token.system_id != system_id {
+        return Vetted::Foreign;
+    }
+    let ahead = match token.timeline.cmp(&timeline) {
+        std::cmp::Ordering::Greater => true,
+        std::cmp::Ordering::Equal => token.lsn > lsn.saturating_add(FUTURE_LSN_MARGIN),
+        // An older timeline's token is genuine after a failover: the primary serves it.
+        std::cmp::Ordering::Less => false,
+    };
+    if ahead {
+        Vetted::Future
+    } else {
+        Vetted::Kept
+    }
+}
+
 /// Parses PostgreSQL's `X/Y` text form of an LSN.
 pub(crate) fn parse_pg_lsn(text: &str) -> Option<u64> {
     let (hi, lo) = text.split_once('/')?;
@@ -247,6 +300,27 @@ mod tests {
         assert_eq!(end(0x2400_4020), 0x2400_4020, "mid-page");
         assert_eq!(end(0x2400_4000), 0x2400_4000, "on a boundary");
         assert_eq!(record_end(0x2400_4018, 0, 0), 0x2400_4018, "unknown sizes");
+    }
+
+    #[test]
+    fn tokens_this_primary_cannot_have_issued_are_caught() {
+        let (system, timeline, lsn) = (7, 2, 0x5000_0000);
+        let vet = |t: ConsistencyToken| vet(&t, system, timeline, lsn);
+        assert_eq!(vet(ConsistencyToken::new(7, 2, lsn)), Vetted::Kept);
+        assert_eq!(
+            vet(ConsistencyToken::new(7, 2, lsn + FUTURE_LSN_MARGIN)),
+            Vetted::Kept,
+            "within a few samples' worth of WAL"
+        );
+        assert_eq!(vet(ConsistencyToken::new(7, 1, u64::MAX)), Vetted::Kept);
+        assert_eq!(vet(ConsistencyToken::new(8, 2, 0)), Vetted::Foreign);
+        assert_eq!(vet(ConsistencyToken::new(7, 3, 0)), Vetted::Future);
+        assert_eq!(vet(ConsistencyToken::new(7, 2, u64::MAX)), Vetted::Future);
+        // Nothing sampled yet: nothing to judge by.
+        assert_eq!(
+            super::vet(&ConsistencyToken::new(8, 9, u64::MAX), 0, 0, 0),
+            Vetted::Kept
+        );
     }
 
     #[test]

@@ -29,6 +29,14 @@ impl PoolMetrics {
         })
     }
 
+    /// Node labels name series, and there are none.
+    pub(crate) fn with_node_labels(
+        self,
+        _labels: std::collections::HashMap<String, String>,
+    ) -> PoolMetrics {
+        self
+    }
+
     /// The `pool` label value.
     pub fn pool(&self) -> &str {
         &self.pool
@@ -79,6 +87,8 @@ impl PoolMetrics {
     pub(crate) fn routed(&self, _preference: ReadPreference, _target: Role, _reason: &str) {}
 
     pub(crate) fn fallback_rejected(&self) {}
+
+    pub(crate) fn token_rejected(&self, _reason: &str) {}
 
     pub(crate) fn retried(&self, _reason: &str) {}
 

@@ -1,5 +1,6 @@
 //! The pool's series on a Prometheus registry (the `metrics` feature).
 
+use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -49,6 +50,9 @@ pub struct PoolMetrics {
     /// Every (preference, target, reason) counter of `lifeguard_read_routed_total`.
     routed_by: Vec<IntCounter>,
     fallback_rejected: IntCounter,
+    /// The `node` label of each server whose configuration names one, by `host:port`.
+    node_labels: HashMap<String, String>,
+    token_rejected: IntCounterVec,
     retries: IntCounterVec,
     consistency_wait: HistogramVec,
 }
@@ -255,6 +259,17 @@ impl PoolMetrics {
         ))
         .map_err(metric_error)?;
         reg(Box::new(fallback_rejected.clone()))?;
+        let token_rejected = make!(
+            IntCounterVec,
+            opts(
+                "lifeguard_consistency_token_rejected_total",
+                "Consistency tokens this cluster cannot have issued, by reason."
+            ),
+            &["reason"]
+        );
+        for reason in ["foreign_system", "future_lsn"] {
+            token_rejected.with_label_values(&[reason]);
+        }
         let retries = make!(
             IntCounterVec,
             opts(
@@ -319,6 +334,8 @@ impl PoolMetrics {
             sample_age,
             routed_by,
             fallback_rejected,
+            node_labels: HashMap::new(),
+            token_rejected,
             retries,
             consistency_wait,
         })
@@ -329,6 +346,17 @@ impl PoolMetrics {
         &self.pool
     }
 
+    /// Labels the series of the servers in `labels` (by `host:port`) with the names given.
+    pub(crate) fn with_node_labels(mut self, labels: HashMap<String, String>) -> PoolMetrics {
+        self.node_labels = labels;
+        self
+    }
+
+    /// The `node` label of the server `node` (`host:port`).
+    fn label<'a>(&'a self, node: &'a str) -> &'a str {
+        self.node_labels.get(node).map_or(node, String::as_str)
+    }
+
     /// The registry the series are on.
     pub(crate) fn registry(&self) -> &Registry {
         &self.registry
@@ -337,16 +365,16 @@ impl PoolMetrics {
     pub(crate) fn connections(&self, node: &str, idle: usize, in_use: usize, opening: usize) {
         for (state, n) in [("idle", idle), ("in_use", in_use), ("opening", opening)] {
             self.connections
-                .with_label_values(&[node, state])
+                .with_label_values(&[self.label(node), state])
                 .set(n as i64);
         }
     }
 
     /// Creates a server's series at zero, so dashboards show them before the first event.
     pub(crate) fn init_node(&self, node: &str) {
-        self.waiters.with_label_values(&[node]).set(0);
-        self.connect_errors.with_label_values(&[node]);
-        self.opened.with_label_values(&[node]);
+        self.waiters.with_label_values(&[self.label(node)]).set(0);
+        self.connect_errors.with_label_values(&[self.label(node)]);
+        self.opened.with_label_values(&[self.label(node)]);
         for reason in [
             "max_lifetime",
             "idle_timeout",
@@ -356,19 +384,19 @@ impl PoolMetrics {
             "session_state",
             "shutdown",
         ] {
-            self.closed.with_label_values(&[node, reason]);
+            self.closed.with_label_values(&[self.label(node), reason]);
         }
     }
 
     pub(crate) fn max_connections(&self, node: &str, n: usize) {
         self.max_connections
-            .with_label_values(&[node])
+            .with_label_values(&[self.label(node)])
             .set(n as i64);
     }
 
     /// The waiters gauge of one server, resolved once: it moves on every wait.
     pub(crate) fn waiters(&self, node: &str) -> Gauge {
-        self.waiters.with_label_values(&[node])
+        self.waiters.with_label_values(&[self.label(node)])
     }
 
     pub(crate) fn acquired(&self, role: Role, took: Duration) {
@@ -380,15 +408,19 @@ impl PoolMetrics {
     }
 
     pub(crate) fn opened(&self, node: &str) {
-        self.opened.with_label_values(&[node]).inc();
+        self.opened.with_label_values(&[self.label(node)]).inc();
     }
 
     pub(crate) fn connect_error(&self, node: &str) {
-        self.connect_errors.with_label_values(&[node]).inc();
+        self.connect_errors
+            .with_label_values(&[self.label(node)])
+            .inc();
     }
 
     pub(crate) fn closed(&self, node: &str, reason: &str) {
-        self.closed.with_label_values(&[node, reason]).inc();
+        self.closed
+            .with_label_values(&[self.label(node), reason])
+            .inc();
     }
 
     /// Records a finished statement and classifies its error, if any.
@@ -422,10 +454,16 @@ impl PoolMetrics {
 
     pub(crate) fn node_state(&self, node: &str, from: &str, to: &str) {
         if from != to {
-            self.node_state.with_label_values(&[node, from]).set(0);
-            self.transitions.with_label_values(&[node, from, to]).inc();
+            self.node_state
+                .with_label_values(&[self.label(node), from])
+                .set(0);
+            self.transitions
+                .with_label_values(&[self.label(node), from, to])
+                .inc();
         }
-        self.node_state.with_label_values(&[node, to]).set(1);
+        self.node_state
+            .with_label_values(&[self.label(node), to])
+            .set(1);
     }
 
     pub(crate) fn replica_sample(
@@ -436,19 +474,19 @@ impl PoolMetrics {
         paused: bool,
     ) {
         self.staleness
-            .with_label_values(&[node])
+            .with_label_values(&[self.label(node)])
             .set(staleness.as_secs_f64());
         self.lag_bytes
-            .with_label_values(&[node])
+            .with_label_values(&[self.label(node)])
             .set(i64::try_from(lag_bytes).unwrap_or(i64::MAX));
         self.paused
-            .with_label_values(&[node])
+            .with_label_values(&[self.label(node)])
             .set(i64::from(paused));
     }
 
     pub(crate) fn sample_age(&self, node: &str, age: Duration) {
         self.sample_age
-            .with_label_values(&[node])
+            .with_label_values(&[self.label(node)])
             .set(age.as_secs_f64());
     }
 
@@ -464,6 +502,10 @@ impl PoolMetrics {
 
     pub(crate) fn fallback_rejected(&self) {
         self.fallback_rejected.inc();
+    }
+
+    pub(crate) fn token_rejected(&self, reason: &str) {
+        self.token_rejected.with_label_values(&[reason]).inc();
     }
 
     pub(crate) fn retried(&self, reason: &str) {
