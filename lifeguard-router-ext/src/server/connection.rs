@@ -1,4 +1,5 @@
-//! One HTTP/1.1 connection: parse heads, hand bodies to the service, write responses.
+//! One HTTP/1.1 connection: parse heads, hand bodies to the service, write responses,
+//! each wait for the client bounded by a deadline.
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
@@ -6,10 +7,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use may::net::TcpStream;
 
+use super::head::{HeadReader, KeepAlive};
+use super::watch::Guard;
+use super::ServerConfig;
 use crate::endpoints::Reply;
-use crate::problem::Problem;
 use crate::service::wire::{reason, sendable, status, valid_value};
-use crate::service::{App, BodySource, Head, Limits};
+use crate::service::{App, BodySource};
 
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 8 << 10;
@@ -17,20 +20,23 @@ const READ_CHUNK: usize = 8 << 10;
 /// connection (losing the response) while the client is still sending.
 const LINGER_BYTES: usize = 64 << 10;
 
-/// Serves one accepted connection until the client closes it or it must close.
-pub(super) fn serve(stream: TcpStream, app: &App) {
-    // One write per batch of responses: Nagle would only delay it.
-    let _ = stream.set_nodelay(true);
-    let mut conn = Connection {
-        stream,
-        input: Vec::with_capacity(READ_CHUNK),
-        pos: 0,
-        output: Vec::with_capacity(READ_CHUNK),
-        date: Date::default(),
-    };
-    if let Err(e) = conn.run(app) {
-        tracing::debug!(error = %e, "HTTP connection ended");
-    }
+/// Serves one accepted connection until the client closes it, it must close, or a
+/// deadline passes.
+pub(super) fn serve(stream: TcpStream, app: &App, config: &ServerConfig, guard: Guard) {
+    let mut conn = Connection::new(stream, config, guard);
+    // The first head is due `head_timeout` after the accept.
+    conn.head_deadline = Some(conn.guard.deadline_in(config.head_timeout));
+    let ended = conn.run(app);
+    conn.log_end(ended);
+}
+
+/// Answers a connection past the cap with `reply` (sent with `Connection: close`) and
+/// closes it.
+pub(super) fn refuse(stream: TcpStream, reply: &Reply, config: &ServerConfig, guard: Guard) {
+    let mut conn = Connection::new(stream, config, guard);
+    conn.encode(reply, KeepAlive::Close, false);
+    let ended = conn.close();
+    conn.log_end(ended);
 }
 
 struct Connection {
@@ -41,35 +47,45 @@ struct Connection {
     /// Responses not yet written.
     output: Vec<u8>,
     date: Date,
-}
-
-/// A parsed head and how to treat its connection.
-struct Parsed {
-    head: Head,
-    /// Bytes of request line and headers.
-    len: usize,
-    keep_alive: KeepAlive,
-    expect_continue: bool,
-}
-
-#[derive(Clone, Copy, PartialEq)]
-enum KeepAlive {
-    /// HTTP/1.1 default: stay open.
-    Implicit,
-    /// HTTP/1.0 with `Connection: keep-alive`: stay open and say so.
-    Announced,
-    /// Close after this response.
-    Close,
+    head: HeadReader,
+    /// When the head being received is due, once its first byte came (or the connection
+    /// was accepted).
+    head_deadline: Option<u64>,
+    guard: Guard,
+    config: ServerConfig,
 }
 
 impl Connection {
+    fn new(stream: TcpStream, config: &ServerConfig, guard: Guard) -> Connection {
+        Connection {
+            stream,
+            input: Vec::with_capacity(READ_CHUNK),
+            pos: 0,
+            output: Vec::with_capacity(READ_CHUNK),
+            date: Date::default(),
+            head: HeadReader::default(),
+            head_deadline: None,
+            guard,
+            config: *config,
+        }
+    }
+
+    fn log_end(&self, ended: io::Result<()>) {
+        if self.guard.fired() {
+            tracing::debug!("HTTP connection closed: the client missed a deadline");
+        } else if let Err(e) = ended {
+            tracing::debug!(error = %e, "HTTP connection ended");
+        }
+    }
+
     fn run(&mut self, app: &App) -> io::Result<()> {
         let limits = app.limits;
         loop {
-            let parsed = match self.parse(&limits) {
+            let parsed = match self.head.parse(&self.input[self.pos..], &limits) {
                 Ok(Some(parsed)) => parsed,
                 Ok(None) => {
                     self.flush()?;
+                    self.await_head()?;
                     if self.read_more(READ_CHUNK)? == 0 {
                         return Ok(());
                     }
@@ -81,6 +97,9 @@ impl Connection {
                     return self.close();
                 }
             };
+            // The handler runs unbounded by the server: its own deadlines apply.
+            self.head_deadline = None;
+            self.guard.disarm()?;
             self.pos += parsed.len;
             let head_only = parsed.head.method == "HEAD";
             let mut body = ConnBody {
@@ -100,88 +119,18 @@ impl Connection {
         }
     }
 
-    /// The next complete head in the buffer, `None` when more bytes are needed, or the
-    /// problem that ends the connection.
-    fn parse(&self, limits: &Limits) -> Result<Option<Parsed>, Problem> {
-        let buf = &self.input[self.pos..];
-        let too_large = |detail: String| {
-            Problem::new(
-                431,
-                "urn:lifeguard:problem:header-fields-too-large",
-                "Request header fields too large",
-                detail,
-            )
+    /// Arms the deadline of the wait for the next head's bytes: the idle timeout before
+    /// its first byte, then the head timeout from that byte on.
+    fn await_head(&mut self) -> io::Result<()> {
+        if self.head_deadline.is_none() && self.buffered() == 0 {
+            return self.guard.arm(self.config.idle_timeout);
+        }
+        let deadline = match self.head_deadline {
+            Some(at) => at,
+            None => self.guard.deadline_in(self.config.head_timeout),
         };
-        let head_bytes = || {
-            too_large(format!(
-                "the request line and headers may be at most {} bytes",
-                limits.max_head_bytes
-            ))
-        };
-        // On the coroutine's stack for the default limit: no allocation per request.
-        let mut inline = [httparse::EMPTY_HEADER; 64];
-        let mut spilled;
-        let fields: &mut [httparse::Header<'_>] = if limits.max_headers <= inline.len() {
-            &mut inline[..limits.max_headers]
-        } else {
-            spilled = vec![httparse::EMPTY_HEADER; limits.max_headers];
-            &mut spilled
-        };
-        let mut req = httparse::Request::new(fields);
-        let len = match req.parse(buf) {
-            Ok(httparse::Status::Complete(len)) if len > limits.max_head_bytes => {
-                return Err(head_bytes())
-            }
-            Ok(httparse::Status::Complete(len)) => len,
-            Ok(httparse::Status::Partial) if buf.len() > limits.max_head_bytes => {
-                return Err(head_bytes())
-            }
-            Ok(httparse::Status::Partial) => return Ok(None),
-            Err(httparse::Error::TooManyHeaders) => {
-                return Err(too_large(format!(
-                    "a request may carry at most {} headers",
-                    limits.max_headers
-                )))
-            }
-            Err(e) => {
-                return Err(Problem::new(
-                    400,
-                    "urn:lifeguard:problem:malformed-request",
-                    "Malformed request",
-                    format!("the request head is not valid HTTP/1.1: {e}"),
-                ))
-            }
-        };
-        // A complete parse always has a method, path and version; the defaults only
-        // keep this total.
-        let head = Head::new(
-            req.method.unwrap_or_default(),
-            req.path.unwrap_or_default(),
-            req.headers,
-        );
-        let has_token = |name: &str, token: &str| {
-            head.headers
-                .iter()
-                .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-                .flat_map(|(_, v)| v.split(','))
-                .any(|t| t.trim().eq_ignore_ascii_case(token))
-        };
-        let keep_alive = if has_token("connection", "close") {
-            KeepAlive::Close
-        } else if req.version == Some(1) {
-            KeepAlive::Implicit
-        } else if has_token("connection", "keep-alive") {
-            KeepAlive::Announced
-        } else {
-            KeepAlive::Close
-        };
-        let expect_continue = req.version == Some(1) && has_token("expect", "100-continue");
-        Ok(Some(Parsed {
-            head,
-            len,
-            keep_alive,
-            expect_continue,
-        }))
+        self.head_deadline = Some(deadline);
+        self.guard.arm_at(deadline)
     }
 
     /// Reads at least one byte more (up to `want`); 0 at end of stream.
@@ -203,8 +152,10 @@ impl Connection {
         self.input.len() - self.pos
     }
 
+    /// Writes the pending responses, within the write timeout.
     fn flush(&mut self) -> io::Result<()> {
         if !self.output.is_empty() {
+            self.guard.arm(self.config.write_timeout)?;
             self.stream.write_all(&self.output)?;
             self.output.clear();
         }
@@ -212,10 +163,12 @@ impl Connection {
     }
 
     /// Writes what is pending, stops sending, and reads what the client still sends (up to
-    /// [`LINGER_BYTES`]) so closing does not reset the connection under the response.
+    /// [`LINGER_BYTES`], for at most the linger timeout) so closing does not reset the
+    /// connection under the response.
     fn close(&mut self) -> io::Result<()> {
         self.flush()?;
         self.stream.shutdown(Shutdown::Write)?;
+        self.guard.arm(self.config.linger_timeout)?;
         let mut sink = [0u8; 4096];
         let mut left = LINGER_BYTES;
         while left > 0 {
@@ -286,6 +239,7 @@ impl BodySource for ConnBody<'_> {
     fn read(&mut self, len: usize) -> io::Result<Vec<u8>> {
         if self.conn.buffered() < len {
             self.before_waiting()?;
+            self.conn.guard.arm(self.conn.config.body_timeout)?;
         }
         while self.conn.buffered() < len {
             let missing = len - self.conn.buffered();
@@ -293,6 +247,7 @@ impl BodySource for ConnBody<'_> {
                 return Err(io::ErrorKind::UnexpectedEof.into());
             }
         }
+        self.conn.guard.disarm()?;
         let start = self.conn.pos;
         self.conn.pos += len;
         Ok(self.conn.input[start..start + len].to_vec())
@@ -306,7 +261,10 @@ impl BodySource for ConnBody<'_> {
         let now = self.conn.buffered().min(len);
         self.conn.pos += now;
         let mut left = len - now;
-        if left > 0 && self.conn.flush().is_err() {
+        if left > 0
+            && (self.conn.flush().is_err()
+                || self.conn.guard.arm(self.conn.config.body_timeout).is_err())
+        {
             return false;
         }
         let mut sink = [0u8; 4096];
@@ -317,7 +275,7 @@ impl BodySource for ConnBody<'_> {
                 Ok(n) => left -= n,
             }
         }
-        true
+        self.conn.guard.disarm().is_ok()
     }
 }
 
