@@ -1,7 +1,9 @@
 //! Choosing the server for a read: eligibility, the routing table of spec §2.5, the
 //! primary's fallback budget and the bounded wait for a consistency token.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::monitor::NodeState as State;
@@ -10,6 +12,8 @@ use super::token::{self, format_pg_lsn, Vetted};
 use super::{ConsistencyToken, Member, PoolInner, ReadOptions, ReadPreference};
 use crate::error::{Error, Result};
 use crate::executor::Executor;
+use crate::rt::{lock, park};
+use may::sync::Blocker;
 
 /// Why a read went where it went (the `reason` label).
 #[derive(Clone, Copy)]
@@ -41,19 +45,49 @@ const SATURATION_RECHECK: Duration = Duration::from_millis(5);
 /// the primary freely while it has room, and only while it is saturated do they need one of
 /// `limit` units, queueing for it within their deadline.
 pub(super) struct Fallback {
-    units: may::sync::Semphore,
+    /// Units not taken.
+    free: AtomicUsize,
     limit: usize,
     /// Every fallback read routed to the primary and not finished, with a unit or without.
     in_flight: AtomicUsize,
+    /// Reads queued for a unit, woken in turn as units come back. (Not `may`'s semaphore:
+    /// its timed-out waiters stay queued and a release recurses through all of them.)
+    queue: Mutex<VecDeque<Arc<Blocker>>>,
 }
 
 impl Fallback {
     pub(super) fn new(limit: usize) -> Fallback {
         Fallback {
-            units: may::sync::Semphore::new(limit),
+            free: AtomicUsize::new(limit),
             limit,
             in_flight: AtomicUsize::new(0),
+            queue: Mutex::new(VecDeque::new()),
         }
+    }
+
+    fn take_unit(&self) -> bool {
+        self.free
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    fn give_unit(&self) {
+        self.free.fetch_add(1, Ordering::AcqRel);
+        if let Some(next) = lock(&self.queue).pop_front() {
+            next.unpark();
+        }
+    }
+
+    /// Waits until a unit may have come back, or `until`; `false` when one was taken.
+    fn wait_for_unit(&self, me: &Arc<Blocker>, until: Instant) -> bool {
+        lock(&self.queue).push_back(me.clone());
+        // A unit handed back between the caller's look and the push woke nobody.
+        let taken = self.take_unit();
+        if !taken {
+            park(me, Some(until));
+        }
+        lock(&self.queue).retain(|b| !Arc::ptr_eq(b, me));
+        !taken
     }
 }
 
@@ -74,7 +108,7 @@ impl Drop for BudgetGuard<'_> {
     fn drop(&mut self) {
         self.fallback.in_flight.fetch_sub(1, Ordering::AcqRel);
         if self.unit {
-            self.fallback.units.post();
+            self.fallback.give_unit();
         }
     }
 }
@@ -233,20 +267,21 @@ impl PoolInner {
         };
         fallback.in_flight.fetch_add(1, Ordering::AcqRel);
         let started = Instant::now();
+        let me = Arc::new(Blocker::new(false));
         loop {
             // Units first: a read holding one leaves the room to reads without.
-            if fallback.units.try_wait() {
+            if fallback.take_unit() {
                 slot.unit = true;
                 return Ok(slot);
             }
             if self.primary_has_room() {
                 return Ok(slot);
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            let now = Instant::now();
+            if now >= deadline {
                 break;
             }
-            if fallback.units.wait_timeout(left.min(SATURATION_RECHECK)) {
+            if !fallback.wait_for_unit(&me, deadline.min(now + SATURATION_RECHECK)) {
                 slot.unit = true;
                 return Ok(slot);
             }
