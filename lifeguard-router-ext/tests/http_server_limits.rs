@@ -78,6 +78,30 @@ fn start(config: ServerConfig) -> u16 {
     port
 }
 
+/// A connection on which the server started answering `bytes` with `200` (its status line
+/// read, nothing more). Retried on a `503`: the server frees a connection's slot only once
+/// it has seen the close, a moment after the client closed (such as `start`'s probe).
+fn served(port: u16, bytes: &[u8]) -> TcpStream {
+    wait_for(Duration::from_secs(3), || {
+        let mut s = connect(port);
+        s.write_all(bytes).unwrap();
+        let mut status = [0u8; 12];
+        s.read_exact(&mut status).ok()?;
+        (&status == b"HTTP/1.1 200").then_some(s)
+    })
+    .expect("a connection is served")
+}
+
+/// As [`served`] for `GET /hi`, its whole response read.
+fn served_hi(port: u16) -> TcpStream {
+    wait_for(Duration::from_secs(3), || {
+        let mut s = connect(port);
+        s.write_all(&request("GET", "/hi", &[], None)).unwrap();
+        (read_responses(&mut s, 1)[0].status == 200).then_some(s)
+    })
+    .expect("a connection is served")
+}
+
 /// Whether the server has closed `s`: a read that ends the stream (or is reset) within
 /// `wait`. Data instead is a test failure.
 fn closed_within(s: &mut TcpStream, wait: Duration) -> bool {
@@ -182,10 +206,7 @@ fn a_client_that_never_reads_a_large_response_is_dropped_within_the_write_deadli
         max_connections: 1,
         ..patient()
     });
-    let mut stalled = connect(port);
-    stalled
-        .write_all(&request("GET", "/big", &[], None))
-        .unwrap();
+    let mut stalled = served(port, &request("GET", "/big", &[], None));
     std::thread::sleep(SHORT + SLACK);
     let r = roundtrip(port, "GET", "/hi", &[], None);
     assert_eq!(r.status, 200, "the stalled connection still holds the slot");
@@ -214,12 +235,10 @@ fn the_linger_read_after_a_close_is_bounded() {
         ..patient()
     });
     // The client reads its closing response and then keeps the connection open.
-    let mut lingering = connect(port);
-    lingering
-        .write_all(&request("GET", "/hi", &[("Connection", "close")], None))
-        .unwrap();
-    let r = read_responses(&mut lingering, 1).remove(0);
-    assert_eq!(r.header("Connection"), Some("close"));
+    let _lingering = served(
+        port,
+        &request("GET", "/hi", &[("Connection", "close")], None),
+    );
     std::thread::sleep(SHORT + SLACK);
     let r = roundtrip(port, "GET", "/hi", &[], None);
     assert_eq!(
@@ -234,14 +253,7 @@ fn past_the_connection_cap_new_connections_get_503_until_one_closes() {
         max_connections: 3,
         ..patient()
     });
-    let mut held: Vec<TcpStream> = (0..3)
-        .map(|_| {
-            let mut s = connect(port);
-            s.write_all(&request("GET", "/hi", &[], None)).unwrap();
-            assert_eq!(read_responses(&mut s, 1)[0].status, 200);
-            s
-        })
-        .collect();
+    let mut held: Vec<TcpStream> = (0..3).map(|_| served_hi(port)).collect();
 
     let mut extra = connect(port);
     extra.write_all(&request("GET", "/hi", &[], None)).unwrap();
@@ -307,9 +319,7 @@ fn accepted_sockets_have_tcp_keepalive_with_the_configured_idle_time() {
         },
         ..patient()
     });
-    let mut s = connect(port);
-    s.write_all(&request("GET", "/hi", &[], None)).unwrap();
-    assert_eq!(read_responses(&mut s, 1)[0].status, 200);
+    let s = served_hi(port);
     let client_port = s.local_addr().unwrap().port();
     // The server's end of this connection in /proc/net/tcp: local port `port`, remote
     // port `client_port`; its timer is the keepalive timer (2), due within 7 s (in
