@@ -510,14 +510,6 @@ impl Cache {
         }
         result
     }
-
-    /// The key generation the heartbeat names, when one is known now.
-    pub(crate) fn generation(&self) -> Option<u64> {
-        self.heartbeat(Instant::now())
-            .ok()
-            .flatten()
-            .map(|hb| hb.generation)
-    }
 }
 
 /// What a load from the primary found.

@@ -55,10 +55,17 @@ impl Cache {
                 layout,
                 keys,
             } => {
-                let Some(generation) = self.generation() else {
+                let generation = match self.heartbeat(std::time::Instant::now()) {
+                    Ok(Some(hb)) => hb.generation,
                     // No heartbeat: readers bypass now, and the reflector has processed
                     // this write before a heartbeat can come back.
-                    return;
+                    Ok(None) => return,
+                    // Unknown (Redis failed or slow): the heartbeat may well be there for
+                    // the next reader, and the written keys with it.
+                    Err(_) => {
+                        tracing::warn!(target: "lifeguard::cache", "could not read the heartbeat to drop written keys; reading PostgreSQL for the staleness bound");
+                        return self.suspect_all();
+                    }
                 };
                 let space = KeySpace::new(&self.config().namespace, layout.0, generation, table);
                 let mut pipe = Pipeline::new();
