@@ -20,11 +20,23 @@ const CANCEL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Cancellation is best-effort on the server's side: a statement that finishes first is not
 /// affected, and on a connection shared by pipelined callers it would hit whichever statement
 /// runs at that moment, so Lifeguard itself cancels only sessions used exclusively.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CancelToken {
     config: Config,
     process_id: i32,
     secret_key: i32,
+}
+
+/// The secret key is what authorizes a cancel, so it stays out of logs: anyone holding it
+/// and the process id can cancel that backend's statements.
+impl std::fmt::Debug for CancelToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CancelToken")
+            .field("config", &self.config)
+            .field("process_id", &self.process_id)
+            .field("secret_key", &"<redacted>")
+            .finish()
+    }
 }
 
 impl CancelToken {
@@ -53,5 +65,20 @@ impl CancelToken {
         while matches!(socket.read(&mut sink), Ok(n) if n > 0) {}
         drop(watchdog);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_the_secret_key_and_the_password() {
+        let config: Config = "postgres://app:hunter2@db.example/app".parse().unwrap();
+        let token = CancelToken::new(config, 4242, 987_654_321);
+        let shown = format!("{token:?}");
+        assert!(shown.contains("4242"), "{shown}");
+        assert!(!shown.contains("987654321"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
     }
 }

@@ -144,10 +144,15 @@ impl std::fmt::Debug for CopyIn<'_> {
 
 impl CopyIn<'_> {
     /// Sends raw COPY data (text, CSV or binary, as the statement said).
+    ///
+    /// Data of any size may be passed: it goes out in `CopyData` messages of bounded size,
+    /// since one message's length field cannot describe more than 2 GiB.
     pub fn send(&mut self, data: &[u8]) -> Result<()> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= CHUNK {
-            self.flush_data()?;
+        for piece in data.chunks(CHUNK) {
+            self.buf.extend_from_slice(piece);
+            if self.buf.len() >= CHUNK {
+                self.flush_data()?;
+            }
         }
         Ok(())
     }
@@ -158,7 +163,7 @@ impl CopyIn<'_> {
         }
         let mut out = BytesMut::with_capacity(self.buf.len() + 5);
         out.put_u8(b'd');
-        out.put_i32(self.buf.len() as i32 + 4);
+        out.put_i32(copy_data_len(self.buf.len())?);
         out.extend_from_slice(&self.buf);
         self.buf.clear();
         self.call.conn.shared().send_raw(&out)
@@ -185,6 +190,20 @@ impl CopyIn<'_> {
         }
         error.map_or(Ok(rows), Err)
     }
+}
+
+/// The length field of a `CopyData` message carrying `payload` bytes. `send` keeps the
+/// buffer near `CHUNK`, so the error is a guard against a wrapped length (which the server
+/// would read as a different stream), not a path callers meet.
+fn copy_data_len(payload: usize) -> Result<i32> {
+    payload
+        .checked_add(4)
+        .and_then(|n| i32::try_from(n).ok())
+        .ok_or_else(|| {
+            Error::invalid_use(format!(
+                "a COPY data message of {payload} bytes exceeds the protocol's 2 GiB limit"
+            ))
+        })
 }
 
 impl io::Write for CopyIn<'_> {
@@ -354,5 +373,18 @@ impl<'a> BinaryCopyWriter<'a> {
     pub fn finish(mut self) -> Result<u64> {
         self.copy.send(&(-1i16).to_be_bytes())?;
         self.copy.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_data_lengths_past_the_protocol_limit_are_refused_not_wrapped() {
+        assert_eq!(copy_data_len(CHUNK).unwrap(), CHUNK as i32 + 4);
+        assert_eq!(copy_data_len(i32::MAX as usize - 4).unwrap(), i32::MAX);
+        assert!(copy_data_len(i32::MAX as usize - 3).is_err());
+        assert!(copy_data_len(usize::MAX).is_err());
     }
 }

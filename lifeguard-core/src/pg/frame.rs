@@ -13,6 +13,11 @@ use crate::error::{Error, Result};
 /// that is corruption, and honouring it would let a broken peer make us reserve gigabytes.
 const MAX_MESSAGE_LEN: usize = (1 << 30) + 1024;
 
+/// The most room reserved ahead of bytes that have not arrived. A header is only a claim:
+/// reserving its whole length would let five bytes cost a gigabyte, so the buffer grows
+/// with what is actually read and this merely saves a few reallocations on big messages.
+const MAX_RESERVE_AHEAD: usize = 64 * 1024;
+
 /// Splits the next complete backend message off the front of `buf`.
 ///
 /// Returns `Ok(None)` when `buf` holds only part of a message (read more, then call again),
@@ -29,8 +34,7 @@ pub(crate) fn next_message(buf: &mut BytesMut) -> Result<Option<Message>> {
         )));
     }
     if buf.len() < len + 1 {
-        // Reserve the rest now so the next read can take the whole message in one go.
-        buf.reserve(len + 1 - buf.len());
+        buf.reserve((len + 1 - buf.len()).min(MAX_RESERVE_AHEAD));
         return Ok(None);
     }
     match Message::parse(buf) {
@@ -60,6 +64,18 @@ mod tests {
         assert!(next_message(&mut buf).is_err());
         let mut buf = BytesMut::from(&b"D\x00\x00\x00\x02"[..]);
         assert!(next_message(&mut buf).is_err());
+    }
+
+    #[test]
+    fn a_promised_large_message_reserves_only_a_bounded_amount() {
+        // A DataRow claiming 1 GiB: within the cap, but nothing of it has arrived.
+        let mut buf = BytesMut::from(&b"D\x40\x00\x00\x00"[..]);
+        assert!(next_message(&mut buf).unwrap().is_none());
+        assert!(
+            buf.capacity() <= MAX_RESERVE_AHEAD + 64,
+            "reserved {} bytes for a 5-byte header",
+            buf.capacity()
+        );
     }
 
     #[test]

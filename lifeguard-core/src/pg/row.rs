@@ -171,6 +171,15 @@ impl Row {
             return Err(decode_error(None));
         }
         let raw = self.raw(i);
+        if let Some(value) = raw {
+            if super::types::needs_check(column.type_()) {
+                super::types::check_claimed_sizes(column.type_(), value).map_err(|e| {
+                    decode_error(Some(std::sync::Arc::from(Box::<
+                        dyn std::error::Error + Send + Sync,
+                    >::from(e))))
+                })?;
+            }
+        }
         T::from_sql_nullable(column.type_(), raw).map_err(|e| decode_error(Some(e.into())))
     }
 

@@ -233,7 +233,27 @@ fn decode(raw: &str, part: &str) -> Result<String> {
 }
 
 /// Parses what follows `postgres://`.
+///
+/// Errors quote the part of the URL they are about, except when an `@` follows the first
+/// `/` or `?`: then the user info may have been cut at an unencoded `/` or `?` in the
+/// password, the quoted "database name", "query parameter" or "port" may be a piece of it,
+/// and the error says what to fix without quoting anything.
 fn parse_url(rest: &str) -> Result<Config> {
+    parse_url_parts(rest).map_err(|e| {
+        let cut = rest.find(['/', '?']);
+        if cut.is_some_and(|at| rest[at..].contains('@')) {
+            Error::config(
+                "invalid connection URL (not repeated here: it may contain the password); \
+                 a '/', '?' or '@' in the user name or password must be percent-encoded \
+                 (%2F, %3F, %40)",
+            )
+        } else {
+            e
+        }
+    })
+}
+
+fn parse_url_parts(rest: &str) -> Result<Config> {
     let src = Source::Url;
     let mut config = Config::new();
 
@@ -394,4 +414,36 @@ fn unterminated(key: &str) -> Error {
     Error::config(format!(
         "unterminated quoted value for \"{key}\" in connection string"
     ))
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use super::*;
+
+    /// A password with an unencoded `/` or `?` is cut there; whatever the error is about,
+    /// no piece of the password may appear in it.
+    #[test]
+    fn errors_never_quote_a_password_cut_by_an_unencoded_slash_or_question_mark() {
+        for url in [
+            "postgres://app:s3cr/et-pw@db.example:5432/app",
+            "postgres://app:s3cr?et-pw@db.example/app",
+            "postgres://app:s3cr/e/t-pw@db.example/app",
+            "postgres://app:s3cr?et=pw@db.example:notaport/app",
+        ] {
+            let e = match parse(url) {
+                Err(e) => e.to_string(),
+                Ok(_) => continue,
+            };
+            for piece in ["s3cr", "et-pw", "t-pw", "et=pw"] {
+                assert!(!e.contains(piece), "{url}: {e}");
+            }
+            assert!(e.contains("percent-encoded"), "{url}: {e}");
+        }
+    }
+
+    #[test]
+    fn errors_without_credentials_still_quote_what_is_wrong() {
+        let e = parse("postgres://db.example:notaport/app").unwrap_err();
+        assert!(e.to_string().contains("notaport"), "{e}");
+    }
 }
