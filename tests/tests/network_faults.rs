@@ -487,3 +487,37 @@ fn a_write_that_cannot_read_the_heartbeat_keeps_this_process_fresh() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(read(), Some(2), "this process read its own write");
 }
+
+/// A miss whose load cannot reach the primary is not an error for a read the replica may
+/// serve: it is read there, uncached. Fails when the failed load fails the read.
+#[test]
+fn a_miss_with_the_primary_down_is_read_from_the_replica() {
+    let rig = Rig::start();
+    let id = fresh_ids()[0];
+    connect()
+        .execute(
+            "INSERT INTO fault_it.counters (id, n) VALUES ($1, 7)",
+            &[&id],
+        )
+        .expect("seed");
+    let replica = lifeguard_tests::pg::connect_url(&replica_url());
+    let replayed = lifeguard_tests::wait_for(Duration::from_secs(10), || {
+        let row = replica
+            .query_opt("SELECT n FROM fault_it.counters WHERE id = $1", &[&id])
+            .ok()??;
+        Some(row.get::<_, i64>(0))
+    });
+    assert_eq!(replayed, Some(7));
+    rig.primary.blackhole();
+    let down = lifeguard_tests::wait_for(Duration::from_secs(10), || {
+        (rig.pool.health().primary != lifeguard_core::pool::NodeState::Healthy).then_some(())
+    });
+    assert!(down.is_some(), "the monitor never saw the primary go");
+    let reader = rig
+        .pool
+        .db(ReadOptions::new(ReplicaPreferred))
+        .with_timeout(DEADLINE);
+    let read = Counter::find_by_id(id).one(&reader);
+    rig.primary.resume();
+    assert_eq!(read.expect("served by the replica").map(|c| c.n), Some(7));
+}

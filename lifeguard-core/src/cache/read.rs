@@ -57,6 +57,8 @@ pub(crate) enum Bypass {
     NoTenant,
     Suspect,
     RedisError,
+    LoadFailed,
+    PrimaryDown,
 }
 
 impl Bypass {
@@ -67,6 +69,8 @@ impl Bypass {
             Bypass::NoTenant => "no_tenant",
             Bypass::Suspect => "write_unconfirmed",
             Bypass::RedisError => "redis_error",
+            Bypass::LoadFailed => "load_failed",
+            Bypass::PrimaryDown => "primary_down",
         }
     }
 }
@@ -88,10 +92,21 @@ pub(crate) fn find_one_cached<M: LifeModel>(
         .row(scope.tenant.as_deref().unwrap_or(""), |out| {
             (hooks.write_pk)(key, out)
         });
-    match scope.cached_or_loaded::<M>(&row_key, key)? {
-        Some(found) => Ok(found),
-        None => fallback(),
+    match scope.cached_or_loaded::<M>(&row_key, key) {
+        Ok(Some(found)) => Ok(found),
+        Ok(None) => fallback(),
+        Err(e) if primary_lost(&e) => scope.load_failed::<M, _>(fallback),
+        Err(e) => Err(e),
     }
+}
+
+/// Whether a miss's load failed for want of the primary, which the read's preference may
+/// not need: it is then served uncached, wherever it may run.
+fn primary_lost(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Connection(_) | Error::Unavailable { .. } | Error::PoolTimeout(_)
+    )
 }
 
 /// `M::find_each_by_id(db, keys)` through the cache: one Redis round trip for all keys,
@@ -121,9 +136,11 @@ pub(crate) fn find_each_cached<M: LifeModel>(
     let mut out: Vec<Option<Option<M>>> = hits;
     for (i, slot) in out.iter_mut().enumerate() {
         if slot.is_none() {
-            match scope.cached_or_loaded::<M>(&row_keys[i], &keys[i])? {
-                Some(found) => *slot = Some(found),
-                None => return fallback(keys),
+            match scope.cached_or_loaded::<M>(&row_keys[i], &keys[i]) {
+                Ok(Some(found)) => *slot = Some(found),
+                Ok(None) => return fallback(keys),
+                Err(e) if primary_lost(&e) => return scope.load_failed::<M, _>(|| fallback(keys)),
+                Err(e) => return Err(e),
             }
         }
     }
@@ -131,6 +148,14 @@ pub(crate) fn find_each_cached<M: LifeModel>(
 }
 
 impl CacheScope {
+    /// A read whose miss could not be loaded from the primary, served by `fallback`.
+    fn load_failed<M: LifeModel, T>(&self, fallback: impl FnOnce() -> Result<T>) -> Result<T> {
+        let metrics = &self.cache.inner().metrics;
+        metrics.bypass(Bypass::LoadFailed.as_str());
+        metrics.request(M::TABLE, Found::Bypass);
+        fallback()
+    }
+
     /// The generation of the keys to read under, or why the cache may not serve this read.
     fn usable<M: LifeModel>(&self, hooks: &CacheHooks<M>) -> std::result::Result<u64, Bypass> {
         let inner = self.cache.inner();
@@ -195,6 +220,10 @@ impl CacheScope {
                 return Ok(Some(Some(found)));
             }
             Ok(None) => inner.metrics.request(M::TABLE, Found::Miss),
+        }
+        if self.primary.pool().primary_down() {
+            inner.metrics.bypass(Bypass::PrimaryDown.as_str());
+            return Ok(None);
         }
         let deadline = Instant::now() + inner.config.lease_wait + inner.config.call_timeout * 2;
         let leader = match inner.flights.join(row_key) {

@@ -54,6 +54,23 @@ impl Pool {
         })
     }
 
+    /// Whether the monitor has found the primary unreachable or no longer a primary, or
+    /// has heard nothing from it for three sampling intervals: a cached read's miss is
+    /// then not loaded there, where it would wait out the read's deadline, but read
+    /// wherever the read's preference allows.
+    pub(crate) fn primary_down(&self) -> bool {
+        let h = self.inner.primary.tracker.get();
+        // Before the first sample nothing is known against the primary.
+        h.sampled_at.is_some()
+            && (matches!(
+                h.state,
+                super::NodeState::Unreachable | super::NodeState::RoleMismatch
+            ) || !h.fresh(
+                std::time::Instant::now(),
+                self.inner.config.monitor_interval,
+            ))
+    }
+
     /// Forgets what an ORM write outside a transaction changed.
     pub(crate) fn cache_forget(&self, written: &Written) {
         if let Some(cache) = &self.cache {
