@@ -46,68 +46,19 @@ pub(crate) fn next_message(buf: &mut BytesMut) -> Result<Option<Message>> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
+/// Decoding of every message kind the way the client does, shared by the property tests and
+/// the fuzz targets (`fuzz/`): any of it may fail, none of it may panic or abort.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) mod exercise {
+    use bytes::BytesMut;
+    use postgres_protocol::message::backend::Message;
 
-    fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
-        let mut out = vec![tag];
-        out.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
-        out.extend_from_slice(body);
-        out
-    }
-
-    #[test]
-    fn rejects_absurd_lengths_without_allocating() {
-        let mut buf = BytesMut::from(&b"D\xff\xff\xff\xff"[..]);
-        assert!(next_message(&mut buf).is_err());
-        let mut buf = BytesMut::from(&b"D\x00\x00\x00\x02"[..]);
-        assert!(next_message(&mut buf).is_err());
-    }
-
-    #[test]
-    fn a_promised_large_message_reserves_only_a_bounded_amount() {
-        // A DataRow claiming 1 GiB: within the cap, but nothing of it has arrived.
-        let mut buf = BytesMut::from(&b"D\x40\x00\x00\x00"[..]);
-        assert!(next_message(&mut buf).unwrap().is_none());
-        assert!(
-            buf.capacity() <= MAX_RESERVE_AHEAD + 64,
-            "reserved {} bytes for a 5-byte header",
-            buf.capacity()
-        );
-    }
-
-    #[test]
-    fn waits_for_the_rest_of_a_partial_message() {
-        // ReadyForQuery, idle, cut after its length and then whole.
-        let mut buf = BytesMut::from(&b"Z\x00\x00"[..]);
-        assert!(next_message(&mut buf).unwrap().is_none());
-        let mut buf = BytesMut::from(&b"Z\x00\x00\x00\x05"[..]);
-        assert!(next_message(&mut buf).unwrap().is_none());
-        assert_eq!(buf.len(), 5, "a partial message stays in the buffer");
-        buf.extend_from_slice(b"I");
-        assert!(next_message(&mut buf).unwrap().is_some());
-        assert!(buf.is_empty());
-    }
-
-    #[test]
-    fn parses_back_to_back_messages() {
-        let mut bytes = msg(b'1', b"");
-        bytes.extend(msg(b'C', b"SELECT 1\0"));
-        bytes.extend(msg(b'Z', b"I"));
-        let mut buf = BytesMut::from(&bytes[..]);
-        let mut n = 0;
-        while next_message(&mut buf).unwrap().is_some() {
-            n += 1;
-        }
-        assert_eq!(n, 3);
-        assert!(buf.is_empty());
-    }
+    use super::next_message;
+    use crate::error::Error;
 
     /// Decodes a message the way the client does (reader, handshake, `Call`, `Row`,
     /// `SimpleRow`, notifications); any of it may fail, none of it may panic.
-    fn decode(message: Message, simple: bool) {
+    pub(crate) fn decode(message: Message, simple: bool) {
         use std::sync::Arc;
 
         use fallible_iterator::FallibleIterator;
@@ -229,7 +180,7 @@ mod tests {
 
     /// Frames and decodes everything in `bytes` twice (binary and simple rows); returns how
     /// many messages came out before the framer stopped.
-    fn decode_all(bytes: &[u8]) -> usize {
+    pub(crate) fn decode_all(bytes: &[u8]) -> usize {
         let mut count = 0;
         for simple in [false, true] {
             let mut buf = BytesMut::from(bytes);
@@ -240,6 +191,74 @@ mod tests {
             }
         }
         count
+    }
+}
+
+/// Fuzz entry point: frames and decodes every backend message in `bytes`.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub fn fuzz_backend_messages(bytes: &[u8]) {
+    exercise::decode_all(bytes);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exercise::decode_all;
+    use super::*;
+    use proptest::prelude::*;
+
+    fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        out.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+        out.extend_from_slice(body);
+        out
+    }
+
+    #[test]
+    fn rejects_absurd_lengths_without_allocating() {
+        let mut buf = BytesMut::from(&b"D\xff\xff\xff\xff"[..]);
+        assert!(next_message(&mut buf).is_err());
+        let mut buf = BytesMut::from(&b"D\x00\x00\x00\x02"[..]);
+        assert!(next_message(&mut buf).is_err());
+    }
+
+    #[test]
+    fn a_promised_large_message_reserves_only_a_bounded_amount() {
+        // A DataRow claiming 1 GiB: within the cap, but nothing of it has arrived.
+        let mut buf = BytesMut::from(&b"D\x40\x00\x00\x00"[..]);
+        assert!(next_message(&mut buf).unwrap().is_none());
+        assert!(
+            buf.capacity() <= MAX_RESERVE_AHEAD + 64,
+            "reserved {} bytes for a 5-byte header",
+            buf.capacity()
+        );
+    }
+
+    #[test]
+    fn waits_for_the_rest_of_a_partial_message() {
+        // ReadyForQuery, idle, cut after its length and then whole.
+        let mut buf = BytesMut::from(&b"Z\x00\x00"[..]);
+        assert!(next_message(&mut buf).unwrap().is_none());
+        let mut buf = BytesMut::from(&b"Z\x00\x00\x00\x05"[..]);
+        assert!(next_message(&mut buf).unwrap().is_none());
+        assert_eq!(buf.len(), 5, "a partial message stays in the buffer");
+        buf.extend_from_slice(b"I");
+        assert!(next_message(&mut buf).unwrap().is_some());
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn parses_back_to_back_messages() {
+        let mut bytes = msg(b'1', b"");
+        bytes.extend(msg(b'C', b"SELECT 1\0"));
+        bytes.extend(msg(b'Z', b"I"));
+        let mut buf = BytesMut::from(&bytes[..]);
+        let mut n = 0;
+        while next_message(&mut buf).unwrap().is_some() {
+            n += 1;
+        }
+        assert_eq!(n, 3);
+        assert!(buf.is_empty());
     }
 
     fn cstr(s: &[u8]) -> Vec<u8> {

@@ -53,6 +53,9 @@ pub use config::{
 };
 pub use connection::{Connection, Timed, TransactionStatus};
 pub use copy::{BinaryCopyWriter, CopyIn, CopyOut};
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use frame::fuzz_backend_messages;
 pub use liveness::DEFAULT_LIVENESS_PROBE;
 pub use notify::Notification;
 pub use row::{Row, RowIndex, RowIndexText, SimpleQueryMessage, SimpleRow};

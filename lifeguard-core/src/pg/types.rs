@@ -208,6 +208,48 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Fuzz entry point: the first byte picks an array or composite type, the rest is a binary
+/// value of it; values that pass [`check_claimed_sizes`] are then decoded by `FromSql`, so
+/// an allocation sized from a count the bytes cannot back shows up as an abort.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub fn fuzz_value(bytes: &[u8]) {
+    let Some((&pick, raw)) = bytes.split_first() else {
+        return;
+    };
+    let pair = Type::new(
+        "pair".into(),
+        99_999,
+        Kind::Composite(vec![
+            Field::new("xs".into(), Type::INT4_ARRAY),
+            Field::new("name".into(), Type::TEXT),
+        ]),
+        "public".into(),
+    );
+    let pairs = Type::new(
+        "_pair".into(),
+        99_998,
+        Kind::Array(pair.clone()),
+        "public".into(),
+    );
+    let ty = match pick % 5 {
+        0 => Type::INT4_ARRAY,
+        1 => Type::TEXT_ARRAY,
+        2 => Type::INT8_ARRAY,
+        3 => pair,
+        _ => pairs,
+    };
+    if check_claimed_sizes(&ty, raw).is_err() {
+        return;
+    }
+    match pick % 5 {
+        0 => drop(Vec::<Option<i32>>::from_sql(&ty, raw)),
+        1 => drop(Vec::<Option<String>>::from_sql(&ty, raw)),
+        2 => drop(Vec::<Option<i64>>::from_sql(&ty, raw)),
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
