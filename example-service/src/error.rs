@@ -10,7 +10,11 @@
 //! | the request's `Lifeguard-Timeout` ran out | `504` |
 //! | anything else | `500`, details in the log only |
 
+use std::sync::OnceLock;
+use std::time::Duration;
+
 use lifeguard_core::model::ValidationErrors;
+use lifeguard_core::pool::WarnLimiter;
 use lifeguard_core::Error;
 use lifeguard_router_ext::{Reply, PROBLEM_JSON};
 use serde::Serialize;
@@ -174,7 +178,13 @@ fn db_reply(e: Error) -> Reply {
         | Error::Unavailable { .. }
         | Error::PoolClosed
         | Error::Connection(_) => {
-            tracing::warn!(error = %e, "database unavailable");
+            // An outage answers thousands of requests a second with this: one line a
+            // second per kind of cause, with the count of the lines held back.
+            static QUIET: OnceLock<WarnLimiter> = OnceLock::new();
+            let quiet = QUIET.get_or_init(|| WarnLimiter::new(Duration::from_secs(1)));
+            if let Some(suppressed) = quiet.admit(unavailable_kind(&e)) {
+                tracing::warn!(error = %e, suppressed, "database unavailable");
+            }
             problem(
                 503,
                 "unavailable",
@@ -193,5 +203,16 @@ fn db_reply(e: Error) -> Reply {
                 None,
             )
         }
+    }
+}
+
+/// The kind of an outage error, as the key its warnings are limited by.
+fn unavailable_kind(e: &Error) -> &'static str {
+    match e {
+        Error::NoEligibleNode(_) => "no eligible server",
+        Error::PoolTimeout(_) => "pool timeout",
+        Error::Unavailable { .. } => "server unavailable",
+        Error::PoolClosed => "pool closed",
+        _ => "connection lost",
     }
 }
