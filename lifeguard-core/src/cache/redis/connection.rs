@@ -631,7 +631,7 @@ fn reply_len(bytes: &[u8], depth: usize) -> Result<Option<usize>, ReadError> {
 fn header(digits: &[u8]) -> Result<i64, ReadError> {
     std::str::from_utf8(digits)
         .ok()
-        .and_then(|text| text.trim().parse::<i64>().ok())
+        .and_then(|text| text.parse::<i64>().ok())
         .ok_or(ReadError::Garbled(None))
 }
 
@@ -640,24 +640,40 @@ fn header(digits: &[u8]) -> Result<i64, ReadError> {
 fn decode(reply: &[u8]) -> Result<Value, ReadError> {
     let body = &reply[1..reply.len() - 2];
     match reply[0] {
-        b'$' => match body.iter().position(|&b| b == b'\r') {
-            Some(cr) => {
-                let data = &body[cr + 2..];
-                if usize::try_from(header(&body[..cr])?).ok() != Some(data.len()) {
-                    return Err(ReadError::Garbled(None));
+        b'$' => {
+            // The first line as `reply_len` read it: a `\r` alone inside it is no end.
+            let garbled = || ReadError::Garbled(None);
+            let cr = reply
+                .windows(2)
+                .position(|w| w == b"\r\n")
+                .ok_or_else(garbled)?;
+            match usize::try_from(header(&reply[1..cr])?) {
+                // A negative length is the RESP2 nil, and all of the reply.
+                Err(_) if cr + 2 == reply.len() => Ok(Value::Nil),
+                Err(_) => Err(garbled()),
+                Ok(size) => {
+                    let data = reply.get(cr + 2..reply.len() - 2).ok_or_else(garbled)?;
+                    if data.len() != size || !reply.ends_with(b"\r\n") {
+                        return Err(garbled());
+                    }
+                    Ok(Value::BulkString(data.to_vec()))
                 }
-                if &reply[reply.len() - 2..] != b"\r\n" {
-                    return Err(ReadError::Garbled(None));
-                }
-                Ok(Value::BulkString(data.to_vec()))
             }
-            // No second line: `reply_len` saw a negative length, the RESP2 nil.
-            None if header(body)? < 0 => Ok(Value::Nil),
-            None => Err(ReadError::Garbled(None)),
-        },
+        }
         b':' => header(body).map(Value::Int),
         b'+' if body == b"OK" => Ok(Value::Okay),
         _ => redis::parse_redis_value(reply).map_err(|e| ReadError::Garbled(Some(e))),
+    }
+}
+
+/// Fuzz entry point: splits `bytes` into replies as the reader does and decodes each;
+/// any of it may fail, none of it may panic.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub fn fuzz_replies(mut bytes: &[u8]) {
+    while let Ok(Some(len)) = reply_len(bytes, 0) {
+        let _ = decode(&bytes[..len]);
+        bytes = &bytes[len..];
     }
 }
 
@@ -740,7 +756,16 @@ mod tests {
 
     #[test]
     fn garbage_is_a_protocol_error() {
-        for bad in [&b"?\r\n"[..], b"$3\r\nabcde\r\n", b":x\r\n", b"$z\r\n"] {
+        // The last two: a lone `\r` in a bulk header (found by the fuzz target
+        // resp_replies; it panicked the reader on an out-of-range slice).
+        for bad in [
+            &b"?\r\n"[..],
+            b"$3\r\nabcde\r\n",
+            b":x\r\n",
+            b"$z\r\n",
+            b"$-1\r\r\n",
+            b"$-\x00\r\r\n",
+        ] {
             let outcome =
                 reply_len(bad, 0).and_then(|len| decode(&bad[..len.unwrap_or(bad.len())]));
             assert!(matches!(outcome, Err(ReadError::Garbled(_))), "{bad:?}");

@@ -34,6 +34,9 @@ mod script;
 mod slot;
 
 pub use config::{RedisAddr, RedisConfig};
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use connection::fuzz_replies;
 pub use script::Script;
 pub use slot::key_slot;
 
