@@ -176,6 +176,44 @@ fn parse_complete(buf: &[u8], limits: &Limits) -> Result<Option<Parsed>, Problem
     }))
 }
 
+/// Fuzz entry point: the bytes after the first as one read, and as reads of `bytes[0]`
+/// bytes each (at least one), must give the same head, or both a refusal.
+#[cfg(feature = "fuzzing")]
+pub fn fuzz_head(bytes: &[u8]) {
+    let Some((&step, input)) = bytes.split_first() else {
+        return;
+    };
+    let limits = Limits {
+        max_head_bytes: 512,
+        max_headers: 8,
+        ..Limits::default()
+    };
+    let outcome = |r: Result<Option<Parsed>, Problem>| match r {
+        Ok(Some(p)) => Ok(Some((p.len, p.head.method, p.head.target, p.head.headers))),
+        Ok(None) => Ok(None),
+        Err(problem) => Err(problem.status),
+    };
+    let mut reader = HeadReader::default();
+    let mut incremental = Ok(None);
+    let mut end = 0;
+    while end < input.len() {
+        end = (end + usize::from(step.max(1))).min(input.len());
+        incremental = outcome(reader.parse(&input[..end], &limits));
+        if !matches!(incremental, Ok(None)) {
+            break;
+        }
+    }
+    let whole = outcome(HeadReader::default().parse(&input[..end], &limits));
+    // Read in pieces, a malformed line is only seen once the head's end (or its size
+    // limit) arrives; read at once it may be seen at once, and as another refusal.
+    let agree = match (&incremental, &whole) {
+        (Ok(Some(_)), _) => incremental == whole,
+        (Err(_), whole) => whole.is_err(),
+        (Ok(None), whole) => !matches!(whole, Ok(Some(_))),
+    };
+    assert!(agree, "read in pieces {incremental:?}, at once {whole:?}");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

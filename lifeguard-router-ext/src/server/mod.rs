@@ -44,6 +44,9 @@
 
 mod connection;
 mod head;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use head::fuzz_head;
 mod watch;
 
 use std::io;
