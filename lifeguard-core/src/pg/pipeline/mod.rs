@@ -58,9 +58,12 @@ pub(crate) struct Shared {
     liveness: Liveness,
 }
 
-/// How long an abandoned reply may take to finish after its caller's deadline. The server
-/// stops the statement at that deadline itself, so a reply still missing after this means
-/// the peer is gone without the socket noticing (a half-open connection).
+/// How long an abandoned reply may take to finish after its caller's deadline, counted from
+/// when the server began the request (the reply before it was complete) if that came later.
+/// The server stops the statement at that deadline itself, so a reply still missing after
+/// this means the peer is gone without the socket noticing (a half-open connection). Counted
+/// from the deadline alone, a timed request queued behind a slow untimed one would fail a
+/// healthy connection and every write in flight on it.
 const ABANDON_GRACE: Duration = Duration::from_secs(2);
 
 #[derive(Default)]
@@ -169,7 +172,9 @@ impl Shared {
                 return false;
             }
             list.retain(|(reply, _)| !reply.is_settled());
-            list.iter().any(|(_, at)| at.elapsed() > ABANDON_GRACE)
+            let now = Instant::now();
+            list.iter()
+                .any(|(reply, at)| reply.is_overdue(*at, ABANDON_GRACE, now))
         };
         if overdue {
             self.fail(Error::connection(

@@ -4,6 +4,7 @@
 use std::io::Read;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::BytesMut;
 use postgres_protocol::message::backend::Message;
@@ -127,6 +128,9 @@ impl Shared {
             let mut st = lock(&self.state);
             if st.pending.pop_front().is_some() {
                 self.in_flight.fetch_sub(1, Ordering::Relaxed);
+            }
+            if let Some(Pending::Reply(next)) = st.pending.front() {
+                next.mark_started(Instant::now());
             }
             let flush = !st.writing && !st.out.is_empty() && !st.hold_back();
             st.writing |= flush;

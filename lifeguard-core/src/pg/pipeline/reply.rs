@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use may::sync::Blocker;
 use postgres_protocol::message::backend::Message;
@@ -22,6 +22,9 @@ struct ReplyState {
     messages: VecDeque<Message>,
     done: bool,
     failed: Option<Error>,
+    /// When this request reached the head of the reply order: from then on the server is
+    /// running it (everything before it has been answered).
+    started: Option<Instant>,
 }
 
 /// Why [`Reply::next`] returned no message.
@@ -75,6 +78,24 @@ impl Reply {
     pub(super) fn is_settled(&self) -> bool {
         let st = lock(&self.state);
         st.done || st.failed.is_some()
+    }
+
+    /// Notes that the server now works on this request (the one before it was answered).
+    pub(super) fn mark_started(&self, at: Instant) {
+        lock(&self.state).started.get_or_insert(at);
+    }
+
+    /// Whether this reply is still missing more than `grace` after both the server started
+    /// its request and its caller gave up at `abandoned_at`. A request still queued behind
+    /// another (a slow statement without a deadline) is not overdue, however long it waits:
+    /// the server has not begun it, so its silence says nothing about the connection.
+    pub(super) fn is_overdue(&self, abandoned_at: Instant, grace: Duration, now: Instant) -> bool {
+        let st = lock(&self.state);
+        if st.done || st.failed.is_some() {
+            return false;
+        }
+        st.started
+            .is_some_and(|started| now.saturating_duration_since(started.max(abandoned_at)) > grace)
     }
 
     /// Hands over `batch` (leaving it empty, its capacity kept); `done` when it ends the reply.

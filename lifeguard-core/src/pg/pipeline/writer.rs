@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
+use std::time::Instant;
 
 use bytes::BytesMut;
 
@@ -81,6 +82,9 @@ impl Shared {
             }
             let counted = pending.is_some();
             if let Some(p) = pending {
+                if let (Pending::Reply(r), true) = (&p, st.pending.is_empty()) {
+                    r.mark_started(Instant::now());
+                }
                 st.pending.push_back(p);
                 st.unsent += 1;
                 self.in_flight.fetch_add(1, Ordering::Relaxed);
