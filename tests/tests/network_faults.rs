@@ -166,6 +166,27 @@ struct Seen {
     stale: Vec<String>,
 }
 
+impl Seen {
+    /// Runs one call, keeping what it took and how it ended.
+    fn timed<T>(
+        &mut self,
+        what: &'static str,
+        start: Instant,
+        call: impl FnOnce() -> lifeguard_core::Result<T>,
+    ) -> lifeguard_core::Result<T> {
+        let at = start.elapsed();
+        let t = Instant::now();
+        let r = call();
+        self.calls.push(Call {
+            what,
+            took: t.elapsed(),
+            at,
+            outcome: r.as_ref().map(drop).map_err(|e| e.to_string()),
+        });
+        r
+    }
+}
+
 /// One worker: its own counter row, bumped through the ORM and read back through the
 /// cache, ledger inserts on the primary, counts from the replica.
 fn work(pool: &Pool, id: i64, tag: &str, start: Instant, stop: &AtomicBool) -> Seen {
@@ -176,54 +197,39 @@ fn work(pool: &Pool, id: i64, tag: &str, start: Instant, stop: &AtomicBool) -> S
         i += 1;
         let primary = pool.primary().with_timeout(DEADLINE);
         let marker = format!("{tag}-{id}-{i}");
-        let at = start.elapsed();
-        let t = Instant::now();
-        let r = primary.execute(
-            "INSERT INTO fault_it.ledger (marker) VALUES ($1)",
-            &[&marker],
-        );
-        seen.writes.push((marker, r.is_ok()));
-        seen.calls.push(Call {
-            what: "ledger insert",
-            took: t.elapsed(),
-            at,
-            outcome: r.map(drop).map_err(|e| e.to_string()),
+        let r = seen.timed("ledger insert", start, || {
+            primary.execute(
+                "INSERT INTO fault_it.ledger (marker) VALUES ($1)",
+                &[&marker],
+            )
         });
+        seen.writes.push((marker, r.is_ok()));
 
         // A request that bumps the counter, then the next request with its token, which
         // must read its own write (through the cache when the cache may serve it).
         let next = committed + 1;
         let writer = pool.db(ReadOptions::default()).with_timeout(DEADLINE);
-        let at = start.elapsed();
-        let t = Instant::now();
-        let r = CounterRecord {
-            id: Set(id),
-            n: Set(next),
-        }
-        .update(&writer)
-        .and_then(|_| writer.token());
-        let token = match &r {
-            Ok(token) => {
-                committed = next;
-                *token
+        let r = seen.timed("counter update", start, || {
+            CounterRecord {
+                id: Set(id),
+                n: Set(next),
             }
-            Err(_) => None,
-        };
-        seen.calls.push(Call {
-            what: "counter update",
-            took: t.elapsed(),
-            at,
-            outcome: r.map(drop).map_err(|e| e.to_string()),
+            .update(&writer)
+            .and_then(|_| writer.token())
         });
+        if r.is_ok() {
+            committed = next;
+        }
+        let token = r.ok().flatten();
 
         let opts = match token {
             Some(token) => ReadOptions::default().min_lsn(token),
             None => ReadOptions::default(),
         };
         let reader = pool.db(opts).with_timeout(DEADLINE);
-        let at = start.elapsed();
-        let t = Instant::now();
-        let r = Counter::find_by_id(id).one(&reader);
+        let r = seen.timed("cached read", start, || {
+            Counter::find_by_id(id).one(&reader)
+        });
         if let (Ok(Some(c)), Some(_)) = (&r, token) {
             if c.n < committed {
                 seen.stale.push(format!(
@@ -233,33 +239,19 @@ fn work(pool: &Pool, id: i64, tag: &str, start: Instant, stop: &AtomicBool) -> S
                 ));
             }
         }
-        seen.calls.push(Call {
-            what: "cached read",
-            took: t.elapsed(),
-            at,
-            outcome: r.map(drop).map_err(|e| e.to_string()),
-        });
 
         let replica = pool
-            .db(ReadOptions::new(ReplicaPreferred))
+            .db(ReadOptions::new(ReadPreference::ReplicaPreferred))
             .with_timeout(DEADLINE);
-        let at = start.elapsed();
-        let t = Instant::now();
-        let r = replica.query(
-            "SELECT count(*) FROM fault_it.ledger WHERE marker LIKE $1",
-            &[&format!("{tag}-{id}-%")],
-        );
-        seen.calls.push(Call {
-            what: "replica read",
-            took: t.elapsed(),
-            at,
-            outcome: r.map(drop).map_err(|e| e.to_string()),
+        let _ = seen.timed("replica read", start, || {
+            replica.query(
+                "SELECT count(*) FROM fault_it.ledger WHERE marker LIKE $1",
+                &[&format!("{tag}-{id}-%")],
+            )
         });
     }
     seen
 }
-
-use ReadPreference::ReplicaPreferred;
 
 /// Runs the workers for 1 s, applies `fault` to `link`, heals it, runs 3 s more, and
 /// checks every rule.
@@ -515,7 +507,7 @@ fn a_miss_with_the_primary_down_is_read_from_the_replica() {
     assert!(down.is_some(), "the monitor never saw the primary go");
     let reader = rig
         .pool
-        .db(ReadOptions::new(ReplicaPreferred))
+        .db(ReadOptions::new(ReadPreference::ReplicaPreferred))
         .with_timeout(DEADLINE);
     let read = Counter::find_by_id(id).one(&reader);
     rig.primary.resume();
