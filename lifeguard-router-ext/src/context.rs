@@ -35,8 +35,11 @@ pub struct Settings {
     /// The database budget of a request that sends no `Lifeguard-Timeout`; `None`: only the
     /// pool's own statement timeout applies.
     pub default_timeout: Option<Duration>,
-    /// A client's `Lifeguard-Timeout` is clamped to this (a client may shorten its budget,
-    /// not lengthen it past the service's limit).
+    /// A client's `Lifeguard-Timeout` is clamped to this: a client may shorten its budget,
+    /// not lengthen it past the service's limit. Left `None`, [`Lifeguard::new`](crate::Lifeguard::new)
+    /// sets it to the pool's statement timeout
+    /// ([`PoolConfig::statement_timeout`](lifeguard_core::pool::PoolConfig::statement_timeout)),
+    /// so a header cannot lift the server-side limit the pool puts on every statement.
     pub max_timeout: Option<Duration>,
     /// Send `Lifeguard-Served-By` (off by default: it reveals topology).
     pub served_by: bool,

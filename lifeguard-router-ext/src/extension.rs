@@ -57,7 +57,12 @@ pub struct Handled<R> {
 impl Lifeguard {
     /// The extension over `pool`; the HTTP request series live on a registry of its own
     /// ([`Lifeguard::registry`]), rendered with the pool's by [`Lifeguard::metrics`].
-    pub fn new(pool: Pool, settings: Settings) -> Lifeguard {
+    /// Without a [`Settings::max_timeout`], the pool's statement timeout becomes the cap of
+    /// `Lifeguard-Timeout`.
+    pub fn new(pool: Pool, mut settings: Settings) -> Lifeguard {
+        if settings.max_timeout.is_none() {
+            settings.max_timeout = pool.config().statement_timeout();
+        }
         let registry = Registry::new();
         let metrics = HttpMetrics::register(&registry)
             .expect("two distinct series always register on a fresh registry");

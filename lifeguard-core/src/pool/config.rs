@@ -262,6 +262,13 @@ impl PoolConfig {
         self
     }
 
+    /// The server-side statement timeout of every pooled session
+    /// ([`session_timeouts`](Self::session_timeouts)); `None` when the server's own setting
+    /// applies.
+    pub fn statement_timeout(&self) -> Option<Duration> {
+        self.statement_timeout
+    }
+
     /// Statements through the pool that take at least `threshold` (default 1 s) are logged
     /// at WARN, target `lifeguard::statement`, with their duration, operation, server and
     /// SQL text (never parameter values; past 2 KiB the text is cut); `None` logs none.
