@@ -651,6 +651,12 @@ fn lock_timeout_gives_up_while_another_session_holds_the_lock() {
     assert_eq!(m.up(&mut conn).unwrap().len(), 3);
 }
 
+#[test]
+fn the_lock_wait_is_bounded_by_default() {
+    let debug = format!("{:?}", Migrator::default());
+    assert!(debug.contains("lock_timeout: 300s"), "{debug}");
+}
+
 // Models for DDL and drift: unqualified, so they live in each test's schema.
 
 #[derive(Debug, Clone, LifeModel, LifeRecord)]

@@ -2,7 +2,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -66,7 +65,7 @@ pub const TRACKING_TABLE: &str = "lifeguard_migrations";
 /// migrator.down(&mut conn, 1)?;
 /// # Ok::<(), lifeguard_core::Error>(())
 /// ```
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Migrator {
     migrations: Vec<Arc<dyn Migration>>,
     /// Problems found while building the list, reported by every operation.
@@ -74,8 +73,22 @@ pub struct Migrator {
     schema: Option<String>,
     out_of_order: bool,
     deny_unknown: bool,
-    lock_timeout: Option<Duration>,
+    lock_timeout: Duration,
     statement_timeout: Option<Duration>,
+}
+
+impl Default for Migrator {
+    fn default() -> Self {
+        Migrator {
+            migrations: Vec::new(),
+            problems: Vec::new(),
+            schema: None,
+            out_of_order: false,
+            deny_unknown: false,
+            lock_timeout: super::lock::DEFAULT_LOCK_TIMEOUT,
+            statement_timeout: None,
+        }
+    }
 }
 
 impl fmt::Debug for Migrator {
@@ -223,11 +236,11 @@ impl Migrator {
     }
 
     /// Gives up ([`MigrateErrorKind::LockTimeout`]) when another migrator holds the lock
-    /// longer than `timeout`. Without it the wait has no limit. The lock is polled
+    /// longer than `timeout` (default 5 minutes). The lock is polled
     /// (`pg_try_advisory_lock` every 100 ms), so a session `statement_timeout` never cuts the
     /// wait short.
     pub fn lock_timeout(mut self, timeout: Duration) -> Migrator {
-        self.lock_timeout = Some(timeout);
+        self.lock_timeout = timeout;
         self
     }
 
@@ -531,48 +544,7 @@ impl Migrator {
     /// Runs `f` holding the advisory lock; unlocks after it, also on error or panic.
     fn locked<T>(&self, conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         refuse_unnamed(conn)?;
-        let key = self.lock_key();
-        self.lock(conn, key)?;
-        let result = catch_unwind(AssertUnwindSafe(|| f(conn)));
-        let unlocked = conn.execute("SELECT pg_advisory_unlock($1)", &[&key]);
-        if let Err(e) = unlocked {
-            // Only a broken session fails here, and the server drops its locks with it.
-            tracing::warn!(target: "lifeguard::migrate", "pg_advisory_unlock({key}) failed: {e}");
-        }
-        match result {
-            Err(panic) => resume_unwind(panic),
-            Ok(result) => result,
-        }
-    }
-
-    /// Takes the session-level advisory lock, polling so that no statement waits on it.
-    fn lock(&self, conn: &Connection, key: i64) -> Result<()> {
-        let start = Instant::now();
-        let mut logged = false;
-        loop {
-            let got: bool = conn
-                .query_one("SELECT pg_try_advisory_lock($1)", &[&key])?
-                .try_get(0)?;
-            if got {
-                return Ok(());
-            }
-            if !logged {
-                logged = true;
-                tracing::info!(target: "lifeguard::migrate", "waiting for the migration lock ({key}): another migrator holds it");
-            }
-            if let Some(limit) = self.lock_timeout {
-                if start.elapsed() >= limit {
-                    return Err(Error::Migrate(MigrateError::new(
-                        MigrateErrorKind::LockTimeout,
-                        format!(
-                            "another migrator held the migration lock ({key}) for longer than \
-                             the lock timeout ({limit:?})"
-                        ),
-                    )));
-                }
-            }
-            may::coroutine::sleep(Duration::from_millis(100));
-        }
+        super::lock::holding(conn, self.lock_key(), self.lock_timeout, f)
     }
 
     fn ensure_table(&self, conn: &Connection) -> Result<()> {

@@ -36,6 +36,7 @@ pub mod commands;
 mod ddl;
 mod drift;
 mod history;
+mod lock;
 mod migrator;
 mod source;
 
