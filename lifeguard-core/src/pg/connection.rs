@@ -90,7 +90,7 @@ impl Connection {
     /// Connects to the one host of `config`.
     pub(crate) fn connect_one(config: &Config) -> Result<Connection> {
         let (socket, startup) = handshake(config)?;
-        let shared = Shared::start(socket, startup.parameters)?;
+        let shared = Shared::start(socket, startup.parameters, config.limits())?;
         // In unnamed mode the cache keeps descriptions (parameter and column types), not
         // server-side statements, bounded the same way; `statement_cache=0` keeps none, so
         // each statement is described (a round trip) before it runs.

@@ -9,8 +9,9 @@ use postgres_protocol::message::backend::Message;
 
 use crate::error::{Error, Result};
 
-/// The largest backend message accepted. PostgreSQL caps a field at 1 GiB; a length past
-/// that is corruption, and honouring it would let a broken peer make us reserve gigabytes.
+/// The largest backend message accepted during start-up, before a connection applies its
+/// own `max_message_size`. PostgreSQL caps a field at 1 GiB; a length past that is
+/// corruption, and honouring it would let a broken peer make us reserve gigabytes.
 const MAX_MESSAGE_LEN: usize = (1 << 30) + 1024;
 
 /// The most room reserved ahead of bytes that have not arrived. A header is only a claim:
@@ -23,14 +24,28 @@ const MAX_RESERVE_AHEAD: usize = 64 * 1024;
 /// Returns `Ok(None)` when `buf` holds only part of a message (read more, then call again),
 /// and an error when the bytes cannot be a valid message.
 pub(crate) fn next_message(buf: &mut BytesMut) -> Result<Option<Message>> {
+    Ok(next_frame(buf, MAX_MESSAGE_LEN)?.map(|(message, _)| message))
+}
+
+/// [`next_message`] for a connection whose messages may be at most `max` bytes (type byte
+/// and length included), with the size of the message it returns. A longer one is an
+/// error as soon as its header arrives, before any of it is buffered.
+pub(crate) fn next_frame(buf: &mut BytesMut, max: usize) -> Result<Option<(Message, usize)>> {
     if buf.len() < 5 {
         return Ok(None);
     }
     let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
-    if !(4..=MAX_MESSAGE_LEN).contains(&len) {
+    if len < 4 {
         return Err(Error::protocol(format!(
             "invalid length {len} for backend message {:?}",
             char::from(buf[0])
+        )));
+    }
+    if len >= max {
+        return Err(Error::protocol(format!(
+            "backend message {:?} of {} bytes exceeds max_message_size ({max} bytes)",
+            char::from(buf[0]),
+            len as u64 + 1
         )));
     }
     if buf.len() < len + 1 {
@@ -38,7 +53,7 @@ pub(crate) fn next_message(buf: &mut BytesMut) -> Result<Option<Message>> {
         return Ok(None);
     }
     match Message::parse(buf) {
-        Ok(Some(message)) => Ok(Some(message)),
+        Ok(Some(message)) => Ok(Some((message, len + 1))),
         // The length check above means a whole message is present; `None` cannot happen, but
         // reporting it beats trusting that.
         Ok(None) => Err(Error::protocol("incomplete backend message")),
@@ -232,6 +247,20 @@ mod tests {
             "reserved {} bytes for a 5-byte header",
             buf.capacity()
         );
+    }
+
+    #[test]
+    fn a_message_over_the_connection_cap_is_refused_from_its_header() {
+        // A DataRow of 10,000 bytes (length field 9,999) against caps around it.
+        let mut buf = BytesMut::from(&b"D\x00\x00\x27\x0f"[..]);
+        let e = match next_frame(&mut buf, 9_999) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("a message over the cap was accepted"),
+        };
+        assert!(e.contains("10000 bytes exceeds max_message_size"), "{e}");
+        assert!(next_frame(&mut buf, 10_000).unwrap().is_none());
+        let mut buf = BytesMut::from(&b"Z\x00\x00\x00\x05I"[..]);
+        assert_eq!(next_frame(&mut buf, 6).unwrap().map(|(_, n)| n), Some(6));
     }
 
     #[test]

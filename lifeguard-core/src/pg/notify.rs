@@ -34,9 +34,10 @@ impl Notification {
 }
 
 /// The notifications received on one connection and the coroutines waiting for them.
-#[derive(Default)]
 pub(crate) struct NotificationQueue {
     state: Mutex<Queued>,
+    /// The most notifications kept (`notification_queue`).
+    cap: usize,
 }
 
 #[derive(Default)]
@@ -44,13 +45,59 @@ struct Queued {
     queue: VecDeque<Notification>,
     /// Every coroutine waiting for a notification; all are woken and re-check the queue.
     waiters: Vec<Arc<Blocker>>,
+    /// Notifications dropped at the cap since the connection opened.
+    dropped: u64,
+    /// When the last warning about drops went out.
+    warned: Option<Instant>,
 }
 
+/// The least time between two warnings about dropped notifications: a flood drops thousands
+/// a second, and one line with the running count says as much as a line for each.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
 impl NotificationQueue {
+    /// An empty queue keeping at most `cap` notifications.
+    pub(crate) fn new(cap: usize) -> NotificationQueue {
+        NotificationQueue {
+            state: Mutex::new(Queued::default()),
+            cap: cap.max(1),
+        }
+    }
+
     /// Queues a notification from the server and wakes every listener.
+    ///
+    /// At the cap the oldest goes: the reader must never wait for a listener (nobody may be
+    /// draining, and every statement on the connection would stall behind it), and keeping
+    /// the newest means a flood on one channel cannot hide what is sent after it.
     pub(crate) fn deliver(&self, n: Notification) {
-        lock(&self.state).queue.push_back(n);
+        {
+            let mut st = lock(&self.state);
+            if st.queue.len() >= self.cap {
+                st.queue.pop_front();
+                st.dropped += 1;
+                let now = Instant::now();
+                if st
+                    .warned
+                    .is_none_or(|at| now.duration_since(at) >= WARN_EVERY)
+                {
+                    st.warned = Some(now);
+                    tracing::warn!(
+                        target: "lifeguard::pg",
+                        dropped = st.dropped,
+                        cap = self.cap,
+                        "notification queue full: the oldest notifications are dropped \
+                         (drain them faster or raise notification_queue)"
+                    );
+                }
+            }
+            st.queue.push_back(n);
+        }
         self.wake_all();
+    }
+
+    /// Notifications dropped at the cap so far.
+    fn dropped(&self) -> u64 {
+        lock(&self.state).dropped
     }
 
     /// Wakes every listener, to find a notification or the connection broken.
@@ -132,6 +179,14 @@ impl Connection {
     /// Every notification already received, without waiting.
     pub fn drain_notifications(&self) -> Vec<Notification> {
         self.shared().notifications().drain()
+    }
+
+    /// How many notifications this connection dropped since it opened because its queue
+    /// was full ([`Config::notification_queue`](super::Config::notification_queue)): the
+    /// oldest go first. A count that grew means some were missed; re-read whatever state
+    /// they announce.
+    pub fn notifications_dropped(&self) -> u64 {
+        self.shared().notifications().dropped()
     }
 }
 

@@ -5,6 +5,7 @@
 //! this client can honour are accepted; anything else is an error rather than being silently
 //! ignored, so a misspelt or unsupported setting is noticed at start-up, not in production.
 
+mod limits;
 mod net;
 mod options;
 mod parse;
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 
+pub(crate) use limits::Limits;
 pub use net::Keepalives;
 pub use options::{
     AuthMethod, ChannelBinding, LoadBalanceHosts, Prepare, RequireAuth, RootCert, SslMode,
@@ -70,6 +72,24 @@ impl Host {
 /// // The password never shows up in logs.
 /// assert!(!format!("{config:?}").contains("s3cret"));
 /// ```
+///
+/// Three parameters cap the memory a server can make a connection hold, each also taken in
+/// a connection string: `max_message_size` (bytes; the largest message, a larger one fails
+/// the connection with [`Error::Protocol`]), `reply_buffer` (bytes of one reply held for a
+/// slow caller before the connection stops reading its socket) and `notification_queue`
+/// (notifications kept for a listener; the oldest are dropped and counted past it). See
+/// [`Config::max_message_size`], [`Config::reply_buffer`] and [`Config::notification_queue`].
+///
+/// ```
+/// use lifeguard_core::pg::Config;
+///
+/// let s = "host=db max_message_size=16777216 reply_buffer=1048576 notification_queue=500";
+/// let config = Config::parse(s)?;
+/// assert_eq!(config.get_max_message_size(), 16 << 20);
+/// assert_eq!(config.get_reply_buffer(), 1 << 20);
+/// assert_eq!(config.get_notification_queue(), 500);
+/// # Ok::<(), lifeguard_core::Error>(())
+/// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct Config {
     hosts: Vec<Host>,
@@ -88,6 +108,7 @@ pub struct Config {
     statement_cache: usize,
     keepalives: Keepalives,
     tcp_user_timeout: Option<Duration>,
+    limits: Limits,
 }
 
 impl Config {
@@ -113,6 +134,7 @@ impl Config {
             statement_cache: DEFAULT_STATEMENT_CACHE,
             keepalives: Keepalives::default(),
             tcp_user_timeout: Some(net::DEFAULT_TCP_USER_TIMEOUT),
+            limits: Limits::default(),
         }
     }
 
@@ -289,6 +311,7 @@ impl fmt::Debug for Config {
             .field("statement_cache", &self.statement_cache)
             .field("keepalives", &self.keepalives)
             .field("tcp_user_timeout", &self.tcp_user_timeout)
+            .field("limits", &self.limits)
             .finish()
     }
 }

@@ -155,6 +155,9 @@ impl Config {
                     },
                 };
             }
+            "max_message_size" | "reply_buffer" | "notification_queue" => {
+                self.limits.apply(key, value, ctx)?;
+            }
             _ => {
                 return Err(Error::config(format!(
                     "unknown connection parameter \"{key}\""

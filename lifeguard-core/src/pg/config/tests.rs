@@ -402,3 +402,30 @@ fn from_str_matches_parse() {
     let c: Config = "host=h port=1".parse().unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c, ok("postgres://h:1"));
 }
+
+#[test]
+fn memory_caps() {
+    let c = Config::new();
+    assert_eq!(c.get_max_message_size(), (1 << 30) + 1024);
+    assert_eq!(c.get_reply_buffer(), 4 << 20);
+    assert_eq!(c.get_notification_queue(), 10_000);
+    let c = ok("postgres://h/db?max_message_size=65536&reply_buffer=1000&notification_queue=3");
+    assert_eq!(c.get_max_message_size(), 65536);
+    assert_eq!(c.get_reply_buffer(), 1000);
+    assert_eq!(c.get_notification_queue(), 3);
+    assert_eq!(
+        ok("max_message_size='' notification_queue=''").limits(),
+        Config::new().limits()
+    );
+    assert!(err("max_message_size=100").contains("from 8192"));
+    assert!(err("reply_buffer=0").contains("reply_buffer"));
+    assert!(err("notification_queue=-1").contains("notifications"));
+    assert_eq!(
+        Config::new().max_message_size(1).get_max_message_size(),
+        8192
+    );
+    assert_eq!(
+        Config::new().notification_queue(0).get_notification_queue(),
+        1
+    );
+}

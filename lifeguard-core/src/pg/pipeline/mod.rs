@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
+use super::config::Limits;
 use super::liveness::Liveness;
 use super::notify::NotificationQueue;
 use super::socket::{Closer, Socket};
@@ -56,6 +57,10 @@ pub(crate) struct Shared {
     writer_co: OnceLock<may::coroutine::Coroutine>,
     /// The reader's activity, watched for a connection gone silent (`pg::liveness`).
     liveness: Liveness,
+    /// The largest message the server may send (`max_message_size`).
+    max_message: usize,
+    /// Bytes of one reply held for its caller before the reader waits (`reply_buffer`).
+    reply_buffer: usize,
 }
 
 /// How long an abandoned reply may take to finish after its caller's deadline, counted from
@@ -82,7 +87,11 @@ struct State {
 
 impl Shared {
     /// Wraps a socket that has finished the start-up handshake and starts its reader.
-    pub(crate) fn start(socket: Socket, parameters: Vec<(String, String)>) -> Result<Arc<Shared>> {
+    pub(crate) fn start(
+        socket: Socket,
+        parameters: Vec<(String, String)>,
+        limits: Limits,
+    ) -> Result<Arc<Shared>> {
         let closer = socket
             .closer()
             .map_err(|e| Error::connection("clone socket for shutdown", Some(e)))?;
@@ -94,12 +103,14 @@ impl Shared {
             writer: may::sync::Mutex::new(socket),
             closer,
             in_flight: AtomicUsize::new(0),
-            notifications: NotificationQueue::default(),
+            notifications: NotificationQueue::new(limits.notification_queue),
             parameters: Mutex::new(parameters),
             abandoned: Mutex::new(Vec::new()),
             is_broken: AtomicBool::new(false),
             writer_co: OnceLock::new(),
             liveness: Liveness::default(),
+            max_message: limits.max_message_size,
+            reply_buffer: limits.reply_buffer,
         });
         let for_reader = shared.clone();
         // The reader parses replies on its own stack; 64 KiB leaves room for deep rows.
@@ -159,8 +170,9 @@ impl Shared {
         lock(&self.state).closes.push(name);
     }
 
-    /// Remembers a reply whose caller gave up at its deadline.
+    /// Remembers a reply whose caller gave up at its deadline; the rest of it is discarded.
     pub(crate) fn abandon(&self, reply: &Arc<Reply>) {
+        reply.abandon();
         lock(&self.abandoned).push((reply.clone(), Instant::now()));
     }
 
@@ -197,10 +209,9 @@ impl Shared {
             st.pending.drain(..).collect()
         };
         self.in_flight.store(0, Ordering::Relaxed);
-        for p in drained {
-            if let Pending::Reply(r) = p {
-                r.fail(e.clone());
-            }
+        // Failing a reply also wakes a reader waiting for its caller to make room.
+        for r in drained.iter().filter_map(Pending::reply) {
+            r.fail(e.clone());
         }
         self.closer.shutdown();
         // The writer coroutine wakes, finds the connection broken and ends.

@@ -4,19 +4,24 @@
 use std::io::Read;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use may::sync::Blocker;
 use postgres_protocol::message::backend::Message;
 
 use super::echo::Echo;
-use super::reply::Pending;
+use super::reply::{Framed, Pending};
 use super::Shared;
 use crate::error::{DbError, Error, Result};
-use crate::pg::frame::next_message;
+use crate::pg::frame::next_frame;
 use crate::pg::notify::Notification;
 use crate::pg::socket::Socket;
-use crate::rt::lock;
+use crate::rt::{lock, park};
+
+/// How long the reader parks at a time while a reply is full, before it checks again that
+/// the connection still stands (wake-ups normally come sooner, from the caller).
+const HOLD_STEP: Duration = Duration::from_secs(1);
 
 /// Where the messages being read go.
 #[derive(Default)]
@@ -24,7 +29,7 @@ struct Route {
     /// The request they answer, from the first message of its reply to its `ReadyForQuery`.
     current: Option<Pending>,
     /// Its messages parsed from the latest read, not yet handed over.
-    batch: Vec<Message>,
+    batch: Vec<Framed>,
 }
 
 impl Shared {
@@ -35,14 +40,20 @@ impl Shared {
         let mut scratch = vec![0u8; 64 * 1024];
         let mut route = Route::default();
         let mut echo = Echo::default();
+        // Made here: a blocker belongs to the coroutine that creates it.
+        let parked = Arc::new(Blocker::new(false));
         let end = loop {
             if let Err(e) = self.route_buffered(&mut buf, &mut route) {
                 return self.fail(e);
             }
             // Hand over what this read produced before parking in the next one, so large
             // results stream to their caller instead of piling up here.
-            if let (Some(Pending::Reply(r)), false) = (&route.current, route.batch.is_empty()) {
-                r.push(&mut route.batch, false);
+            if let (Some(current), false) = (&route.current, route.batch.is_empty()) {
+                if let Some(r) = current.reply() {
+                    r.push(&mut route.batch, false);
+                }
+                route.batch.clear();
+                self.wait_for_room(current, &parked);
             }
             echo.adjust(&socket, self.in_flight(), route.current.is_some());
             let n = match socket.read(&mut scratch) {
@@ -56,14 +67,36 @@ impl Shared {
         self.fail(end);
     }
 
+    /// Stops reading while the reply being read holds more than `reply_buffer` bytes its
+    /// caller has not taken: the server then blocks on a full socket instead of this
+    /// process buffering without bound. Ends when the caller has taken half of it, gave up
+    /// or went away (the rest of its reply is discarded), or the connection failed.
+    fn wait_for_room(&self, current: &Pending, parked: &Arc<Blocker>) {
+        // The slot is upgraded for each check only: holding it across the park would keep
+        // a caller that went away looking present.
+        while current
+            .reply()
+            .is_some_and(|r| r.holds_back(parked, self.reply_buffer))
+        {
+            if self.is_broken() {
+                return;
+            }
+            // The silence that follows is this side's doing: the liveness watch must not
+            // take it for a dead server (which it would then confirm, the backend being
+            // blocked on its write to us).
+            self.liveness.note_read();
+            park(parked, Some(Instant::now() + HOLD_STEP));
+        }
+    }
+
     /// Routes every complete message in `buf`; an error is one that breaks the connection.
     fn route_buffered(&self, buf: &mut BytesMut, route: &mut Route) -> Result<()> {
-        while let Some(message) = next_message(buf)? {
+        while let Some((message, size)) = next_frame(buf, self.max_message)? {
             match message {
                 m @ (Message::NotificationResponse(_)
                 | Message::NoticeResponse(_)
                 | Message::ParameterStatus(_)) => self.on_async_message(m),
-                m => self.on_reply_message(m, route)?,
+                m => self.on_reply_message(m, size, route)?,
             }
         }
         Ok(())
@@ -95,13 +128,13 @@ impl Shared {
 
     /// A message of the reply to the oldest request in flight; its `ReadyForQuery` ends
     /// that request.
-    fn on_reply_message(&self, m: Message, route: &mut Route) -> Result<()> {
+    fn on_reply_message(&self, m: Message, size: usize, route: &mut Route) -> Result<()> {
         let is_end = matches!(m, Message::ReadyForQuery(_));
         if route.current.is_none() {
             route.current = lock(&self.state).pending.front().cloned();
         }
         match &route.current {
-            Some(Pending::Reply(_)) => route.batch.push(m),
+            Some(Pending::Reply(_)) => route.batch.push((m, size)),
             Some(Pending::Discard) => {
                 if let Message::ErrorResponse(body) = &m {
                     if let Ok(e) = DbError::parse(body.fields()) {
@@ -113,8 +146,9 @@ impl Shared {
         }
         if is_end {
             self.finish_request();
-            if let Some(Pending::Reply(r)) = route.current.take() {
-                r.push(&mut route.batch, true);
+            match route.current.take().as_ref().and_then(Pending::reply) {
+                Some(r) => r.push(&mut route.batch, true),
+                None => route.batch.clear(),
             }
         }
         Ok(())
@@ -129,7 +163,7 @@ impl Shared {
             if st.pending.pop_front().is_some() {
                 self.in_flight.fetch_sub(1, Ordering::Relaxed);
             }
-            if let Some(Pending::Reply(next)) = st.pending.front() {
+            if let Some(next) = st.pending.front().and_then(Pending::reply) {
                 next.mark_started(Instant::now());
             }
             let flush = !st.writing && !st.out.is_empty() && !st.hold_back();

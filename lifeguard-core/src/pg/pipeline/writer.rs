@@ -47,7 +47,7 @@ impl Shared {
     /// Queues `bytes` and returns the slot its reply will arrive in.
     pub(crate) fn request(&self, out: Outgoing<'_>) -> Result<Arc<Reply>> {
         let reply = Reply::new();
-        self.enqueue(out, Some(Pending::Reply(reply.clone())))?;
+        self.enqueue(out, Some(Pending::Reply(Arc::downgrade(&reply))))?;
         Ok(reply)
     }
 
@@ -82,7 +82,7 @@ impl Shared {
             }
             let counted = pending.is_some();
             if let Some(p) = pending {
-                if let (Pending::Reply(r), true) = (&p, st.pending.is_empty()) {
+                if let (true, Some(r)) = (st.pending.is_empty(), p.reply()) {
                     r.mark_started(Instant::now());
                 }
                 st.pending.push_back(p);
