@@ -24,16 +24,16 @@
 
 use std::time::Duration;
 
-use lifeguard_core::pg::Config as PgConfig;
+use lifeguard_core::pg::{redact_url, Config as PgConfig};
 use lifeguard_core::pool::PoolConfig;
 
 /// Everything the service reads at start-up.
 #[derive(Debug, Clone)]
 pub struct AppConfig {
     /// The primary's URL.
-    pub primary_url: String,
+    pub primary_url: SecretUrl,
     /// The replicas' URLs.
-    pub replica_urls: Vec<String>,
+    pub replica_urls: Vec<SecretUrl>,
     /// Connections per server for the pool (monitor connection not included).
     pub pool_max_size: usize,
     /// The most requests in flight on one pooled connection (`None`: no limit).
@@ -63,23 +63,32 @@ pub struct AppConfig {
 }
 
 /// The cache's settings.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct CacheSettings {
     /// The Redis server.
-    pub redis_url: String,
+    pub redis_url: SecretUrl,
     /// The namespace shared with the reflector.
     pub namespace: String,
     /// The staleness bound `B`, shared with the reflector.
     pub staleness: Duration,
 }
 
-impl std::fmt::Debug for CacheSettings {
+/// A connection URL that may carry a password: used as the `str` it holds, printed by
+/// `Debug` without the password ([`redact_url`]).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretUrl(pub String);
+
+impl std::ops::Deref for SecretUrl {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The URL may carry a password.
-        f.debug_struct("CacheSettings")
-            .field("namespace", &self.namespace)
-            .field("staleness", &self.staleness)
-            .finish_non_exhaustive()
+        write!(f, "{:?}", redact_url(&self.0))
     }
 }
 
@@ -135,13 +144,14 @@ impl AppConfig {
         }
         let primary_url = var("DATABASE_URL")
             .or_else(|| var("LIFEGUARD_PRIMARY_URL"))
+            .map(SecretUrl)
             .ok_or("set DATABASE_URL or LIFEGUARD_PRIMARY_URL")?;
         let replica_urls = var("LIFEGUARD_REPLICA_URLS")
             .map(|l| {
                 l.split(',')
                     .map(str::trim)
                     .filter(|u| !u.is_empty())
-                    .map(String::from)
+                    .map(|u| SecretUrl(u.to_owned()))
                     .collect()
             })
             .unwrap_or_default();
@@ -208,7 +218,7 @@ impl AppConfig {
             cache: match var("LIFEGUARD_CACHE_REDIS_URL") {
                 None => None,
                 Some(redis_url) => Some(CacheSettings {
-                    redis_url,
+                    redis_url: SecretUrl(redis_url),
                     namespace: var("LIFEGUARD_CACHE_NAMESPACE")
                         .unwrap_or_else(|| "lifeguard".into()),
                     staleness: Duration::from_millis(
@@ -299,6 +309,23 @@ mod tests {
         assert_eq!(c.pool_max_size, 10);
         assert_eq!(c.listen, DEFAULT_LISTEN);
         assert_eq!(c.schema, "example");
+    }
+
+    #[test]
+    fn debug_never_shows_a_password() {
+        let c = cfg(
+            &[
+                ("DATABASE_URL", "postgres://u:pw-primary@h/db"),
+                ("LIFEGUARD_REPLICA_URLS", "postgres://u:pw-replica@r/db"),
+                ("LIFEGUARD_CACHE_REDIS_URL", "redis://:pw-redis@h:6379"),
+            ],
+            &[],
+        )
+        .unwrap();
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("pw-"), "{debug}");
+        assert!(debug.contains("postgres://u:***@r/db"), "{debug}");
+        assert_eq!(&*c.primary_url, "postgres://u:pw-primary@h/db");
     }
 
     #[test]

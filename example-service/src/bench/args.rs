@@ -77,7 +77,8 @@ impl Workload {
     }
 }
 
-#[derive(Clone, Debug)]
+// No `Debug`: the URLs may carry passwords.
+#[derive(Clone)]
 pub(crate) struct Args {
     pub(crate) mode: Mode,
     pub(crate) url: String,

@@ -34,6 +34,7 @@ mod frame;
 mod liveness;
 mod notify;
 mod pipeline;
+mod redact;
 mod row;
 mod session;
 mod socket;
@@ -58,8 +59,9 @@ pub use copy::{BinaryCopyWriter, CopyIn, CopyOut};
 pub use frame::fuzz_backend_messages;
 pub use liveness::DEFAULT_LIVENESS_PROBE;
 pub use notify::Notification;
+pub use redact::redact_url;
 pub use row::{Row, RowIndex, RowIndexText, SimpleQueryMessage, SimpleRow};
-pub(crate) use session::LocalSession;
+pub(crate) use session::{changes_session, LocalSession};
 #[cfg(feature = "cache")]
 pub(crate) use socket::{Closer, Socket};
 pub use statement::{Column, Statement};
