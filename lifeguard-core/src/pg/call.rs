@@ -16,7 +16,7 @@ use super::connection::Connection;
 use super::extended::{encode_runs, may_be_stale_description};
 use super::pipeline::{Outgoing, Reply, Wait};
 use super::row::{Row, SimpleQueryMessage, SimpleRow};
-use super::session::{refuse_session_features, sets_session};
+use super::session::{changes_session, refuse_session_features};
 use super::statement::{Column, Statement};
 use crate::error::{DbError, Error, Result, SqlState};
 use crate::rt::lock;
@@ -489,17 +489,13 @@ impl<'a> Call<'a> {
         self.conn.shared().send_raw(&buf)
     }
 
-    /// Flags commands whose effect outlives the statement and its transaction.
+    /// Flags commands whose effect outlives the statement and its transaction: from the
+    /// parse of the text, and from the tag for commands whose tag alone says so.
     fn note_session_change(&self, tag: &str, sql: &str) {
-        let lasting = match tag {
-            "LISTEN" | "PREPARE" => true,
-            // Only a WITH HOLD cursor outlives its transaction.
-            "DECLARE CURSOR" => sql.to_ascii_uppercase().contains("WITH HOLD"),
-            // SET LOCAL ends with its transaction; a plain SET stays with the session.
-            "SET" => sets_session(sql),
-            t => t.starts_with("CREATE") && sql.to_ascii_uppercase().contains("TEMP"),
-        };
-        if lasting {
+        let by_tag = matches!(tag, "LISTEN" | "PREPARE" | "LOAD" | "RESET")
+            || tag.starts_with("DISCARD")
+            || tag.starts_with("DEALLOCATE");
+        if by_tag || changes_session(sql) {
             self.conn.mark_session_dirty();
         }
     }

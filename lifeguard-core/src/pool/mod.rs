@@ -2,9 +2,12 @@
 //! preferences and read-your-writes tokens.
 //!
 //! Autocommit statements pipeline on shared connections (the least loaded one of the chosen
-//! server); transactions and `COPY` lease a connection. A monitor coroutine samples every
-//! server's WAL position, so a replica serves a read only while its measured staleness is
-//! inside the read's bound and it has replayed past the read's consistency token.
+//! server); transactions and `COPY` lease a connection, and so does an autocommit statement
+//! whose text changes the session (`SET`, `set_config(.., false)`, `LISTEN`, a temporary
+//! table...), whose connection is then closed rather than shared. A monitor coroutine
+//! samples every server's WAL position, so a replica serves a read only while its measured
+//! staleness is inside the read's bound and it has replayed past the read's consistency
+//! token.
 //!
 //! ```no_run
 //! use lifeguard_core::pool::{Pool, PoolConfig, ReadOptions, ReadPreference};
@@ -429,16 +432,17 @@ impl PoolInner {
         self.check_open()?;
         let deadline = self.acquire_deadline(limit);
         let node = &self.primary.node;
-        let mut conn = through_outage(deadline, || node.shared(deadline))?;
+        let mut conn = through_outage(deadline, || node.for_call(sql, deadline))?;
         let op = Operation::of(sql);
         let started = Instant::now();
         let (mut result, mut took) = self.observe(node, "write", sql, op, started, || run(&conn));
         if matches!(&result, Err(e) if e.is_unsent()) {
             // It failed before leaving the process, so it cannot have run: one more try.
-            conn = through_outage(deadline, || node.shared(deadline))?;
+            conn = through_outage(deadline, || node.for_call(sql, deadline))?;
             (result, took) = self.observe(node, "write", sql, op, started, || run(&conn));
         }
-        node.retire_if_dirty(conn.connection());
+        let kept = conn.connection().clone();
+        conn.finish();
         let result = result.map_err(|e| match e {
             Error::Connection(c) if c.unsent => Error::Connection(c),
             // The request was on the wire: it may have committed. Never retried.
@@ -446,7 +450,7 @@ impl PoolInner {
             other => other,
         });
         self.metrics.statement(Role::Primary, op, took, &result);
-        result.map(|value| (value, conn.connection().clone()))
+        result.map(|value| (value, kept))
     }
 
     fn on_member<T>(
@@ -458,15 +462,15 @@ impl PoolInner {
     ) -> Result<T, Failed> {
         let node = &member.node;
         let conn = match node.role {
-            Role::Primary => through_outage(deadline, || node.shared(deadline)),
+            Role::Primary => through_outage(deadline, || node.for_call(sql, deadline)),
             // A replica that is down is not waited for: the read goes elsewhere.
-            Role::Replica => node.shared(deadline),
+            Role::Replica => node.for_call(sql, deadline),
         }
         .map_err(Failed::Acquire)?;
         let op = Operation::of(sql);
         let (result, took) =
             self.observe(&member.node, "read", sql, op, Instant::now(), || run(&conn));
-        member.node.retire_if_dirty(conn.connection());
+        conn.finish();
         self.metrics.statement(member.node.role, op, took, &result);
         result.map_err(Failed::Run)
     }

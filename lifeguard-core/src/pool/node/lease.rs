@@ -1,5 +1,5 @@
 //! What a caller holds while it uses a connection: a [`SharedUse`] for one pipelined call, a
-//! [`Lease`] for exclusive use.
+//! [`Lease`] for exclusive use, and a [`CallUse`] (either) for one autocommit call.
 
 use std::sync::Arc;
 
@@ -17,13 +17,6 @@ pub(crate) struct SharedUse {
     pub(super) sharers: Arc<Sharers>,
 }
 
-impl SharedUse {
-    /// The connection, to keep past this use (e.g. for a follow-up read on it).
-    pub(crate) fn connection(&self) -> &Arc<Connection> {
-        &self.conn
-    }
-}
-
 impl std::ops::Deref for SharedUse {
     type Target = Connection;
 
@@ -36,6 +29,43 @@ impl Drop for SharedUse {
     fn drop(&mut self) {
         let drained = self.sharers.leave();
         self.node.shared_done(&self.conn, drained);
+    }
+}
+
+/// The connection of one autocommit call through the pool: shared with other callers, or,
+/// for a statement that changes the session (see `Node::for_call`), leased alone and
+/// closed when the call ends, so nobody else ever runs on the changed session.
+pub(crate) enum CallUse {
+    /// Pipelined with other callers' requests.
+    Shared(SharedUse),
+    /// Alone, marked to be retired on release.
+    Alone(Lease),
+}
+
+impl CallUse {
+    /// The connection, to keep past this use (e.g. for a follow-up read on it).
+    pub(crate) fn connection(&self) -> &Arc<Connection> {
+        match self {
+            CallUse::Shared(s) => &s.conn,
+            CallUse::Alone(l) => &l.conn,
+        }
+    }
+
+    /// Ends the call. A shared connection that a statement changed after all (a change
+    /// only its command tag showed) stops being handed out; a leased one is retired as it
+    /// is released.
+    pub(crate) fn finish(self) {
+        if let CallUse::Shared(s) = &self {
+            s.node.retire_if_dirty(&s.conn);
+        }
+    }
+}
+
+impl std::ops::Deref for CallUse {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        self.connection()
     }
 }
 

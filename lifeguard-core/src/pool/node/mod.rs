@@ -2,10 +2,10 @@
 //! circuit breaking.
 //!
 //! A slot is either shared (any number of callers pipeline on it) or leased (one holder,
-//! for transactions and COPY). A lease may take a slot that still has shared requests in
-//! flight: the lease's statements queue behind them on the wire, which is sound because the
-//! connection answers requests in order and each of those requests is its own implicit
-//! transaction.
+//! for transactions and COPY, and for an autocommit statement that changes the session). A
+//! lease may take a slot that still has shared requests in flight: the lease's statements
+//! queue behind them on the wire, which is sound because the connection answers requests in
+//! order and each of those requests is its own implicit transaction.
 //!
 //! [`Node`] wires acquiring, opening and releasing together; the decision which slot a
 //! caller gets is `pick`'s, the queues and hand-offs are `waiters`'s, retiring and refilling
@@ -18,7 +18,7 @@ mod pick;
 mod waiters;
 
 pub use lease::Lease;
-pub(crate) use lease::SharedUse;
+pub(crate) use lease::{CallUse, SharedUse};
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -29,7 +29,7 @@ use super::config::PoolConfig;
 use super::metrics::{Gauge, PoolMetrics};
 use crate::error::{Error, Result};
 use crate::executor::Executor;
-use crate::pg::{Config, Connection, LocalSession, Prepare, TransactionStatus};
+use crate::pg::{changes_session, Config, Connection, LocalSession, Prepare, TransactionStatus};
 use crate::rt::{lock, park};
 use circuit::Circuit;
 use pick::{Pick, Place, Validate};
@@ -222,6 +222,24 @@ impl Node {
             conn: picked.conn,
             sharers: picked.sharers,
         })
+    }
+
+    /// A connection for one autocommit call of `sql`: shared, unless the text shows that
+    /// `sql` changes the session (`SET`, `set_config(.., false)`, `LISTEN`, a temporary
+    /// table, a session advisory lock...). Then it is leased, so no other caller's request
+    /// is pipelined on it while the change is made, and retired when the call ends, even
+    /// when the statement failed (a session advisory lock taken before an error stays).
+    /// Retired rather than reset with `DISCARD ALL`: that cannot unload a `LOAD`ed library,
+    /// drops the connection's prepared statements anyway, and a reset that fails would
+    /// need the retirement too; such statements are rare on the autocommit path, so a new
+    /// connection is the cheap certainty.
+    pub(crate) fn for_call(self: &Arc<Self>, sql: &str, deadline: Instant) -> Result<CallUse> {
+        if !changes_session(sql) {
+            return self.shared(deadline).map(CallUse::Shared);
+        }
+        let lease = self.lease(deadline)?;
+        lease.conn.mark_session_dirty();
+        Ok(CallUse::Alone(lease))
     }
 
     /// A connection held exclusively until the lease drops.

@@ -11,6 +11,11 @@
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use lasting::each_lasting;
+pub(crate) use lasting::Lasting;
+
+mod lasting;
+mod tokens;
 
 /// A statement whose effect outlives its transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,7 +24,8 @@ pub(crate) enum SessionFeature {
     Listen,
     /// `pg_advisory_lock`, `pg_try_advisory_lock` and their `_shared` forms.
     AdvisoryLock,
-    /// `SET` without `LOCAL` (and `SET SESSION ...`), which lasts for the session.
+    /// `SET` without `LOCAL` (and `SET SESSION ...`), `RESET`, and `set_config` unless its
+    /// third argument is plainly true: each lasts for the session.
     SessionSet,
 }
 
@@ -41,7 +47,7 @@ impl SessionFeature {
                  or a direct connection",
             ),
             SessionFeature::SessionSet => (
-                "SET without LOCAL",
+                "SET without LOCAL (or RESET, or set_config(.., false))",
                 "the setting stays on a server connection other clients' transactions get, \
                  and this client's next transaction may run on another one",
                 "use SET LOCAL (or set_config(name, value, true)) inside a transaction, or \
@@ -68,190 +74,32 @@ pub(crate) fn refusal(feature: SessionFeature) -> Error {
     Error::invalid_use(feature.refusal())
 }
 
-/// Whether any statement of `sql` is a `SET` that lasts for the session.
-pub(crate) fn sets_session(sql: &str) -> bool {
+/// Whether any statement of `sql` leaves state on the session beyond its transaction, as
+/// far as the text shows (see [`Lasting`]): a pool runs such a statement on a connection
+/// of its own, never on one other callers share.
+pub(crate) fn changes_session(sql: &str) -> bool {
     let mut found = false;
-    scan(sql, |first, second, _| {
-        found |= is_session_set(first, second);
-        found
+    each_lasting(sql, |_| {
+        found = true;
+        true
     });
     found
 }
 
-/// The first session feature any statement of `sql` uses, as far as the text shows: a
-/// statement's leading keywords and the advisory-lock functions it calls. String literals,
-/// quoted identifiers, comments and dollar-quoted bodies are skipped, so a function defined
-/// there is not mistaken for one called, and one called from inside a `DO` block or a
-/// function is not seen.
+/// The first session feature any statement of `sql` uses, as far as the text shows: its
+/// leading keywords and the functions it calls. String literals, quoted identifiers,
+/// comments and dollar-quoted bodies are skipped, so a function defined there is not
+/// mistaken for one called, and one called from inside a `DO` block or a function is not
+/// seen.
 pub(crate) fn find_session_feature(sql: &str) -> Option<SessionFeature> {
     let mut found = None;
-    scan(sql, |first, second, word| {
-        if found.is_none() {
-            if word.is_some_and(is_session_lock_function) {
-                found = Some(SessionFeature::AdvisoryLock);
-            } else if first.is_some_and(|w| w.eq_ignore_ascii_case("listen")) && second.is_none() {
-                found = Some(SessionFeature::Listen);
-            } else if second.is_some() && is_session_set(first, second) {
-                found = Some(SessionFeature::SessionSet);
-            }
+    each_lasting(sql, |lasting| {
+        if let Lasting::Feature(f) = lasting {
+            found = Some(f);
         }
         found.is_some()
     });
     found
-}
-
-/// `SET` followed by anything but `LOCAL` (the transaction's), `TRANSACTION` (the
-/// transaction's characteristics) or `CONSTRAINTS` (the transaction's checks). `second`
-/// is `None` while only the first word is known.
-fn is_session_set(first: Option<&str>, second: Option<&str>) -> bool {
-    let Some(second) = second else {
-        return false;
-    };
-    first.is_some_and(|w| w.eq_ignore_ascii_case("set"))
-        && !["local", "transaction", "constraints"]
-            .iter()
-            .any(|w| second.eq_ignore_ascii_case(w))
-}
-
-fn is_session_lock_function(word: &str) -> bool {
-    [
-        "pg_advisory_lock",
-        "pg_advisory_lock_shared",
-        "pg_try_advisory_lock",
-        "pg_try_advisory_lock_shared",
-    ]
-    .iter()
-    .any(|f| word.eq_ignore_ascii_case(f))
-}
-
-/// Walks the words of `sql` outside literals and comments, calling `visit(first, second,
-/// word)` for each: the first two words of the current statement (`second` is `None` while
-/// only the first is known; both reset at each `;`) and the word itself. Stops early when
-/// `visit` returns true.
-fn scan(sql: &str, mut visit: impl FnMut(Option<&str>, Option<&str>, Option<&str>) -> bool) {
-    let bytes = sql.as_bytes();
-    let mut first: Option<&str> = None;
-    let mut second: Option<&str> = None;
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        match b {
-            b';' => {
-                first = None;
-                second = None;
-                i += 1;
-            }
-            b'-' if bytes.get(i + 1) == Some(&b'-') => {
-                i = find_from(bytes, i, b"\n").map_or(bytes.len(), |at| at + 1);
-            }
-            b'/' if bytes.get(i + 1) == Some(&b'*') => i = skip_block_comment(bytes, i),
-            b'\'' => {
-                // An E'' string escapes with backslashes; a standard one doubles the quote.
-                let escaped = i > 0
-                    && bytes[i - 1].eq_ignore_ascii_case(&b'e')
-                    && (i < 2 || !is_word_byte(bytes[i - 2]));
-                i = skip_quoted(bytes, i, b'\'', escaped);
-            }
-            b'"' => i = skip_quoted(bytes, i, b'"', false),
-            b'$' => i = skip_dollar(bytes, i),
-            _ if b.is_ascii_alphabetic() || b == b'_' || b >= 0x80 => {
-                let start = i;
-                while i < bytes.len() && (is_word_byte(bytes[i]) || bytes[i] == b'$') {
-                    i += 1;
-                }
-                // Word boundaries are ASCII, so the slice is on character boundaries.
-                let word = &sql[start..i];
-                if first.is_none() {
-                    first = Some(word);
-                    if visit(first, None, Some(word)) {
-                        return;
-                    }
-                } else {
-                    if second.is_none() {
-                        second = Some(word);
-                    }
-                    if visit(first, second, Some(word)) {
-                        return;
-                    }
-                }
-            }
-            _ => i += 1,
-        }
-    }
-}
-
-/// A byte of an unquoted identifier or keyword (any non-ASCII byte is a letter to the server).
-fn is_word_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80
-}
-
-fn find_from(bytes: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
-    bytes
-        .get(from..)?
-        .windows(needle.len())
-        .position(|w| w == needle)
-        .map(|at| from + at)
-}
-
-/// The index after a (possibly nested) `/* */` comment starting at `at`.
-fn skip_block_comment(bytes: &[u8], at: usize) -> usize {
-    let mut depth = 0;
-    let mut i = at;
-    while i + 1 < bytes.len() {
-        match (bytes[i], bytes[i + 1]) {
-            (b'/', b'*') => {
-                depth += 1;
-                i += 2;
-            }
-            (b'*', b'/') => {
-                depth -= 1;
-                i += 2;
-                if depth == 0 {
-                    return i;
-                }
-            }
-            _ => i += 1,
-        }
-    }
-    bytes.len()
-}
-
-/// The index after a string or identifier quoted with `quote` starting at `at`.
-fn skip_quoted(bytes: &[u8], at: usize, quote: u8, backslash: bool) -> usize {
-    let mut i = at + 1;
-    while i < bytes.len() {
-        if backslash && bytes[i] == b'\\' {
-            i += 2;
-        } else if bytes[i] == quote {
-            if bytes.get(i + 1) == Some(&quote) {
-                i += 2;
-            } else {
-                return i + 1;
-            }
-        } else {
-            i += 1;
-        }
-    }
-    bytes.len()
-}
-
-/// The index after a dollar-quoted string (`$$...$$`, `$tag$...$tag$`) starting at `at`, or
-/// after the `$` of anything else (a parameter such as `$1`).
-fn skip_dollar(bytes: &[u8], at: usize) -> usize {
-    let mut end = at + 1;
-    while end < bytes.len() && (bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_') {
-        end += 1;
-    }
-    let is_tag =
-        bytes.get(end) == Some(&b'$') && !bytes.get(at + 1).is_some_and(u8::is_ascii_digit);
-    if !is_tag {
-        return at + 1;
-    }
-    let tag = &bytes[at..=end];
-    match find_from(bytes, end + 1, tag) {
-        Some(close) => close + tag.len(),
-        None => bytes.len(),
-    }
 }
 
 /// The session defaults a pool keeps without the `options` start-up parameter, which
@@ -360,11 +208,27 @@ mod tests {
     }
 
     #[test]
-    fn tells_session_sets_for_the_pool() {
-        assert!(sets_session("SET a.b = 1"));
-        assert!(sets_session("SET LOCAL a.b = 1; SET c.d = 2"));
-        assert!(!sets_session("SET LOCAL a.b = 1"));
-        assert!(!sets_session("SELECT 1"));
+    fn tells_session_changes_for_the_pool() {
+        for sql in [
+            "SET a.b = 1",
+            "SET LOCAL a.b = 1; SET c.d = 2",
+            "SELECT set_config('a.b', 'c', false)",
+            "CREATE TEMP TABLE t (a int)",
+            "PREPARE q AS SELECT 1",
+            "DISCARD ALL",
+        ] {
+            assert!(changes_session(sql), "{sql}");
+        }
+        for sql in [
+            "SET LOCAL a.b = 1",
+            "SELECT 1",
+            "CREATE TABLE temperature (a int)",
+        ] {
+            assert!(!changes_session(sql), "{sql}");
+        }
+        // Unnamed mode refuses only what cannot work behind a transaction-mode pooler.
+        assert!(refuse_session_features("CREATE TEMP TABLE t (a int)").is_ok());
+        assert!(refuse_session_features("SELECT set_config('a.b', 'c', false)").is_err());
     }
 
     #[test]
