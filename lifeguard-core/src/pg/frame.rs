@@ -209,11 +209,18 @@ pub(crate) mod exercise {
     }
 }
 
-/// Fuzz entry point: frames and decodes every backend message in `bytes`.
+/// Fuzz entry point: frames and decodes every backend message in `bytes`, then frames them
+/// again under a `max_message_size` the first byte picks, as a connection with a small cap
+/// would.
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub fn fuzz_backend_messages(bytes: &[u8]) {
     exercise::decode_all(bytes);
+    let cap = 5 + usize::from(bytes.first().copied().unwrap_or(0));
+    let mut buf = BytesMut::from(bytes);
+    while let Ok(Some((_, size))) = next_frame(&mut buf, cap) {
+        assert!(size <= cap, "a {size}-byte message passed a cap of {cap}");
+    }
 }
 
 #[cfg(test)]
