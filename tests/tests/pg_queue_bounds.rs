@@ -103,6 +103,68 @@ fn a_slow_copy_out_reader_holds_back_the_server_instead_of_buffering() {
     });
 }
 
+/// A reply held back for a slow caller is this side's silence, not the server's: with the
+/// liveness probe at 1 s, a `COPY TO STDOUT` whose reader pauses for 4 s mid-way (the
+/// backend meanwhile blocked on its write to us) keeps its connection and all its data.
+/// Taken for a dead server, the watch found the backend in `ClientWrite` and failed it.
+#[test]
+fn a_held_back_reply_is_not_taken_for_a_dead_server() {
+    const ROWS: usize = 20_000;
+    in_coroutine_within(Duration::from_secs(15), || {
+        let mut conn = connect_url(&url_with("reply_buffer=65536"));
+        conn.set_liveness_probe(Some(Duration::from_secs(1)));
+        let mut copy = conn
+            .copy_out(&format!(
+                "COPY (SELECT repeat('x', 1000) FROM generate_series(1, {ROWS})) TO STDOUT"
+            ))
+            .expect("copy_out");
+        let (mut lines, mut chunks) = (0usize, 0usize);
+        while let Some(chunk) = copy.next_chunk().expect("a chunk: the connection stands") {
+            lines += chunk.iter().filter(|&&b| b == b'\n').count();
+            chunks += 1;
+            if chunks == 100 {
+                may::coroutine::sleep(Duration::from_secs(4));
+            }
+        }
+        assert_eq!(lines, ROWS);
+        drop(copy);
+        assert!(!conn.is_broken());
+    });
+}
+
+/// Callers pipelined on one shared connection with a small `reply_buffer`, each reading a
+/// 5 MB result while others wait behind it, all get their complete rows: the reader waits
+/// only for the caller whose reply it is reading, and that caller is always reading.
+#[test]
+fn pipelined_callers_with_large_replies_all_finish() {
+    const ROWS: i64 = 5_000;
+    in_coroutine_within(Duration::from_secs(20), || {
+        let conn = std::sync::Arc::new(connect_url(&url_with("reply_buffer=65536")));
+        let callers: Vec<_> = (0..6)
+            .map(|i| {
+                let conn = conn.clone();
+                may::go!(move || {
+                    if i % 2 == 0 {
+                        conn.query(
+                            "SELECT repeat('x', 1000) FROM generate_series(1, $1::int8)",
+                            &[&ROWS],
+                        )
+                        .map(|rows| rows.len() as i64)
+                    } else {
+                        conn.query_one("SELECT $1::int8", &[&(i as i64)])
+                            .map(|r| r.get::<_, i64>(0))
+                    }
+                })
+            })
+            .collect();
+        for (i, c) in callers.into_iter().enumerate() {
+            let got = c.join().expect("a caller panicked").expect("its query");
+            assert_eq!(got, if i % 2 == 0 { ROWS } else { i as i64 });
+        }
+        assert_eq!(conn.in_flight(), 0);
+    });
+}
+
 /// With `max_message_size` at 64 KiB a row of 100,000 bytes fails the connection with a
 /// protocol error naming the cap, before the row is buffered; smaller rows pass. Without the
 /// setting the row was accepted (the cap was a fixed 1 GiB).
