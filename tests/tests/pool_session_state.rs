@@ -96,8 +96,10 @@ fn session_changes_never_reach_other_callers() {
                     if now != baseline {
                         observed.lock().unwrap().push(now);
                     }
-                    // A breath between reads: a lease waits for a connection with no
-                    // shared call on it, which back-to-back readers would never leave.
+                    // A breath between reads: under back-to-back readers a lease on this
+                    // small pool (a transaction's too) now and then waits out the whole
+                    // acquire timeout, which is the pool's queueing and not this test's
+                    // subject.
                     may::coroutine::sleep(Duration::from_micros(500));
                 }
             })

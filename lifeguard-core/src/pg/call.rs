@@ -309,6 +309,7 @@ impl<'a> Call<'a> {
         let mut error = None;
         // Set when an unnamed statement's portal has other columns than its description.
         let mut described: Option<Arc<[Column]>> = None;
+        let mut noted = false;
         loop {
             match self.next(reply)? {
                 Message::DataRow(body) if skip == 0 => {
@@ -321,7 +322,11 @@ impl<'a> Call<'a> {
                         skip -= 1;
                     } else {
                         let tag = body.tag().map_err(malformed)?;
-                        self.note_session_change(tag, stmt.sql());
+                        if !noted {
+                            // Every run of a batch is the same statement: one look will do.
+                            noted = true;
+                            self.note_session_change(tag, Some(stmt.sql()));
+                        }
                         out.affected = rows_affected(tag);
                         let finished = std::mem::replace(
                             &mut out,
@@ -384,6 +389,7 @@ impl<'a> Call<'a> {
         let mut out = Vec::new();
         let mut columns: Arc<[String]> = Arc::from(Vec::new());
         let mut error = None;
+        let mut noted = false;
         loop {
             match self.next(&reply)? {
                 Message::RowDescription(body) => {
@@ -400,7 +406,9 @@ impl<'a> Call<'a> {
                 Message::CommandComplete(_) if skip > 0 => skip -= 1,
                 Message::CommandComplete(body) => {
                     let tag = body.tag().map_err(malformed)?;
-                    self.note_session_change(tag, sql);
+                    // The text is read once for all its statements, each tag as it comes.
+                    self.note_session_change(tag, (!noted).then_some(sql));
+                    noted = true;
                     if tag == "DISCARD ALL" || tag == "DEALLOCATE ALL" {
                         // The server forgot every prepared statement; so must the cache.
                         lock(&self.conn.statements).clear();
@@ -490,12 +498,13 @@ impl<'a> Call<'a> {
     }
 
     /// Flags commands whose effect outlives the statement and its transaction: from the
-    /// parse of the text, and from the tag for commands whose tag alone says so.
-    fn note_session_change(&self, tag: &str, sql: &str) {
+    /// parse of the request's text `sql` (given once per request: it covers every
+    /// statement), and from each tag that alone says so.
+    fn note_session_change(&self, tag: &str, sql: Option<&str>) {
         let by_tag = matches!(tag, "LISTEN" | "PREPARE" | "LOAD" | "RESET")
             || tag.starts_with("DISCARD")
             || tag.starts_with("DEALLOCATE");
-        if by_tag || changes_session(sql) {
+        if by_tag || sql.is_some_and(changes_session) {
             self.conn.mark_session_dirty();
         }
     }
