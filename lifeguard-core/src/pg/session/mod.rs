@@ -7,6 +7,11 @@
 //! a statement leaves on the session beyond that (a `LISTEN`, a session advisory lock, a `SET`
 //! without `LOCAL`) stays on a server connection that the next transaction, of this client or
 //! of another, may or may not get. Those statements are refused before anything is sent.
+//!
+//! A pool's own shared connections have the same problem at a finer grain: many callers'
+//! requests are pipelined on one connection, so a statement that changes the session
+//! ([`changes_session`], a wider set than the refused one: also `PREPARE`, `WITH HOLD`
+//! cursors, temporary tables, `DISCARD`, `LOAD`) runs on a connection leased for it alone.
 
 use std::time::Duration;
 
