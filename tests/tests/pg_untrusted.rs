@@ -252,3 +252,38 @@ fn an_endless_chain_of_types_is_an_error_not_a_stack_overflow() {
     }
     server.join().unwrap();
 }
+
+#[test]
+fn a_start_up_message_over_max_message_size_is_refused_at_its_header() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len).unwrap();
+        let mut rest = vec![0u8; (u32::from_be_bytes(len) as usize).saturating_sub(4)];
+        s.read_exact(&mut rest).unwrap();
+        // A ParameterStatus claiming 100 KB, then silence: only the header can tell.
+        let mut claim = vec![b'S'];
+        claim.extend_from_slice(&100_000u32.to_be_bytes());
+        s.write_all(&claim).unwrap();
+        // Held open until the client gives up on it.
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        let _ = s.read(&mut [0u8; 1]);
+    });
+    let url = format!("{}&max_message_size=8192", url(port));
+    let started = std::time::Instant::now();
+    let outcome = in_coroutine_within(Duration::from_secs(10), move || {
+        Connection::open(&url).map(|_| ())
+    });
+    let e = outcome.expect_err("the claim exceeds the connection's cap");
+    assert!(
+        matches!(&e, Error::Protocol(m) if m.contains("max_message_size")),
+        "{e:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "refused at the header"
+    );
+    server.join().unwrap();
+}

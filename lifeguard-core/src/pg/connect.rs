@@ -16,7 +16,7 @@ use super::config::{
     mode_name, AuthMethod, ChannelBinding as Binding, Config, Host, Prepare, SslMode,
     SslNegotiation,
 };
-use super::frame::next_message;
+use super::frame::next_frame;
 use super::socket::{Socket, Watchdog};
 use super::tls;
 use crate::error::{DbError, Error, Result};
@@ -125,6 +125,7 @@ fn attempt(config: &Config, encryption: Encryption) -> Result<(Socket, Startup)>
             buf: BytesMut::with_capacity(4096),
             target: &target,
             watchdog: watchdog.as_ref(),
+            max_message: config.limits().max_message_size,
         };
         stream.run(config).map(|startup| (socket, startup))
     });
@@ -190,6 +191,8 @@ struct Handshake<'a> {
     buf: BytesMut,
     target: &'a str,
     watchdog: Option<&'a Watchdog>,
+    /// The connection's `max_message_size`, which holds from the first message on.
+    max_message: usize,
 }
 
 impl Handshake<'_> {
@@ -381,7 +384,7 @@ impl Handshake<'_> {
     fn read(&mut self) -> Result<Message> {
         let mut scratch = [0u8; 4096];
         loop {
-            if let Some(m) = next_message(&mut self.buf)? {
+            if let Some((m, _)) = next_frame(&mut self.buf, self.max_message)? {
                 if let Message::ErrorResponse(body) = m {
                     let db = DbError::parse(body.fields())
                         .map_err(|e| Error::protocol(format!("malformed error response: {e}")))?;

@@ -1,6 +1,6 @@
 //! Framing of backend messages out of the bytes read from the socket.
 //!
-//! Everything the server (or a corrupted stream) sends passes through [`next_message`] first,
+//! Everything the server (or a corrupted stream) sends passes through [`next_frame`] first,
 //! so this is where hostile input must turn into an error rather than a panic or an
 //! unbounded allocation.
 
@@ -9,9 +9,9 @@ use postgres_protocol::message::backend::Message;
 
 use crate::error::{Error, Result};
 
-/// The largest backend message accepted during start-up, before a connection applies its
-/// own `max_message_size`. PostgreSQL caps a field at 1 GiB; a length past that is
-/// corruption, and honouring it would let a broken peer make us reserve gigabytes.
+/// The default `max_message_size`, for the tests and fuzz targets that frame without a
+/// connection. PostgreSQL caps a field at 1 GiB; a length past that is corruption.
+#[cfg(any(test, feature = "fuzzing"))]
 const MAX_MESSAGE_LEN: usize = (1 << 30) + 1024;
 
 /// The most room reserved ahead of bytes that have not arrived. A header is only a claim:
@@ -19,16 +19,18 @@ const MAX_MESSAGE_LEN: usize = (1 << 30) + 1024;
 /// with what is actually read and this merely saves a few reallocations on big messages.
 const MAX_RESERVE_AHEAD: usize = 64 * 1024;
 
-/// Splits the next complete backend message off the front of `buf`.
-///
-/// Returns `Ok(None)` when `buf` holds only part of a message (read more, then call again),
-/// and an error when the bytes cannot be a valid message.
+/// [`next_frame`] under the default cap.
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn next_message(buf: &mut BytesMut) -> Result<Option<Message>> {
     Ok(next_frame(buf, MAX_MESSAGE_LEN)?.map(|(message, _)| message))
 }
 
-/// [`next_message`] for a connection whose messages may be at most `max` bytes (type byte
-/// and length included), with the size of the message it returns. A longer one is an
+/// Splits the next complete backend message off the front of `buf`, for a connection whose
+/// messages may be at most `max` bytes (type byte and length included), with the size of
+/// the message it returns.
+///
+/// Returns `Ok(None)` when `buf` holds only part of a message (read more, then call again),
+/// and an error when the bytes cannot be a valid message. A message longer than `max` is an
 /// error as soon as its header arrives, before any of it is buffered.
 pub(crate) fn next_frame(buf: &mut BytesMut, max: usize) -> Result<Option<(Message, usize)>> {
     if buf.len() < 5 {
