@@ -1,6 +1,5 @@
 //! Hardening of the pipelined connection: a slow statement without a deadline does not get
-//! a healthy connection failed, and a flood of `NOTIFY` cannot grow a listener's queue
-//! without bound.
+//! a healthy connection failed. (A flood of `NOTIFY` is `pg_queue_bounds.rs`.)
 //!
 //! Needs the services: `scripts/services up && eval "$(scripts/services env)"`.
 
