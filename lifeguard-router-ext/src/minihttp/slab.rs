@@ -8,8 +8,8 @@
 //! `HttpService::call` returns; `encode` copies the bytes into the connection's output
 //! buffer and drops the `Response`. Nothing else keeps the reference. Requests on one
 //! connection are handled strictly one after another in that connection's coroutine, and
-//! may_minihttp clones the service once per connection, so one service value (and the one
-//! slab it owns) never serves two requests at once.
+//! may_minihttp makes one service per connection (`HttpServiceFactory::new_service`), so
+//! one service value (and the one slab it owns) never serves two requests at once.
 //!
 //! Hence a line written into the slab during one `call` is read (by `encode`) before the
 //! next `call` on the same service begins, and that next `call` is the first thing that
