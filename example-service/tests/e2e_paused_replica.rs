@@ -1,7 +1,7 @@
-//! Read-your-writes over HTTP while the replica is stuck (pool spec P10): with replay paused, a client that
-//! writes and then reads with the returned token always sees its write; without the token
-//! and with `replica` (and a staleness bound the paused replica still meets), it reads from
-//! the replica, which does not have the write.
+//! Read-your-writes over HTTP while the replica is stuck (pool spec P10): with replay
+//! paused, a client that writes and then reads with the returned token always sees its
+//! write; without the token and with `replica` (and a staleness bound the paused replica
+//! still meets), it reads from the replica, which does not have the write.
 //!
 //! Its own test binary, because pausing the shared replica would disturb every other
 //! routing test running beside it.
