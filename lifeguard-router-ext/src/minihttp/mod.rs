@@ -45,13 +45,14 @@
 //!   returns `Err`.
 //! - **No deadlines.** 0.1.11 waits on a client for ever (idle, slow head, slow body) and
 //!   does not cap a head's bytes; Lifeguard's own server bounds each.
-//! - **Spawning.** [`LifeguardService::start_minihttp`] returns the bind error. A
-//!   connection coroutine that cannot be spawned panics inside 0.1.11's accept loop
-//!   (`unwrap`), which ends that coroutine: the server stops accepting and joining the
-//!   returned handle yields the panic. Nothing outside 0.1.11 can catch it; may 0.3.51
-//!   itself reports no spawn error (a stack that cannot be allocated panics). Each
-//!   connection coroutine is placed on worker `descriptor % workers` (0.1.11's factory
-//!   path), then may's work stealing applies.
+//! - **Spawning.** [`LifeguardService::start_minihttp`] returns the bind error. may
+//!   0.3.51 reports no spawn error: a coroutine stack that cannot be allocated panics (for
+//!   the accept coroutine, in the caller, as with every spawn of Lifeguard's own server).
+//!   For a connection coroutine the panic is inside 0.1.11's accept loop, which also
+//!   `unwrap`s the spawn result: the accept coroutine ends, the server stops accepting,
+//!   and joining the returned handle yields the panic; nothing outside 0.1.11 can catch
+//!   it. Each connection coroutine is queued on worker `descriptor % workers` (0.1.11's
+//!   factory path), then may's work stealing applies.
 
 mod slab;
 
