@@ -102,7 +102,7 @@
 //! # The coroutine-local convenience
 //!
 //! [`Lifeguard::handle`] also installs the executor as [`current`] for the duration of
-//! the handler; explicit passing stays the primary API (see [`scope`]).
+//! the handler; explicit passing stays the primary API (see [`scope()`]).
 
 #![warn(missing_docs)]
 
