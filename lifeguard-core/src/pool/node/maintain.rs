@@ -62,7 +62,7 @@ impl Node {
         for _ in 0..need {
             let _ = self.open(Opener::Pool, None);
         }
-        self.wake_one();
+        self.wake_for_slot();
     }
 
     /// Closes every connection (pool shutdown).
@@ -75,6 +75,7 @@ impl Node {
             }
             self.publish(&s);
             let mut all = std::mem::take(&mut s.waiters);
+            all.append(&mut s.share_waiters);
             all.append(&mut s.room_waiters);
             self.count_waiters(&s);
             all

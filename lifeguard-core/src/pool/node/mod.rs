@@ -84,8 +84,10 @@ pub(crate) struct Node {
     /// How many callers wait in `Slots::room_waiters`: read without the lock by every
     /// shared call as it ends, which wakes one of them.
     waiting: AtomicUsize,
-    /// How many wait in `Slots::waiters`: read without the lock by a shared call that
-    /// leaves its slot without sharers, which a waiting lease may then take.
+    /// How many leases wait in `Slots::waiters`: read without the lock by a shared call
+    /// that leaves its slot without sharers, which a waiting lease may then take. (Shared
+    /// callers waiting for a slot do not count: a slot that drains was shared, and one
+    /// becoming shared wakes them already.)
     waiting_for_slot: AtomicUsize,
     waiters_gauge: Gauge,
     slots: Mutex<Slots>,
@@ -103,8 +105,11 @@ pub(crate) struct Node {
 struct Slots {
     list: Vec<Slot>,
     opening: usize,
-    /// Callers waiting for a connection: to lease, or to share when every slot is leased.
+    /// Leases waiting for a connection, in arrival order.
     waiters: VecDeque<Arc<Waiter>>,
+    /// Shared callers waiting for a slot to share (every slot is leased or opening); all
+    /// are woken when one comes free.
+    share_waiters: VecDeque<Arc<Waiter>>,
     /// Shared callers waiting for room under the pipeline depth, in arrival order.
     room_waiters: VecDeque<Arc<Waiter>>,
     circuit: Circuit,
@@ -278,7 +283,7 @@ impl Node {
                 }
                 Pick::Open => {
                     let opened = self.open(access.into(), Some(deadline));
-                    self.wake_one();
+                    self.wake_for_slot();
                     if let Ok(picked) = opened {
                         self.metrics.acquired(self.role, started.elapsed());
                         return Ok(picked);
@@ -395,7 +400,7 @@ impl Node {
         }
         self.publish(&s);
         drop(s);
-        self.wake_one();
+        self.wake_for_slot();
     }
 
     /// A lease ended: its connection goes back to shared use, rolled back first, unless it
@@ -422,6 +427,6 @@ impl Node {
         }
         self.publish(&s);
         drop(s);
-        self.wake_one();
+        self.wake_for_slot();
     }
 }

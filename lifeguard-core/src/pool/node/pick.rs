@@ -35,16 +35,22 @@ pub(super) enum Place {
     /// First in line for pipeline room: it also looks again on its own every
     /// `ROOM_RECHECK`, since requests nobody waits for end without handing room on.
     First,
-    /// Woken in turn, as a slot or room is handed on.
+    /// Woken in turn, as a slot or room is handed on (or, waiting to share, with every
+    /// other caller waiting to share when a slot comes free).
     Behind,
 }
 
 /// The queue a waiting caller joins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Queue {
-    /// `Slots::waiters`, for a whole connection: a lease, or a shared call when every slot
-    /// is leased.
-    Slot,
+    /// `Slots::waiters`, at the back: a lease waiting for a whole connection.
+    Lease,
+    /// `Slots::waiters`, at the front: a lease that was woken already and still found no
+    /// connection keeps its turn.
+    LeaseFront,
+    /// `Slots::share_waiters`: a shared call finding no shared slot at all (every slot is
+    /// leased or still opening). A freed slot wakes all of them, since all can share it.
+    Share,
     /// `Slots::room_waiters`, at the back: a shared call arriving while every shared slot
     /// is at the depth limit (or behind callers already waiting for room).
     Room,
@@ -104,9 +110,12 @@ pub(super) struct PickInput {
 ///
 /// An idle shared slot goes first; when every slot is busy a new connection opens while
 /// there is room, and otherwise a shared call pipelines on the least loaded slot under the
-/// depth limit, while a lease takes a busy slot (queueing behind its requests) only when
-/// another slot stays shared. Shared callers waiting for room keep their order: a newcomer
-/// neither takes nor opens a connection ahead of them.
+/// depth limit, while a lease takes the least loaded busy slot (queueing behind its
+/// requests) when another slot stays shared, or when every slot is shared and none is
+/// opening. A lease never waits for a slot to drain: under steady shared traffic none
+/// does. It waits only for a connection that opens or a lease that ends. Shared callers
+/// waiting for room keep their order: a newcomer neither takes nor opens a connection ahead
+/// of them.
 pub(super) fn choose(input: &PickInput, slots: impl Iterator<Item = SlotView>) -> Choice {
     let exclusive = input.access == Access::Exclusive;
     let mut total = input.opening;
@@ -130,7 +139,8 @@ pub(super) fn choose(input: &PickInput, slots: impl Iterator<Item = SlotView>) -
         Some(b @ (_, 0, _)) => Some(b),
         // Everything is busy: pipeline on the least loaded unless a new one may open.
         Some(_) if room => None,
-        Some(b) if exclusive && free >= 2 => Some(b),
+        // `free == total`: nothing is leased or opening that could come free instead.
+        Some(b) if exclusive && (free >= 2 || free == total) => Some(b),
         Some(b @ (_, load, _)) if !exclusive && load < input.pipeline_depth => Some(b),
         _ => None,
     };
@@ -145,9 +155,19 @@ pub(super) fn choose(input: &PickInput, slots: impl Iterator<Item = SlotView>) -
     if room && !barging {
         return Choice::Open;
     }
-    if exclusive || best.is_none() {
+    if exclusive {
+        let queue = match input.woken {
+            true => Queue::LeaseFront,
+            false => Queue::Lease,
+        };
         return Choice::Wait {
-            queue: Queue::Slot,
+            queue,
+            place: Place::Behind,
+        };
+    }
+    if best.is_none() {
+        return Choice::Wait {
+            queue: Queue::Share,
             place: Place::Behind,
         };
     }
@@ -226,7 +246,9 @@ impl Node {
             Choice::Wait { queue, place } => {
                 let waiter = Waiter::new();
                 match queue {
-                    Queue::Slot => s.waiters.push_back(waiter.clone()),
+                    Queue::Lease => s.waiters.push_back(waiter.clone()),
+                    Queue::LeaseFront => s.waiters.push_front(waiter.clone()),
+                    Queue::Share => s.share_waiters.push_back(waiter.clone()),
                     Queue::Room => s.room_waiters.push_back(waiter.clone()),
                     Queue::RoomFront => s.room_waiters.push_front(waiter.clone()),
                 }
@@ -287,8 +309,13 @@ mod tests {
         }
     }
 
-    const WAIT_FOR_SLOT: Choice = Choice::Wait {
-        queue: Queue::Slot,
+    const WAIT_TO_LEASE: Choice = Choice::Wait {
+        queue: Queue::Lease,
+        place: Place::Behind,
+    };
+
+    const WAIT_TO_SHARE: Choice = Choice::Wait {
+        queue: Queue::Share,
         place: Place::Behind,
     };
 
@@ -333,11 +360,11 @@ mod tests {
         );
         assert_eq!(
             run(&input, &[shared(2, t), leased(t), leased(t)]),
-            WAIT_FOR_SLOT
+            WAIT_TO_LEASE
         );
         assert_eq!(
             run(&input, &[leased(t), leased(t), leased(t)]),
-            WAIT_FOR_SLOT
+            WAIT_TO_LEASE
         );
         // The depth limit is for shared calls: a lease queues behind any number.
         let deep = PickInput {
@@ -348,6 +375,41 @@ mod tests {
             run(&deep, &[shared(5, t), shared(9, t), leased(t)]),
             use_slot(0)
         );
+    }
+
+    /// Shared traffic that never pauses never drains a slot, so a lease waiting for one to
+    /// drain would wait out its timeout: with nothing leased or opening it takes the least
+    /// loaded busy slot at once, even the last shared one.
+    #[test]
+    fn a_lease_never_waits_for_shared_calls_to_drain() {
+        let (input, t) = input(Access::Exclusive, 1);
+        assert_eq!(run(&input, &[shared(16, t)]), use_slot(0));
+        let (two, _) = self::input(Access::Exclusive, 2);
+        assert_eq!(run(&two, &[shared(9, t), shared(7, t)]), use_slot(1));
+        // A lease that ends or a connection that opens wakes it: then it waits for those.
+        assert_eq!(run(&two, &[shared(9, t), leased(t)]), WAIT_TO_LEASE);
+        let opening = PickInput { opening: 1, ..two };
+        assert_eq!(run(&opening, &[shared(9, t)]), WAIT_TO_LEASE);
+        // Woken and still without a connection, it keeps its turn.
+        let woken = PickInput {
+            woken: true,
+            ..opening
+        };
+        assert_eq!(
+            run(&woken, &[shared(9, t)]),
+            Choice::Wait {
+                queue: Queue::LeaseFront,
+                place: Place::Behind,
+            }
+        );
+        // Shared callers that find no shared slot wait apart from leases, to be woken
+        // together.
+        let (share, _) = self::input(Access::Shared, 2);
+        let share = PickInput {
+            opening: 1,
+            ..share
+        };
+        assert_eq!(run(&share, &[leased(t)]), WAIT_TO_SHARE);
     }
 
     #[test]
@@ -366,7 +428,7 @@ mod tests {
             }
         );
         // With every slot leased the wait is for a slot, not for room.
-        assert_eq!(run(&input, &[leased(t), leased(t)]), WAIT_FOR_SLOT);
+        assert_eq!(run(&input, &[leased(t), leased(t)]), WAIT_TO_SHARE);
     }
 
     #[test]
@@ -382,7 +444,7 @@ mod tests {
         };
         // Not the idle slot, and not a new connection either.
         assert_eq!(run(&behind_waiters, &[shared(0, t), shared(1, t)]), in_line);
-        assert_eq!(run(&behind_waiters, &[]), WAIT_FOR_SLOT);
+        assert_eq!(run(&behind_waiters, &[]), WAIT_TO_SHARE);
         // A caller that was woken takes its turn, and stays first in line when it finds
         // no room after all.
         let woken = PickInput {

@@ -1,6 +1,7 @@
 //! Callers waiting on a node, the shared calls counted on each slot, and how a freed slot or
 //! a freed place in a pipeline is handed on to them.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
@@ -16,8 +17,8 @@ use crate::rt::{lock, park, Parked};
 pub(super) struct Waiter {
     pub(super) blocker: Blocker,
     /// Set, under the slots lock, when a finished shared call hands its place in a pipeline
-    /// straight to this caller (already taken out of the queue), which then uses that
-    /// connection without picking again.
+    /// straight to this caller, or a freed slot is handed to it as a sharer (already taken
+    /// out of the queue either way); it then uses that connection without picking again.
     pub(super) handed: OnceLock<Picked>,
 }
 
@@ -69,6 +70,11 @@ impl Sharers {
         self.count.load(Ordering::Acquire) > 0
     }
 
+    /// How many shared calls are in progress.
+    fn joined(&self) -> usize {
+        self.count.load(Ordering::Acquire)
+    }
+
     /// Waits until no shared call is in progress (the slot is leased, so none starts).
     pub(super) fn drain(&self, deadline: Instant, started: Instant) -> Result<()> {
         if !self.busy() {
@@ -92,20 +98,61 @@ impl Sharers {
 }
 
 impl Node {
-    /// A slot came free (a lease ended, a connection opened): wakes the first caller
-    /// waiting for a connection, else the first waiting for room.
-    pub(super) fn wake_one(&self) {
-        let waiter = {
+    /// A slot came free (a lease ended, a connection opened or closed, a slot drained):
+    /// wakes the first lease waiting for a connection and every shared caller waiting for
+    /// a slot to share, else the first caller waiting for room.
+    ///
+    /// All the sharers at once: any number of them can share what came free, and one
+    /// woken alone would share it without passing the wake on, leaving the rest (and a
+    /// lease queued behind them) to slots draining, which steady traffic never does.
+    pub(super) fn wake_for_slot(&self) {
+        let (lease, sharers, room) = {
             let mut s = lock(&self.slots);
-            let w = match s.waiters.pop_front() {
-                Some(w) => Some(w),
-                None => s.room_waiters.pop_front(),
+            let lease = s.waiters.pop_front();
+            let sharers = std::mem::take(&mut s.share_waiters);
+            if !sharers.is_empty() {
+                self.hand_to_sharers(&mut s, &sharers);
+            }
+            let room = match lease.is_none() && sharers.is_empty() {
+                true => s.room_waiters.pop_front(),
+                false => None,
             };
             self.count_waiters(&s);
-            w
+            (lease, sharers, room)
         };
-        if let Some(w) = waiter {
+        // The lease first: it is the one that needs a whole slot.
+        for w in lease.iter().chain(&sharers).chain(&room) {
             w.blocker.unpark();
+        }
+    }
+
+    /// Hands the least loaded shared slot to `sharers`, under the depth limit. Handed,
+    /// not left to their next pick: a lease picking first (the caller that just released
+    /// one, leasing again) would take the slot back before they run, and shared callers
+    /// would wait for a slot as long as leases follow each other. Handed, they are counted
+    /// on the slot, so such a lease waits for their calls. A slot idle past the
+    /// validation limit is not handed: the sharers pick, and validate it, themselves.
+    fn hand_to_sharers(&self, s: &mut Slots, sharers: &VecDeque<Arc<Waiter>>) {
+        let now = Instant::now();
+        let usable = s.list.iter_mut().filter(|slot| {
+            !slot.leased
+                && !slot.conn.is_broken()
+                && now.duration_since(slot.last_used) <= self.validate_after_idle
+        });
+        let Some(slot) = usable.min_by_key(|slot| slot.conn.in_flight()) else {
+            return;
+        };
+        slot.last_used = now;
+        for w in sharers {
+            if slot.conn.in_flight().max(slot.sharers.joined()) >= self.pipeline_depth {
+                break;
+            }
+            slot.sharers.join();
+            let _ = w.handed.set(Picked {
+                id: slot.id,
+                conn: slot.conn.clone(),
+                sharers: slot.sharers.clone(),
+            });
         }
     }
 
@@ -122,7 +169,7 @@ impl Node {
     /// the slot's last shared call, a caller waiting for a whole connection may take it.
     pub(super) fn shared_done(&self, conn: &Arc<Connection>, slot_drained: bool) {
         if slot_drained && self.waiting_for_slot.load(Ordering::Relaxed) > 0 {
-            self.wake_one();
+            self.wake_for_slot();
         }
         if self.waiting.load(Ordering::Relaxed) == 0 {
             return;
@@ -160,7 +207,7 @@ impl Node {
         let mut guard = lock(&self.slots);
         let s = &mut *guard;
         // Usually at the front: it was woken, or is the first in line looking again.
-        for queue in [&mut s.waiters, &mut s.room_waiters] {
+        for queue in [&mut s.waiters, &mut s.share_waiters, &mut s.room_waiters] {
             if let Some(at) = queue.iter().position(|w| Arc::ptr_eq(w, waiter)) {
                 queue.remove(at);
             }
