@@ -91,7 +91,16 @@ where
     });
     match rx.recv_timeout(limit) {
         Ok(Ok(v)) => v,
-        Ok(Err(panic)) => std::panic::resume_unwind(panic),
+        // Re-raised with its message: a panic inside a coroutine prints nothing itself, and
+        // `resume_unwind` does not run the panic hook, so the test report would be empty.
+        Ok(Err(panic)) => {
+            let message = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("(not a string)");
+            panic!("the coroutine panicked: {message}")
+        }
         Err(_) => panic!("coroutine did not finish within {limit:?} (hang)"),
     }
 }

@@ -498,7 +498,10 @@ fn unix_and_tcp_connections_churn_side_by_side() {
             })
             .collect();
         for w in workers {
-            w.join().unwrap();
+            // The worker's own panic, so its message reaches the report.
+            if let Err(panic) = w.join() {
+                std::panic::resume_unwind(panic);
+            }
         }
     });
 }
