@@ -29,7 +29,42 @@ pub(crate) enum Lasting {
 /// Calls `visit` with the lasting effect of each statement of `sql` that has one, in
 /// order, until it returns true.
 pub(super) fn each_lasting(sql: &str, mut visit: impl FnMut(Lasting) -> bool) {
-    each_statement(sql, |tokens| lasting(tokens).is_some_and(&mut visit));
+    // Every statement is asked (the pool before sending, the connection after running):
+    // most never name a lasting effect, and a scan for the words is far cheaper than
+    // cutting the text into tokens.
+    if mentions_a_clue(sql) {
+        each_statement(sql, |tokens| lasting(tokens).is_some_and(&mut visit));
+    }
+}
+
+/// Text that every statement with a lasting effect contains, in some word of it
+/// (`reset` and `set_config` contain `set`, `temporary` and `pg_temp` contain `temp`).
+const CLUES: [&[u8]; 9] = [
+    b"set",
+    b"listen",
+    b"prepare",
+    b"deallocate",
+    b"hold",
+    b"temp",
+    b"advisory",
+    b"discard",
+    b"load",
+];
+
+/// Whether `sql` contains any of [`CLUES`], in any case, anywhere (literals and comments
+/// included: this only rules statements out).
+fn mentions_a_clue(sql: &str) -> bool {
+    let bytes = sql.as_bytes();
+    (0..bytes.len()).any(|at| {
+        matches!(
+            bytes[at] | 0x20,
+            b's' | b'l' | b'p' | b'd' | b'h' | b't' | b'a'
+        ) && CLUES.iter().any(|clue| {
+            bytes
+                .get(at..at + clue.len())
+                .is_some_and(|text| text.eq_ignore_ascii_case(clue))
+        })
+    })
 }
 
 /// The lasting effect of one statement, if it has one.
