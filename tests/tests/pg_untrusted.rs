@@ -80,11 +80,16 @@ fn cstr(body: &[u8]) -> (String, &[u8]) {
 }
 
 /// Answers every frontend message until the client goes away.
-fn serve(s: &mut TcpStream, script: &Script) -> std::io::Result<()> {
+/// Reads the client's start-up packet (a length, then that many bytes less four).
+fn read_startup(s: &mut TcpStream) -> std::io::Result<()> {
     let mut len = [0u8; 4];
     s.read_exact(&mut len)?;
     let mut rest = vec![0u8; (u32::from_be_bytes(len) as usize).saturating_sub(4)];
-    s.read_exact(&mut rest)?;
+    s.read_exact(&mut rest)
+}
+
+fn serve(s: &mut TcpStream, script: &Script) -> std::io::Result<()> {
+    read_startup(s)?;
     s.write_all(&startup())?;
     let mut sql_of: HashMap<String, String> = HashMap::new();
     let mut runs: HashMap<String, usize> = HashMap::new();
@@ -259,10 +264,7 @@ fn a_start_up_message_over_max_message_size_is_refused_at_its_header() {
     let port = listener.local_addr().unwrap().port();
     let server = std::thread::spawn(move || {
         let (mut s, _) = listener.accept().unwrap();
-        let mut len = [0u8; 4];
-        s.read_exact(&mut len).unwrap();
-        let mut rest = vec![0u8; (u32::from_be_bytes(len) as usize).saturating_sub(4)];
-        s.read_exact(&mut rest).unwrap();
+        read_startup(&mut s).unwrap();
         // A ParameterStatus claiming 100 KB, then silence: only the header can tell.
         let mut claim = vec![b'S'];
         claim.extend_from_slice(&100_000u32.to_be_bytes());
