@@ -249,6 +249,9 @@ fn wait_for_replicas(pool: &Pool, wait: Duration) {
     }
 }
 
+/// How long shutdown leaves the servers to write responses their handlers have returned.
+const RESPONSE_FLUSH: Duration = Duration::from_millis(100);
+
 impl Running {
     /// Graceful shutdown: stops accepting connections, waits up to `grace` for the requests
     /// already in handlers, then closes every database connection. Requests that arrive on
@@ -268,6 +271,10 @@ impl Running {
         if left > 0 {
             tracing::warn!("{left} requests still running after the grace period");
         }
+        // A handler that returned has its response still to be written by the server
+        // (may_minihttp writes after its service returns): give those writes a moment
+        // before the process exits and closes their sockets.
+        std::thread::sleep(RESPONSE_FLUSH.min(until.saturating_duration_since(Instant::now())));
         self.pool.close();
     }
 }
