@@ -202,26 +202,3 @@ fn head_204_and_404_to_head_carry_no_body() {
     assert!(parts[3].starts_with("HTTP/1.1 200 "), "{text}");
     assert_eq!(parts[4].as_bytes(), want, "{text}");
 }
-
-#[test]
-fn a_client_that_asks_for_the_close_gets_it() {
-    for request in [
-        &b"GET /plain HTTP/1.1\r\nHost: t\r\nConnection: keep-alive, close\r\n\r\n"[..],
-        &b"GET /plain HTTP/1.0\r\nHost: t\r\n\r\n"[..],
-    ] {
-        let mut s = TcpStream::connect(("127.0.0.1", port())).unwrap();
-        s.write_all(request).unwrap();
-        let (got, closed) = read_until_closed(&mut s);
-        let text = String::from_utf8_lossy(&got);
-        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
-        assert!(text.contains("Connection: close"), "{text}");
-        assert!(closed, "the connection stays open: {text}");
-    }
-    // HTTP/1.0 that asks to keep the connection keeps it.
-    let mut s = TcpStream::connect(("127.0.0.1", port())).unwrap();
-    s.write_all(b"GET /plain HTTP/1.0\r\nHost: t\r\nConnection: keep-alive\r\n\r\n")
-        .unwrap();
-    let (got, closed) = read_until_closed(&mut s);
-    assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200"));
-    assert!(!closed, "a keep-alive request was closed");
-}

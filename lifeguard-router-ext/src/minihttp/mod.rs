@@ -37,9 +37,6 @@
 //!   not sent either: the client sees the connection close without an answer. The
 //!   refusal is a few hundred bytes; one that does not fit the socket's send buffer at
 //!   once is cut.
-//! - **A client's `Connection: close`** (or an HTTP/1.0 request without `Connection:
-//!   keep-alive`) ends the connection the same way after its response, which 0.1.11
-//!   would not do either.
 //! - **HEAD, `1xx`, `204` and `304` responses carry no body**, but 0.1.11 announces the
 //!   length of the bytes it writes, so they say `Content-Length: 0` (not the length a
 //!   `GET` would have, which RFC 9110 allows to omit but not to misstate; 0.1.11 cannot
@@ -169,12 +166,7 @@ impl HttpService for MiniConnection {
         }
         let head_only = req.method() == "HEAD";
         let head = Head::new(req.method(), req.path(), req.headers());
-        // 0.1.11 keeps every connection open; a client that asked for the close (or speaks
-        // HTTP/1.0 without keep-alive) gets it the way a refusal does.
-        let client_closes = head.has_token("connection", "close")
-            || (req.version() == 0 && !head.has_token("connection", "keep-alive"));
-        let mut outcome = self.app.respond(head, &mut MiniBody(Some(req)));
-        outcome.close |= client_closes;
+        let outcome = self.app.respond(head, &mut MiniBody(Some(req)));
         if outcome.close {
             // 0.1.11 ignores `Connection: close` and keeps parsing. Linux still delivers
             // what is queued or arrives after SHUT_RD, but a read of an empty queue now

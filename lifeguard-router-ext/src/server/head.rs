@@ -151,7 +151,13 @@ fn parse_complete(buf: &[u8], limits: &Limits) -> Result<Option<Parsed>, Problem
         req.path.unwrap_or_default(),
         req.headers,
     );
-    let has_token = |name: &str, token: &str| head.has_token(name, token);
+    let has_token = |name: &str, token: &str| {
+        head.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .flat_map(|(_, v)| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    };
     let keep_alive = if has_token("connection", "close") {
         KeepAlive::Close
     } else if req.version == Some(1) {

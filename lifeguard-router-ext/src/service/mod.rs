@@ -290,16 +290,6 @@ impl Head {
                 .collect(),
         }
     }
-
-    /// Whether a comma-separated header `name` (any spelling) lists `token` (e.g.
-    /// `Connection: close`).
-    pub(crate) fn has_token(&self, name: &str, token: &str) -> bool {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .flat_map(|(_, v)| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case(token))
-    }
 }
 
 /// Where a server gets a request's body from, once the service has validated its
