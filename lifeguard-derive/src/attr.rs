@@ -6,6 +6,11 @@ use syn::meta::ParseNestedMeta;
 use syn::spanned::Spanned;
 use syn::{Attribute, Error, Expr, ExprLit, Lit, LitStr, Path, Result, Token};
 
+mod graphql;
+
+use graphql::graphql;
+pub use graphql::GraphqlAttr;
+
 /// Which derive reads the attributes: decides the keys it accepts.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Derive {
@@ -32,6 +37,7 @@ const STRUCT_KEYS: &[&str] = &[
     "has_one",
     "belongs_to",
     "has_many_through",
+    "graphql",
 ];
 const MODEL_FIELD_KEYS: &[&str] = &[
     "primary_key",
@@ -42,6 +48,7 @@ const MODEL_FIELD_KEYS: &[&str] = &[
     "column_type",
     "created_at",
     "updated_at",
+    "graphql",
 ];
 
 /// The kind of a relation attribute.
@@ -111,6 +118,7 @@ pub struct StructAttrs {
     pub hooks: Option<Span>,
     pub cache: Option<CacheAttr>,
     pub relations: Vec<RelationAttr>,
+    pub graphql: Option<GraphqlAttr>,
 }
 
 /// `#[lifeguard(...)]` on a field.
@@ -124,6 +132,7 @@ pub struct FieldAttrs {
     pub column_type: Option<LitStr>,
     pub created_at: Option<Span>,
     pub updated_at: Option<Span>,
+    pub graphql: Option<(Span, GraphqlAttr)>,
 }
 
 /// Collects errors so one expansion reports every problem it finds.
@@ -410,6 +419,13 @@ pub fn struct_attrs(attrs: &[Attribute], derive: Derive, errors: &mut Errors) ->
                 (Derive::LifeModel, "soft_delete") => soft_delete(&meta, &mut out.soft_delete),
                 (Derive::LifeModel, "hooks") => flag(&meta, &name, &mut out.hooks),
                 (Derive::LifeModel, "cache") => cache(&meta, &mut out.cache),
+                (Derive::LifeModel, "graphql") => {
+                    if out.graphql.is_some() {
+                        return Err(Error::new_spanned(&meta.path, "duplicate `graphql`"));
+                    }
+                    out.graphql = Some(graphql(&meta, false)?);
+                    Ok(())
+                }
                 (Derive::LifeModel, "has_many") => {
                     relation(&meta, RelationKind::HasMany, &mut out.relations)
                 }
@@ -463,15 +479,15 @@ pub fn field_attrs(attrs: &[Attribute], derive: Derive, errors: &mut Errors) -> 
         let res = attr.parse_nested_meta(|meta| {
             let name = key_name(&meta);
             if !keys.contains(&name.as_str()) {
-                let msg = if STRUCT_KEYS.contains(&name.as_str()) {
-                    format!("`{name}` belongs on the struct, not on a field")
-                } else if MODEL_FIELD_KEYS.contains(&name.as_str()) {
+                let msg = if MODEL_FIELD_KEYS.contains(&name.as_str()) {
                     format!(
                         "`{name}` is a #[derive(LifeModel)] attribute; #[derive({})] fields \
                          accept {}",
                         derive.name(),
                         one_of(keys)
                     )
+                } else if STRUCT_KEYS.contains(&name.as_str()) {
+                    format!("`{name}` belongs on the struct, not on a field")
                 } else {
                     format!(
                         "unknown lifeguard field attribute `{name}`; expected one of {}",
@@ -489,6 +505,13 @@ pub fn field_attrs(attrs: &[Attribute], derive: Derive, errors: &mut Errors) -> 
                 "column_type" => string(&meta, &name, &mut out.column_type),
                 "created_at" => flag(&meta, &name, &mut out.created_at),
                 "updated_at" => flag(&meta, &name, &mut out.updated_at),
+                "graphql" => {
+                    if out.graphql.is_some() {
+                        return Err(Error::new_spanned(&meta.path, "duplicate `graphql`"));
+                    }
+                    out.graphql = Some((meta.path.span(), graphql(&meta, true)?));
+                    Ok(())
+                }
                 _ => unreachable!("every accepted key is handled"),
             }
         });
@@ -506,6 +529,7 @@ pub fn field_attrs(attrs: &[Attribute], derive: Derive, errors: &mut Errors) -> 
             ("column_type", out.column_type.as_ref().map(LitStr::span)),
             ("created_at", out.created_at),
             ("updated_at", out.updated_at),
+            ("graphql", out.graphql.as_ref().map(|(span, _)| *span)),
         ];
         for (name, span) in conflicts {
             if let Some(span) = span {

@@ -1,5 +1,6 @@
 //! `#[derive(LifeModel)]`: the column enum, the record, and every trait impl.
 
+mod exposure;
 mod record;
 mod relations;
 mod typed;
@@ -14,7 +15,7 @@ use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{DeriveInput, Error, Ident, LitStr, Result, Type, Visibility};
 
-use crate::attr::{self, CacheAttr, Derive, Errors, RelationAttr};
+use crate::attr::{self, CacheAttr, Derive, Errors, GraphqlAttr, RelationAttr};
 use crate::input::named_fields;
 use crate::names::{camel_case, is_timestamp, option_inner, quote_ident, sql_type};
 
@@ -35,6 +36,8 @@ struct Column<'a> {
     nullable: bool,
     default_expr: Option<String>,
     sql_type: String,
+    /// `#[lifeguard(graphql(...))]` on the field.
+    graphql: Option<GraphqlAttr>,
 }
 
 /// What the struct attributes add: behaviour and relations.
@@ -47,6 +50,8 @@ struct Extras {
     /// `#[lifeguard(cache)]`: the `CACHE` constant's value.
     cache: Option<TokenStream>,
     relations: Vec<RelationAttr>,
+    /// `#[lifeguard(graphql(...))]` on the struct.
+    graphql: Option<GraphqlAttr>,
 }
 
 /// Every field in declaration order.
@@ -84,7 +89,7 @@ pub fn expand(input: &DeriveInput) -> Result<TokenStream> {
     let mut by_typed: HashMap<String, Span> = HashMap::new();
     for f in &fields.named {
         let ident = f.ident.as_ref().expect("named fields have names");
-        let fattrs = attr::field_attrs(&f.attrs, Derive::LifeModel, &mut errors);
+        let mut fattrs = attr::field_attrs(&f.attrs, Derive::LifeModel, &mut errors);
         if fattrs.ignore.is_some() {
             members.push(Member::Ignored { ident, ty: &f.ty });
             continue;
@@ -164,6 +169,7 @@ pub fn expand(input: &DeriveInput) -> Result<TokenStream> {
             nullable: option_inner(&f.ty).is_some(),
             default_expr: fattrs.default_expr.as_ref().map(|l| l.value()),
             sql_type,
+            graphql: fattrs.graphql.take().map(|(_, hints)| hints),
         }));
     }
 
@@ -229,6 +235,7 @@ pub fn expand(input: &DeriveInput) -> Result<TokenStream> {
         hooks: sattrs.hooks.is_some(),
         cache,
         relations: sattrs.relations,
+        graphql: sattrs.graphql,
     };
     Ok(generate(
         input,
@@ -443,6 +450,8 @@ fn generate(
         }
     });
 
+    let exposure_const = exposure::exposure_const(extras.graphql.as_ref(), columns);
+
     quote! {
         #[doc = #enum_doc]
         #[derive(
@@ -504,6 +513,7 @@ fn generate(
             const UPDATED_AT: ::core::option::Option<&'static str> = #updated_at_tokens;
             const RELATIONS: &'static [#lg::model::RelationDef] = #relation_defs;
             #cache_const
+            #exposure_const
 
             fn primary_key(&self) -> Self::PrimaryKey {
                 #model_key

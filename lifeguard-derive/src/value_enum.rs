@@ -236,6 +236,7 @@ pub fn expand(input: &DeriveInput) -> Result<TokenStream> {
             )
         }
     };
+    let input = from_input(ident, &variants, &repr);
     let err = quote! { ::std::boxed::Box<dyn ::std::error::Error + ::core::marker::Sync + ::core::marker::Send> };
     Ok(quote! {
         impl ::lifeguard_core::pg::ToSql for #ident {
@@ -272,5 +273,101 @@ pub fn expand(input: &DeriveInput) -> Result<TokenStream> {
                 #accepts
             }
         }
+
+        #input
     })
+}
+
+/// The forms a GraphQL enum value takes: `IN_STOCK` for a variant `InStock` or a label
+/// `in_stock` / `in-stock`.
+fn graphql_forms(v: &Variant) -> [String; 2] {
+    let label = v
+        .label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let variant = split_words(&v.ident.to_string()).join("_").to_uppercase();
+    [label, variant]
+}
+
+/// `FromInput` from the label, or a GraphQL enum value (see [`graphql_forms`]), or for an
+/// integer-stored enum the stored integer; `InputEnum` (the labels) for a text-stored one.
+fn from_input(ident: &syn::Ident, variants: &[Variant], repr: &Repr) -> TokenStream {
+    let lg = quote!(::lifeguard_core);
+    let name = ident.to_string();
+    // Each string goes to the first variant that claims it: a repeated pattern would be an
+    // `unreachable_patterns` warning in the user's crate.
+    let mut seen = std::collections::HashSet::new();
+    let arms = variants.iter().map(|v| {
+        let [label_form, variant_form] = graphql_forms(v);
+        let forms: Vec<String> = [v.label.clone(), label_form, variant_form]
+            .into_iter()
+            .filter(|f| seen.insert(f.clone()))
+            .collect();
+        let vident = &v.ident;
+        if forms.is_empty() {
+            TokenStream::new()
+        } else {
+            quote!(#(#forms)|* => ::core::result::Result::Ok(#ident::#vident),)
+        }
+    });
+    let arms: Vec<TokenStream> = arms.collect();
+    let idents: Vec<&syn::Ident> = variants.iter().map(|v| &v.ident).collect();
+    let wrong_kind = quote! {
+        ::core::result::Result::Err(#lg::__private::not_a_label_kind(value, #name))
+    };
+    let (not_a_string, labels_impl) = match repr {
+        Repr::Int(_) => {
+            let values = variants.iter().map(|v| v.value);
+            (
+                quote! {
+                    match value.as_i64() {
+                        ::core::option::Option::Some(number) => match number {
+                            #( #values => ::core::result::Result::Ok(#ident::#idents), )*
+                            _ => ::core::result::Result::Err(
+                                #lg::__private::not_a_value(number, #name),
+                            ),
+                        },
+                        ::core::option::Option::None => #wrong_kind,
+                    }
+                },
+                TokenStream::new(),
+            )
+        }
+        Repr::Text => {
+            let labels = variants.iter().map(|v| v.label.as_str());
+            (
+                wrong_kind,
+                quote! {
+                    impl #lg::model::InputEnum for #ident {
+                        const LABELS: &'static [&'static str] = &[#(#labels),*];
+                    }
+                },
+            )
+        }
+    };
+    quote! {
+        impl #lg::model::FromInput for #ident {
+            fn from_input(
+                value: &#lg::__private::JsonValue,
+            ) -> ::core::result::Result<Self, ::std::string::String> {
+                let label = match value.as_str() {
+                    ::core::option::Option::Some(label) => label,
+                    ::core::option::Option::None => return #not_a_string,
+                };
+                match label {
+                    #(#arms)*
+                    other => ::core::result::Result::Err(#lg::__private::not_a_label(other, #name)),
+                }
+            }
+        }
+
+        #labels_impl
+    }
 }

@@ -32,7 +32,9 @@ mod active;
 pub(crate) mod behaviour;
 mod bulk;
 mod crud;
+mod exposure;
 mod forget;
+pub(crate) mod input;
 mod relation;
 pub(crate) mod shapes;
 
@@ -41,6 +43,8 @@ pub use active::{ActiveValue, Field, NotSet, Set, Unchanged};
 pub use behaviour::RecordHooks;
 pub use bulk::{DeleteMany, OnConflict, UpdateMany};
 pub use crud::InsertMany;
+pub use exposure::{Exposure, FieldExposure};
+pub use input::{FromInput, InputEnum, InputError, InputRecord};
 pub use relation::{
     has_column, load, load_many, load_many_to_many, load_one, many, one, Leaf, LoadSpec, Many,
     Nest, One, Related, RelationDef, RelationKind, SelectTwo, SelectWithRelated, ViaDef, With,
@@ -205,6 +209,9 @@ pub trait LifeModel: FromRow + Clone + Send + Sync + 'static {
     /// assert_eq!(Author::RELATIONS.len(), 1);
     /// ```
     const RELATIONS: &'static [RelationDef];
+    /// How generated APIs (GraphQL) expose the model: `#[lifeguard(graphql(...))]` on the
+    /// struct and its fields. The derive writes it only when such an attribute is present.
+    const EXPOSURE: Exposure = Exposure::DEFAULT;
 
     /// This row's primary key.
     fn primary_key(&self) -> Self::PrimaryKey;

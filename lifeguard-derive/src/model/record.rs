@@ -67,6 +67,7 @@ pub(super) fn items(r: &Record, columns: &[&Column], keys: &[&Column]) -> TokenS
         quote!(::core::matches!(self.#ident, #lg::model::ActiveValue::Unchanged(_)))
     });
     let record_name = record.to_string();
+    let input_impl = input_record(record, columns);
     let hook_methods = if *hooks {
         quote! {
             const __LIFEGUARD_HOOKS: bool = true;
@@ -159,10 +160,64 @@ pub(super) fn items(r: &Record, columns: &[&Column], keys: &[&Column]) -> TokenS
             #hook_methods
         }
 
+        #input_impl
+
         #[automatically_derived]
         impl ::core::convert::From<#model> for #record {
             fn from(model: #model) -> Self {
                 <#model as #lg::model::LifeModel>::into_record(model)
+            }
+        }
+    }
+}
+
+/// `InputRecord` for the record: each column's field type goes through the autoref probe of
+/// `__private`, so a type without `FromInput` compiles and reports `NotWritable`. Plain
+/// `quote!` (call-site spans) keeps lints on the user's crate away from the probe calls.
+fn input_record(record: &Ident, columns: &[&Column]) -> TokenStream {
+    let lg = quote!(::lifeguard_core);
+    let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+    let types: Vec<&Type> = columns.iter().map(|c| c.ty).collect();
+    let idents: Vec<&Ident> = columns.iter().map(|c| c.ident).collect();
+    quote! {
+        #[automatically_derived]
+        impl #lg::model::InputRecord for #record {
+            fn accepts_input(column: &str) -> bool {
+                #[allow(unused_imports)]
+                use #lg::__private::{Fallback as _, ViaFromInput as _};
+                match column {
+                    #(#names => (&&#lg::__private::Probe::<#types>::NEW).input_accepts(),)*
+                    _ => false,
+                }
+            }
+
+            fn set_input(
+                &mut self,
+                column: &str,
+                value: &#lg::__private::JsonValue,
+            ) -> ::core::result::Result<(), #lg::model::InputError> {
+                #[allow(unused_imports)]
+                use #lg::__private::{Fallback as _, ViaFromInput as _};
+                match column {
+                    #(#names => {
+                        self.#idents = #lg::model::ActiveValue::Set(
+                            (&&#lg::__private::Probe::<#types>::NEW).input_parse(value)?,
+                        );
+                        ::core::result::Result::Ok(())
+                    })*
+                    _ => ::core::result::Result::Err(#lg::model::InputError::UnknownColumn),
+                }
+            }
+
+            fn input_labels(
+                column: &str,
+            ) -> ::core::option::Option<&'static [&'static str]> {
+                #[allow(unused_imports)]
+                use #lg::__private::{NoLabels as _, ViaLabels as _};
+                match column {
+                    #(#names => (&&#lg::__private::Probe::<#types>::NEW).input_labels(),)*
+                    _ => ::core::option::Option::None,
+                }
             }
         }
     }
