@@ -2,7 +2,8 @@
 // full introspection query (every optional field GraphiQL and codegen tools ask for), builds
 // a client schema from the answer, validates it, and checks that the schema printed back to
 // SDL parses and builds. With --sdl URL it also fetches the service's own SDL and checks that
-// it parses, builds and describes the same schema as the introspection.
+// it parses, builds and describes the same schema as the introspection (types, fields,
+// arguments, defaults, descriptions, deprecations and scalars' specifiedByURL).
 //
 // Usage: node check-schema.mjs URL [--sdl SDL_URL]
 // Exit code: 0 when every check passed, 1 with the errors printed otherwise.
@@ -13,6 +14,7 @@ import {
   findBreakingChanges,
   findDangerousChanges,
   getIntrospectionQuery,
+  isSpecifiedScalarType,
   parse,
   printSchema,
   validateSchema,
@@ -75,14 +77,48 @@ async function introspect(url) {
   return body.data;
 }
 
-// Changes that make one schema differ from the other, both ways (descriptions aside).
+// Changes that make one schema differ from the other, both ways (descriptions aside). An
+// unreferenced standard scalar may be listed by introspection and left out of SDL, where
+// every standard scalar is implied, so its absence is no difference.
 function differences(a, b) {
   return [
     ...findBreakingChanges(a, b),
     ...findDangerousChanges(a, b),
     ...findBreakingChanges(b, a),
     ...findDangerousChanges(b, a),
-  ].map((c) => `${c.type}: ${c.description}`);
+  ]
+    .filter((c) => !/^Standard scalar \w+ was removed because it is not referenced anymore\.$/.test(c.description))
+    .map((c) => `${c.type}: ${c.description}`);
+}
+
+// What the change finders above do not compare: descriptions, deprecation reasons and
+// scalars' specifiedByURL, of every named type, field, argument and enum value.
+function annotationDifferences(a, b) {
+  const out = [];
+  const same = (where, what, x, y) => {
+    if ((x ?? null) !== (y ?? null)) out.push(`${where}: ${what} ${JSON.stringify(x)} vs ${JSON.stringify(y)}`);
+  };
+  const byName = (list) => new Map(list.map((item) => [item.name, item]));
+  const members = (where, xs, ys) => {
+    const other = byName(ys);
+    for (const x of xs) {
+      const y = other.get(x.name);
+      if (!y) continue;
+      same(`${where}.${x.name}`, "description", x.description, y.description);
+      same(`${where}.${x.name}`, "deprecation reason", x.deprecationReason, y.deprecationReason);
+      if (x.args) members(`${where}.${x.name}`, x.args, y.args ?? []);
+    }
+  };
+  const otherTypes = b.getTypeMap();
+  for (const [name, x] of Object.entries(a.getTypeMap())) {
+    const y = otherTypes[name];
+    if (name.startsWith("__") || isSpecifiedScalarType(x) || !y) continue;
+    same(name, "description", x.description, y.description);
+    if ("specifiedByURL" in x) same(name, "specifiedByURL", x.specifiedByURL, y.specifiedByURL);
+    if (x.getFields) members(name, Object.values(x.getFields()), Object.values(y.getFields?.() ?? {}));
+    if (x.getValues) members(name, x.getValues(), y.getValues?.() ?? []);
+  }
+  return out;
 }
 
 function buildOrFail(sdl, what) {
@@ -135,7 +171,7 @@ async function main() {
     const sdl = await response.text();
     if (response.status !== 200) fail(`GET ${args.sdl}: HTTP ${response.status}: ${sdl.slice(0, 2000)}`);
     const served = buildOrFail(sdl, `the SDL at ${args.sdl}`).schema;
-    const diff = differences(schema, served);
+    const diff = [...differences(schema, served), ...annotationDifferences(schema, served)];
     if (diff.length) {
       fail(`the SDL at ${args.sdl} differs from the introspection:\n${diff.map((d) => `  ${d}`).join("\n")}`);
     }
