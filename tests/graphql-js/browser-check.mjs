@@ -1,9 +1,10 @@
 // Checks the GraphiQL page a service serves, as a person would use it: opens URL in headless
 // Chromium (Debian's, driven by playwright-core), waits until GraphiQL has loaded the schema
 // (the introspection answered and the documentation explorer shows the root types), types
-// QUERY into the editor, clicks run, waits until the result pane shows EXPECTED, and takes
-// a screenshot. Fails on a timeout, a script error, a Content-Security-Policy violation or a
-// request to any other origin than URL's.
+// QUERY into the editor, prettifies it, clicks run, waits until the result pane shows
+// EXPECTED, checks that the query carried the consistency token the service last sent (when
+// it sent one), and takes a screenshot. Fails on a timeout, a script error, a
+// Content-Security-Policy violation, an HTTP error or a request to any other origin than URL's.
 //
 // Usage: node browser-check.mjs URL OUT.png [QUERY [EXPECTED]]
 //   QUERY defaults to "{ __typename }", EXPECTED to the text GraphiQL shows for its answer
@@ -144,7 +145,12 @@ try {
         throw new Error(`the editor holds ${JSON.stringify(typed)}`);
       }
     });
+    await step("prettify (the screenshot shows the whole query)", async () => {
+      await page.getByLabel(/^Prettify query/).click();
+    });
+    let sent;
     await step("click run", async () => {
+      sent = page.waitForRequest((r) => r.method() === "POST" && !(r.postData() ?? "").includes("__schema"));
       await page.locator("button.graphiql-execute-button").click();
     });
     await step(`result pane shows ${expected}`, async () => {
@@ -157,6 +163,12 @@ try {
         { timeout: STEP_MS, polling: 100 },
       );
       log(`result: ${(await editorText(page, ".graphiql-response")).replace(/\s+/g, " ")}`);
+    });
+    await step("the query carried the consistency token the service last sent, if any", async () => {
+      const { response } = await introspected;
+      const token = response.headers()["lifeguard-consistency-token"];
+      const echoed = (await sent).headers()["lifeguard-consistency-token"];
+      if (token && echoed !== token) throw new Error(`sent ${echoed}, the service sent ${token}`);
     });
   } finally {
     await step(`screenshot ${out}`, () => page.screenshot({ path: out })).catch((e) =>
