@@ -114,6 +114,7 @@ pub fn page(endpoint: &str) -> String {
     let base = if trimmed.is_empty() { "" } else { trimmed };
     let ep = escape_html(if endpoint.is_empty() { "/" } else { endpoint });
     let assets = escape_html(&format!("{base}/assets/"));
+    let v = asset_version(STAMP, START_JS, START_CSS);
     format!(
         r#"<!DOCTYPE html>
 <html lang="en">
@@ -124,8 +125,8 @@ pub fn page(endpoint: &str) -> String {
 <meta name="referrer" content="no-referrer">
 <title>GraphiQL</title>
 <link rel="icon" href="data:,">
-<link rel="stylesheet" href="{assets}graphiql.min.css">
-<link rel="stylesheet" href="{assets}lifeguard-graphiql.css">
+<link rel="stylesheet" href="{assets}graphiql.min.css?v={v}">
+<link rel="stylesheet" href="{assets}lifeguard-graphiql.css?v={v}">
 </head>
 <body>
 <div id="graphiql" data-endpoint="{ep}"><p class="lg-message">Loading GraphiQL&hellip;</p></div>
@@ -141,14 +142,24 @@ directory it filled, restart the service if it was started elsewhere, and reload
 </div>
 <noscript><p class="lg-message">GraphiQL needs JavaScript. The GraphQL endpoint is
 <code>{ep}</code>.</p></noscript>
-<script src="{assets}react.production.min.js"></script>
-<script src="{assets}react-dom.production.min.js"></script>
-<script src="{assets}graphiql.min.js"></script>
-<script src="{assets}lifeguard-graphiql.js"></script>
+<script src="{assets}react.production.min.js?v={v}"></script>
+<script src="{assets}react-dom.production.min.js?v={v}"></script>
+<script src="{assets}graphiql.min.js?v={v}"></script>
+<script src="{assets}lifeguard-graphiql.js?v={v}"></script>
 </body>
 </html>
 "#
     )
+}
+
+/// A token for the asset URLs that changes with the pinned versions and the start-up script,
+/// so that a browser holding cached assets fetches the new ones after an upgrade (the path
+/// is matched without the query, so the name is unchanged).
+fn asset_version(stamp: &str, js: &str, css: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (stamp, js, css).hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
 }
 
 /// Escapes text for an HTML text node or a quoted attribute value.
@@ -304,10 +315,12 @@ mod tests {
         // The empty icon keeps the browser from asking the service for /favicon.ico.
         urls.retain(|u| u != "data:,");
         assert_eq!(urls.len(), VENDORED.len() + BUILT_IN.len(), "{urls:?}");
+        let v = asset_version(STAMP, START_JS, START_CSS);
         for url in &urls {
             let name = url
                 .strip_prefix("/graphql/assets/")
-                .unwrap_or_else(|| panic!("{url} is not under /graphql/assets/"));
+                .and_then(|u| u.strip_suffix(&format!("?v={v}")))
+                .unwrap_or_else(|| panic!("{url} is not /graphql/assets/NAME?v={v}"));
             assert!(
                 Assets::new("/nonexistent").get(name).is_some()
                     || VENDORED.iter().any(|(n, _)| *n == name),
@@ -315,7 +328,10 @@ mod tests {
             );
         }
         for (name, _) in VENDORED {
-            assert!(urls.contains(&format!("/graphql/assets/{name}")), "{name}");
+            assert!(
+                urls.contains(&format!("/graphql/assets/{name}?v={v}")),
+                "{name}"
+            );
         }
         assert!(!page.contains("http:") && !page.contains("https:") && !page.contains("//"));
         assert!(page.contains("data-endpoint=\"/graphql\""));
@@ -346,14 +362,24 @@ mod tests {
             "data-endpoint=\"/q&quot;&gt;&lt;script src=x&gt;&lt;/script&gt;&amp;&#39;\""
         ));
         assert!(page.contains(
-            "src=\"/q&quot;&gt;&lt;script src=x&gt;&lt;/script&gt;&amp;&#39;/assets/graphiql.min.js\""
+            "src=\"/q&quot;&gt;&lt;script src=x&gt;&lt;/script&gt;&amp;&#39;/assets/graphiql.min.js?v="
         ));
     }
 
     #[test]
     fn page_trims_a_trailing_slash_before_the_assets() {
-        assert!(page("/api/graphql/").contains("src=\"/api/graphql/assets/graphiql.min.js\""));
-        assert!(page("/").contains("src=\"/assets/graphiql.min.js\""));
+        assert!(page("/api/graphql/").contains("src=\"/api/graphql/assets/graphiql.min.js?v="));
+        assert!(page("/").contains("src=\"/assets/graphiql.min.js?v="));
+    }
+
+    #[test]
+    fn asset_urls_change_with_the_pins_and_the_start_up_script() {
+        let v = asset_version(STAMP, START_JS, START_CSS);
+        assert_eq!(v.len(), 16);
+        assert_ne!(v, asset_version("graphiql@3.8.3\n", START_JS, START_CSS));
+        assert_ne!(v, asset_version(STAMP, "", START_CSS));
+        assert_ne!(v, asset_version(STAMP, START_JS, ""));
+        assert!(page("/graphql").contains(&format!("graphiql.min.js?v={v}\"")));
     }
 
     #[test]

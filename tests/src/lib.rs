@@ -21,6 +21,7 @@ pub mod scratch;
 
 pub mod cache;
 pub mod drill;
+pub mod graphql;
 pub mod http;
 pub mod orm;
 pub mod pg;
