@@ -53,6 +53,14 @@ pub enum Stock {
     BackOrder,
 }
 
+/// `Upper`'s GraphQL form is `Shout`'s label: the label wins.
+#[derive(Debug, Clone, Copy, PartialEq, LifeEnum)]
+pub enum Case {
+    Upper,
+    #[lifeguard(rename = "UPPER")]
+    Shout,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, LifeEnum)]
 #[lifeguard(repr = "i16")]
 pub enum Priority {
@@ -223,6 +231,8 @@ fn life_enums_take_labels_graphql_names_and_stored_integers() {
         assert_eq!(Stock::from_input(&json!(text)), Ok(stock), "{text}");
     }
     assert!(Stock::from_input(&json!("InStock")).is_err());
+    assert_eq!(Case::from_input(&json!("upper")), Ok(Case::Upper));
+    assert_eq!(Case::from_input(&json!("UPPER")), Ok(Case::Shout));
     assert_eq!(
         <Stock as InputEnum>::LABELS,
         ["in_stock", "gone", "back_order"]

@@ -69,6 +69,8 @@
 //! | struct | `has_many_through(Tag, via = BookTag, from = "id", via_from = "book_id", via_to = "tag_id", to = "id")` | many-to-many through the junction model |
 //! | field | `created_at` | a `DateTime<_>`/`NaiveDateTime` written as `now()` on insert when left unset |
 //! | field | `updated_at` | the same on insert, and on every update that changes something unless set |
+//! | struct | `graphql(name = "Writer", read_only)` | how generated APIs expose the model (`LifeModel::EXPOSURE`): another type name, no mutations |
+//! | field | `graphql(skip)`, `graphql(name = "fullName")`, `graphql(read_only)` | the same for a field: hidden, renamed, never taken as input |
 //!
 //! Relation columns are SQL names: `from` is checked against this model, `to` (and the
 //! junction's columns) against the other model at compile time. Every relation attribute
@@ -103,8 +105,9 @@ mod value_enum;
 ///   `ModelColumn` (so every `ColumnExpr` helper: `UserColumn::Email.eq("a@b.c")`);
 /// - `struct UserRecord`: the change set, one `ActiveValue<T>` per stored field (with the
 ///   field's visibility), implementing `LifeRecord`, `Default` (every field `NotSet`),
-///   `Clone`, `Debug` (which fields are set, not their values) and `From<User>` (every
-///   field `Unchanged`);
+///   `Clone`, `Debug` (which fields are set, not their values), `From<User>` (every
+///   field `Unchanged`) and `InputRecord` (fields set by SQL column name from JSON values;
+///   a field whose type has no `FromInput` impl is `NotWritable`);
 /// - on `User`, one typed column constant per stored field (with the field's visibility):
 ///   `pub const COL_EMAIL: TypedColumn<UserColumn, String>`, named `COL_` and the field
 ///   name in upper case (`r#type` -> `COL_TYPE`), typed with the field's type as written
@@ -219,6 +222,11 @@ pub fn derive_from_row(input: TokenStream) -> TokenStream {
 ///   integer column.
 ///
 /// Unknown labels or values read from the database are a decode error naming the enum.
+///
+/// It also implements `FromInput`: a JSON string that is a label or its GraphQL enum
+/// value form (`IN_STOCK` for the label `in_stock`, `in-stock` or the variant `InStock`),
+/// and for an integer-stored enum a stored integer. A text-stored enum implements
+/// `InputEnum` (its labels, in variant order).
 ///
 /// ```
 /// use lifeguard_core::LifeEnum;

@@ -301,23 +301,23 @@ fn graphql_forms(v: &Variant) -> [String; 2] {
 fn from_input(ident: &syn::Ident, variants: &[Variant], repr: &Repr) -> TokenStream {
     let lg = quote!(::lifeguard_core);
     let name = ident.to_string();
-    // Each string goes to the first variant that claims it: a repeated pattern would be an
+    // Labels win over GraphQL forms (a form of one variant may be another's label), then
+    // each form goes to the first variant that gives it: a repeated pattern would be an
     // `unreachable_patterns` warning in the user's crate.
-    let mut seen = std::collections::HashSet::new();
-    let arms = variants.iter().map(|v| {
-        let [label_form, variant_form] = graphql_forms(v);
-        let forms: Vec<String> = [v.label.clone(), label_form, variant_form]
-            .into_iter()
-            .filter(|f| seen.insert(f.clone()))
-            .collect();
-        let vident = &v.ident;
-        if forms.is_empty() {
-            TokenStream::new()
-        } else {
-            quote!(#(#forms)|* => ::core::result::Result::Ok(#ident::#vident),)
-        }
-    });
-    let arms: Vec<TokenStream> = arms.collect();
+    let mut seen: std::collections::HashSet<String> =
+        variants.iter().map(|v| v.label.clone()).collect();
+    let arms: Vec<TokenStream> = variants
+        .iter()
+        .map(|v| {
+            let forms: Vec<String> = graphql_forms(v)
+                .into_iter()
+                .filter(|f| seen.insert(f.clone()))
+                .collect();
+            let label = &v.label;
+            let vident = &v.ident;
+            quote!(#label #(| #forms)* => ::core::result::Result::Ok(#ident::#vident),)
+        })
+        .collect();
     let idents: Vec<&syn::Ident> = variants.iter().map(|v| &v.ident).collect();
     let wrong_kind = quote! {
         ::core::result::Result::Err(#lg::__private::not_a_label_kind(value, #name))
