@@ -10,6 +10,7 @@ use lifeguard_core::cache::{install_change_capture, Cache, CacheConfig, CaptureO
 use lifeguard_core::migrate::{startup_migrations, Migrator};
 use lifeguard_core::pool::{Pool, ReadOptions, ReadPreference};
 use lifeguard_core::Executor;
+use lifeguard_graphql::http::Endpoint;
 use lifeguard_router_ext::service::{HttpRequest, LifeguardService, Limits, ServiceBuilder};
 use lifeguard_router_ext::{Lifeguard, ReadyPolicy, Reply, RequestExecutor, Settings, JSON};
 use may::coroutine::JoinHandle;
@@ -97,8 +98,14 @@ fn debug_where(_req: &HttpRequest, db: &RequestExecutor) -> Result<Reply, ApiErr
 
 /// The service over `lg`: every route of the API, plus `/metrics`, `/health/live` and
 /// `/health/ready`.
-pub fn service(lg: Lifeguard, config: &AppConfig, in_flight: InFlight) -> LifeguardService {
+pub fn service(
+    lg: Lifeguard,
+    config: &AppConfig,
+    in_flight: InFlight,
+    graphql: Endpoint,
+) -> LifeguardService {
     let doc = Arc::new(openapi::document());
+    let (post, get, sdl, asset) = (graphql.clone(), graphql.clone(), graphql.clone(), graphql);
     let builder = ServiceBuilder::new(lg)
         .health(ReadyPolicy::default())
         .metrics()
@@ -138,6 +145,27 @@ pub fn service(lg: Lifeguard, config: &AppConfig, in_flight: InFlight) -> Lifegu
         .add("GET", "/queries", "queries", techempower::queries)
         .add("GET", "/fortunes", "fortunes", techempower::fortunes)
         .add("GET", "/updates", "updates", techempower::updates)
+        .add("POST", "/graphql", "graphql", move |r, db| {
+            Ok(post.post(r, db))
+        })
+        .add(
+            "GET",
+            "/graphql",
+            "graphql",
+            move |r, db| Ok(get.get(r, db)),
+        )
+        .add(
+            "GET",
+            "/graphql/schema.graphql",
+            "graphql_sdl",
+            move |r, db| Ok(sdl.sdl(r, db)),
+        )
+        .add(
+            "GET",
+            "/graphql/assets/{name}",
+            "graphql_assets",
+            move |r, db| Ok(asset.asset(r, db)),
+        )
         .add("GET", "/openapi.json", "openapi", move |_req, _db| {
             Ok(Reply::with_body(200, JSON, doc.as_slice()))
         });
@@ -183,7 +211,8 @@ pub fn start(config: &AppConfig) -> Result<Running, Box<dyn StdError>> {
     };
     let in_flight = InFlight::default();
     let lg = Lifeguard::new(pool.clone(), settings);
-    let service = service(lg, config, in_flight.clone());
+    let graphql = crate::graphql::endpoint(crate::graphql::harness_tables(&pool)?)?;
+    let service = service(lg, config, in_flight.clone(), graphql);
     let server = match config.http_server {
         HttpServer::Lifeguard => service.start(config.listen.as_str())?,
         HttpServer::MiniHttp => service.start_minihttp(config.listen.as_str())?,

@@ -19,6 +19,7 @@
 //! | `POST /books`, `GET/PATCH/DELETE /books/{id}` | books; `GET` includes author and reviews; `DELETE` is a soft delete |
 //! | `GET/POST /books/{id}/reviews` | reviews of a book |
 //! | `GET /db`, `/queries?q=`, `/fortunes`, `/updates?q=` | TechEmpower, formats as the benchmark harness checks them |
+//! | `POST /graphql`, `GET /graphql` | the models as GraphQL ([`graphql`]); GraphiQL for a browser, the SDL at `/graphql/schema.graphql` |
 //! | `GET /openapi.json` | the OpenAPI 3.1 document |
 //! | `GET /metrics`, `/health/live`, `/health/ready` | operations |
 //! | `GET /debug/where` | `{"in_recovery", "port"}` of the server that ran the read (only with `LIFEGUARD_DEBUG_ENDPOINTS=1`) |
@@ -47,6 +48,7 @@ pub mod api;
 pub mod app;
 pub mod config;
 pub mod error;
+pub mod graphql;
 pub mod http;
 pub mod models;
 pub mod openapi;

@@ -37,49 +37,90 @@ pub const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
 /// Adds the GraphQL routes at `path` (e.g. `/graphql`), with GraphiQL's assets from
 /// [`Assets::from_env`].
 pub fn routes(builder: ServiceBuilder, path: &str, schema: Schema) -> ServiceBuilder {
-    routes_with_assets(builder, path, schema, Assets::from_env())
+    Endpoint::new(path, schema, Assets::from_env()).routes(builder)
 }
 
-/// [`routes`] with GraphiQL's assets from `assets`.
-pub fn routes_with_assets(
-    builder: ServiceBuilder,
-    path: &str,
+/// The GraphQL endpoint's handlers, for services that add routes themselves (to wrap them
+/// in their own middleware); [`Endpoint::routes`] adds them all.
+#[derive(Clone)]
+pub struct Endpoint {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: String,
     schema: Schema,
     assets: Assets,
-) -> ServiceBuilder {
-    let schema = Arc::new(schema);
-    let assets = Arc::new(assets);
-    let endpoint = path.trim_end_matches('/').to_owned();
-    let (post, get, page_assets) = (schema.clone(), schema.clone(), assets.clone());
-    let page_endpoint = endpoint.clone();
-    let sdl = schema.sdl();
-    builder
-        .route("POST", &endpoint, "graphql", move |req, db| {
-            post_graphql(&post, req, db)
-        })
-        .route("GET", &endpoint, "graphql", move |req, db| {
-            get_graphql(&get, &page_assets, &page_endpoint, req, db)
-        })
-        .route(
-            "GET",
-            &format!("{endpoint}/schema.graphql"),
-            "graphql_sdl",
-            move |_, _| Reply::with_body(200, "text/plain; charset=utf-8", sdl.clone()),
-        )
-        .route(
-            "GET",
-            &format!("{endpoint}/assets/{{name}}"),
-            "graphql_assets",
-            move |req, _| match req.param("name").and_then(|n| assets.get(n)) {
-                Some((content_type, body)) => {
-                    let mut r = Reply::with_body(200, content_type, body);
-                    r.headers
-                        .push(("cache-control".into(), "public, max-age=86400".into()));
-                    r
-                }
-                None => error_reply(404, "application/json", "no such asset"),
-            },
-        )
+    sdl: String,
+}
+
+impl Endpoint {
+    /// The endpoint at `path` (e.g. `/graphql`) for `schema`, GraphiQL's assets from `assets`.
+    pub fn new(path: &str, schema: Schema, assets: Assets) -> Endpoint {
+        let sdl = schema.sdl();
+        Endpoint {
+            inner: Arc::new(Inner {
+                path: path.trim_end_matches('/').to_owned(),
+                schema,
+                assets,
+                sdl,
+            }),
+        }
+    }
+
+    /// The endpoint's path.
+    pub fn path(&self) -> &str {
+        &self.inner.path
+    }
+
+    /// `POST {path}`.
+    pub fn post(&self, req: &HttpRequest, db: &RequestExecutor) -> Reply {
+        post_graphql(&self.inner.schema, req, db)
+    }
+
+    /// `GET {path}`: a query, or GraphiQL for a browser.
+    pub fn get(&self, req: &HttpRequest, db: &RequestExecutor) -> Reply {
+        get_graphql(&self.inner.schema, &self.inner.path, req, db)
+    }
+
+    /// `GET {path}/schema.graphql`.
+    pub fn sdl(&self, _req: &HttpRequest, _db: &RequestExecutor) -> Reply {
+        Reply::with_body(200, "text/plain; charset=utf-8", self.inner.sdl.clone())
+    }
+
+    /// `GET {path}/assets/{name}`.
+    pub fn asset(&self, req: &HttpRequest, _db: &RequestExecutor) -> Reply {
+        match req.param("name").and_then(|n| self.inner.assets.get(n)) {
+            Some((content_type, body)) => {
+                let mut r = Reply::with_body(200, content_type, body);
+                r.headers
+                    .push(("cache-control".into(), "public, max-age=86400".into()));
+                r
+            }
+            None => error_reply(404, "application/json", "no such asset"),
+        }
+    }
+
+    /// Adds the four routes to `builder`.
+    pub fn routes(&self, builder: ServiceBuilder) -> ServiceBuilder {
+        let path = self.inner.path.clone();
+        let (a, b, c, d) = (self.clone(), self.clone(), self.clone(), self.clone());
+        builder
+            .route("POST", &path, "graphql", move |r, db| a.post(r, db))
+            .route("GET", &path, "graphql", move |r, db| b.get(r, db))
+            .route(
+                "GET",
+                &format!("{path}/schema.graphql"),
+                "graphql_sdl",
+                move |r, db| c.sdl(r, db),
+            )
+            .route(
+                "GET",
+                &format!("{path}/assets/{{name}}"),
+                "graphql_assets",
+                move |r, db| d.asset(r, db),
+            )
+    }
 }
 
 /// Which media type the client takes; `None` when it takes neither.
@@ -165,13 +206,7 @@ fn parse_body(body: &[u8]) -> Result<Request, String> {
     Ok(request)
 }
 
-fn get_graphql(
-    schema: &Schema,
-    assets: &Assets,
-    endpoint: &str,
-    req: &HttpRequest,
-    db: &RequestExecutor,
-) -> Reply {
+fn get_graphql(schema: &Schema, endpoint: &str, req: &HttpRequest, db: &RequestExecutor) -> Reply {
     let params = query_params(req.query().unwrap_or(""));
     let param = |n: &str| params.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
     let browser = req
@@ -179,7 +214,6 @@ fn get_graphql(
         .is_some_and(|a| a.contains("text/html"));
     let Some(query) = param("query") else {
         if browser {
-            let _ = assets;
             return Reply::with_body(200, "text/html; charset=utf-8", graphiql::page(endpoint));
         }
         return error_reply(
@@ -243,31 +277,30 @@ fn request_error(r: &Response) -> bool {
 }
 
 fn answer(schema: &Schema, request: Request, media: &'static str, db: &RequestExecutor) -> Reply {
-    let response = schema.execute_on(db.db(), request);
+    let mut response = schema.execute_on(db.db(), request);
     let failed_request = request_error(&response);
-    let mut body = serde_json::to_value(&response).unwrap_or_else(|_| serde_json::json!({}));
-    if let Some(o) = body.as_object_mut() {
-        if failed_request {
-            o.remove("data");
-        }
-        if let Some(token) = db.committed_token() {
-            let ext = o
-                .entry("extensions")
-                .or_insert_with(|| serde_json::json!({}));
-            if let Some(ext) = ext.as_object_mut() {
-                ext.insert(
-                    "lifeguard".into(),
-                    serde_json::json!({ "consistencyToken": token.to_string() }),
-                );
-            }
-        }
+    if let Some(token) = db.committed_token() {
+        let mut lifeguard = async_graphql::indexmap::IndexMap::new();
+        lifeguard.insert(
+            async_graphql::Name::new("consistencyToken"),
+            async_graphql::Value::String(token.to_string()),
+        );
+        response
+            .extensions
+            .insert("lifeguard".into(), async_graphql::Value::Object(lifeguard));
     }
+    // Serialised straight from the response, so fields keep the document's order.
+    let body = if failed_request {
+        serde_json::to_vec(&serde_json::json!({ "errors": response.errors }))
+    } else {
+        serde_json::to_vec(&response)
+    };
     let status = if failed_request && media == GRAPHQL_RESPONSE {
         400
     } else {
         200
     };
-    Reply::with_body(status, media, serde_json::to_vec(&body).unwrap_or_default())
+    Reply::with_body(status, media, body.unwrap_or_default())
 }
 
 #[cfg(test)]
