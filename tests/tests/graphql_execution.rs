@@ -2,16 +2,66 @@
 //! pages, connections, relations of every kind, by-key reads and mutations, with the
 //! statements each request costs counted by a wrapping executor.
 
-use lifeguard_graphql::Request;
-use lifeguard_tests::graphql::{connect, schema, seed};
+use lifeguard_core::Executor;
+use lifeguard_graphql::{Limits, Request};
+use lifeguard_tests::graphql::{connect, schema, schema_with, seed};
 use lifeguard_tests::orm::Counting;
 use lifeguard_tests::{pg, unique_name};
 use serde_json::{json, Value};
 
-fn run(db: &dyn lifeguard_core::Executor, query: &str, variables: Value) -> Value {
-    let schema = schema();
+fn run_on(
+    schema: &lifeguard_graphql::Schema,
+    db: &dyn Executor,
+    query: &str,
+    variables: Value,
+) -> Value {
     let request = Request::new(query).variables(lifeguard_graphql::Variables::from_json(variables));
     serde_json::to_value(schema.execute(db, request)).expect("a response serialises")
+}
+
+fn run(db: &dyn Executor, query: &str, variables: Value) -> Value {
+    run_on(&schema(), db, query, variables)
+}
+
+/// The data of a response that must have no errors.
+fn data(db: &dyn Executor, query: &str, variables: Value) -> Value {
+    let out = run(db, query, variables);
+    assert!(out.get("errors").is_none(), "{query}\n{out}");
+    out["data"].clone()
+}
+
+/// The `extensions.code` of the first error of a response that must have one.
+fn code(out: &Value) -> String {
+    let e = &out["errors"][0];
+    assert!(e.is_object(), "an error was expected: {out}");
+    e["extensions"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the error has no extensions.code: {out}"))
+        .to_owned()
+}
+
+/// The number at the end of each `name` ("author 0003" → 3).
+fn numbers(list: &Value) -> Vec<u32> {
+    list.as_array()
+        .expect("a list")
+        .iter()
+        .map(|a| {
+            let name = a["name"].as_str().expect("a name");
+            name.rsplit(' ')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .expect("a numbered name")
+        })
+        .collect()
+}
+
+const AUTHORS_WHERE: &str = r#"query($run: String!, $f: AuthorFilter!) {
+    authors(filter: {and: [{run: {eq: $run}}, $f]}, orderBy: [{name: ASC}]) { name }
+}"#;
+
+/// The numbers of the run's authors that `filter` selects, by name.
+fn authors_where(db: &dyn Executor, run: &str, filter: Value) -> Vec<u32> {
+    numbers(&data(db, AUTHORS_WHERE, json!({ "run": run, "f": filter }))["authors"])
 }
 
 #[test]
@@ -48,5 +98,470 @@ fn a_nested_query_is_one_statement_per_relation_per_level() {
         // authors, profiles, books, reviews, tags: one statement each.
         let sent = db.sent();
         assert_eq!(db.take(), 5, "{sent:#?}");
+    });
+}
+
+#[test]
+fn filters_apply_every_operator_of_every_kind() {
+    pg::in_coroutine(|| {
+        let conn = connect();
+        let run_name = unique_name("gql_filter");
+        let ids = seed(&conn, &run_name, 5, 3, 0);
+        // Authors 1..4 born on 2000-01-0N, author 5 never.
+        conn.execute(
+            "UPDATE gql.authors SET born = make_date(2000, 1, right(name, 1)::int)
+             WHERE run = $1 AND name <> 'author 0005'",
+            &[&run_name],
+        )
+        .expect("set born");
+        let w = |f: Value| authors_where(&conn, &run_name, f);
+        // String.
+        assert_eq!(w(json!({"name": {"eq": "author 0002"}})), [2]);
+        assert_eq!(w(json!({"name": {"ne": "author 0002"}})), [1, 3, 4, 5]);
+        assert_eq!(w(json!({"name": {"gt": "author 0003"}})), [4, 5]);
+        assert_eq!(w(json!({"name": {"gte": "author 0003"}})), [3, 4, 5]);
+        assert_eq!(w(json!({"name": {"lt": "author 0003"}})), [1, 2]);
+        assert_eq!(w(json!({"name": {"lte": "author 0003"}})), [1, 2, 3]);
+        assert_eq!(w(json!({"name": {"like": "%3"}})), [3]);
+        assert_eq!(w(json!({"name": {"like": "AUTHOR%"}})), Vec::<u32>::new());
+        assert_eq!(
+            w(json!({"name": {"ilike": "AUTHOR 000_"}})),
+            [1, 2, 3, 4, 5]
+        );
+        assert_eq!(
+            w(json!({"name": {"gt": "author 0001", "lt": "author 0004"}})),
+            [2, 3]
+        );
+        // NULLs: isNull both ways, eq/ne null, and ne keeping NULLs (IS DISTINCT FROM).
+        assert_eq!(w(json!({"country": {"isNull": true}})), [1, 3, 5]);
+        assert_eq!(w(json!({"country": {"isNull": false}})), [2, 4]);
+        assert_eq!(w(json!({"country": {"eq": null}})), [1, 3, 5]);
+        assert_eq!(w(json!({"country": {"ne": null}})), [2, 4]);
+        assert_eq!(w(json!({"country": {"ne": "NZ"}})), [1, 3, 5]);
+        // in / nin; nin keeps NULLs out as SQL's NOT IN does.
+        let two_four = json!(["author 0002", "author 0004"]);
+        assert_eq!(w(json!({"name": {"in": two_four}})), [2, 4]);
+        assert_eq!(w(json!({"name": {"nin": two_four}})), [1, 3, 5]);
+        assert_eq!(w(json!({"name": {"in": []}})), Vec::<u32>::new());
+        assert_eq!(w(json!({"country": {"nin": ["NZ"]}})), Vec::<u32>::new());
+        // A single value where a list is expected is a one-item list (literal and variable).
+        let single = data(
+            &conn,
+            r#"query($run: String!) {
+                authors(filter: {run: {eq: $run}, name: {in: "author 0003"}}) { name }
+            }"#,
+            json!({ "run": run_name }),
+        );
+        assert_eq!(numbers(&single["authors"]), [3]);
+        assert_eq!(w(json!({"name": {"nin": "author 0003"}})), [1, 2, 4, 5]);
+        // BigInt ids, as strings (and as Int).
+        let id = |n: usize| ids[n - 1].to_string();
+        assert_eq!(w(json!({"id": {"eq": id(3)}})), [3]);
+        assert_eq!(w(json!({"id": {"eq": ids[2]}})), [3]);
+        assert_eq!(w(json!({"id": {"gt": id(3)}})), [4, 5]);
+        assert_eq!(w(json!({"id": {"lte": id(2)}})), [1, 2]);
+        assert_eq!(w(json!({"id": {"in": [id(1), id(5)]}})), [1, 5]);
+        assert_eq!(w(json!({"id": {"nin": [id(1), id(5)]}})), [2, 3, 4]);
+        // Date.
+        assert_eq!(w(json!({"born": {"eq": "2000-01-02"}})), [2]);
+        assert_eq!(w(json!({"born": {"gte": "2000-01-02"}})), [2, 3, 4]);
+        assert_eq!(w(json!({"born": {"lt": "2000-01-03"}})), [1, 2]);
+        assert_eq!(
+            w(json!({"born": {"in": ["2000-01-01", "2000-01-04"]}})),
+            [1, 4]
+        );
+        assert_eq!(w(json!({"born": {"isNull": true}})), [5]);
+        // and / or / not, nested.
+        assert_eq!(
+            w(json!({"or": [
+                {"name": {"eq": "author 0001"}},
+                {"and": [{"country": {"eq": "NZ"}}, {"not": {"name": {"eq": "author 0002"}}}]}
+            ]})),
+            [1, 4]
+        );
+        assert_eq!(
+            w(
+                json!({"not": {"or": [{"country": {"isNull": true}}, {"name": {"eq": "author 0004"}}]}})
+            ),
+            [2]
+        );
+        assert_eq!(w(json!({"or": []})), Vec::<u32>::new());
+        assert_eq!(w(json!({"and": []})), [1, 2, 3, 4, 5]);
+        assert_eq!(
+            w(
+                json!({"and": [{"or": [{"born": {"lt": "2000-01-02"}}, {"born": {"isNull": true}}]},
+                             {"not": {"not": {"country": {"isNull": true}}}}]})
+            ),
+            [1, 5]
+        );
+
+        // Int (year 1991..1993) and Decimal (price 2.5, 5, 7.5) on the books of author 1.
+        let years = |f: Value| -> Vec<i64> {
+            let q = r#"query($a: BigInt!, $f: BookFilter!) {
+                books(filter: {and: [{authorId: {eq: $a}}, $f]}, orderBy: [{year: ASC}]) { year }
+            }"#;
+            data(&conn, q, json!({ "a": id(1), "f": f }))["books"]
+                .as_array()
+                .expect("books")
+                .iter()
+                .map(|b| b["year"].as_i64().expect("a year"))
+                .collect()
+        };
+        assert_eq!(years(json!({"year": {"eq": 1992}})), [1992]);
+        assert_eq!(years(json!({"year": {"ne": 1992}})), [1991, 1993]);
+        assert_eq!(years(json!({"year": {"gt": 1991}})), [1992, 1993]);
+        assert_eq!(years(json!({"year": {"lte": 1992}})), [1991, 1992]);
+        assert_eq!(years(json!({"year": {"in": [1991, 1993]}})), [1991, 1993]);
+        assert_eq!(years(json!({"year": {"nin": 1991}})), [1992, 1993]);
+        assert_eq!(years(json!({"price": {"eq": "5"}})), [1992]);
+        assert_eq!(years(json!({"price": {"eq": "5.00"}})), [1992]);
+        assert_eq!(years(json!({"price": {"gte": "5"}})), [1992, 1993]);
+        assert_eq!(years(json!({"price": {"lt": "7.5"}})), [1991, 1992]);
+        assert_eq!(
+            years(json!({"price": {"in": ["2.5", "7.50"]}})),
+            [1991, 1993]
+        );
+        assert_eq!(
+            years(json!({"price": {"isNull": false}})),
+            [1991, 1992, 1993]
+        );
+    });
+}
+
+#[test]
+fn bad_filter_values_are_coded_errors() {
+    pg::in_coroutine(|| {
+        let conn = connect();
+        let run_name = unique_name("gql_badfilter");
+        seed(&conn, &run_name, 1, 1, 1);
+        let q = |f: &str| {
+            format!("{{ authors(filter: {{run: {{eq: \"{run_name}\"}}, {f}}}) {{ name }} }}")
+        };
+        for bad in [
+            r#"id: {eq: "not a number"}"#,
+            r#"id: {in: ["1", "x"]}"#,
+            r#"born: {eq: "2020-13-45"}"#,
+            r#"born: {gt: 7}"#,
+        ] {
+            let out = run(&conn, &q(bad), json!({}));
+            assert!(!code(&out).is_empty(), "{bad}: {out}");
+            assert!(
+                out["data"].is_null() || out["data"]["authors"].is_null(),
+                "{out}"
+            );
+        }
+        // Int2 stars: a GraphQL Int that does not fit the column.
+        let out = run(
+            &conn,
+            "query($s: Int!) { reviews(filter: {stars: {eq: $s}}, limit: 1) { stars } }",
+            json!({ "s": 70000 }),
+        );
+        assert_eq!(code(&out), "BAD_USER_INPUT", "{out}");
+        let out = run(
+            &conn,
+            "{ books(filter: {price: {eq: \"abc\"}}, limit: 1) { id } }",
+            json!({}),
+        );
+        assert!(!code(&out).is_empty(), "{out}");
+        // An Int variable out of the 32-bit range is refused by coercion, with a code.
+        let out = run(
+            &conn,
+            "query($y: Int!) { books(filter: {year: {eq: $y}}, limit: 1) { id } }",
+            json!({ "y": 3_000_000_000_i64 }),
+        );
+        assert!(!code(&out).is_empty(), "{out}");
+    });
+}
+
+#[test]
+fn order_by_several_fields_with_nulls_placement_and_a_key_tiebreak() {
+    pg::in_coroutine(|| {
+        let conn = connect();
+        let run_name = unique_name("gql_order");
+        seed(&conn, &run_name, 5, 0, 0);
+        // Authors 1 and 2 share a name: only the key (id, ascending) orders them.
+        conn.execute(
+            "UPDATE gql.authors SET name = 'author 0001' WHERE run = $1 AND name = 'author 0002'",
+            &[&run_name],
+        )
+        .expect("rename");
+        let order = |o: &str| -> Vec<Value> {
+            let q = format!(
+                r#"query($run: String!) {{
+                    authors(filter: {{run: {{eq: $run}}}}, orderBy: {o}) {{ id name country }}
+                }}"#
+            );
+            data(&conn, &q, json!({ "run": run_name }))["authors"]
+                .as_array()
+                .expect("a list")
+                .clone()
+        };
+        let ids = |rows: &[Value]| -> Vec<i64> {
+            rows.iter()
+                .map(|r| {
+                    r["id"]
+                        .as_str()
+                        .and_then(|s| s.parse().ok())
+                        .expect("an id")
+                })
+                .collect()
+        };
+        let by_id = ids(&order("[{id: ASC}]"));
+        let nth = |n: usize| by_id[n - 1];
+        assert_eq!(
+            ids(&order("[{id: DESC}]")),
+            [nth(5), nth(4), nth(3), nth(2), nth(1)]
+        );
+        // country: NZ for 2 and 4, NULL for 1, 3, 5. ASC puts NULLs last, DESC first.
+        assert_eq!(
+            ids(&order("[{country: ASC}, {name: DESC}]")),
+            [nth(4), nth(2), nth(5), nth(3), nth(1)]
+        );
+        assert_eq!(
+            ids(&order("[{country: DESC}]")),
+            [nth(1), nth(3), nth(5), nth(2), nth(4)]
+        );
+        assert_eq!(
+            ids(&order("[{country: ASC_NULLS_FIRST}, {name: ASC}]")),
+            [nth(1), nth(3), nth(5), nth(2), nth(4)]
+        );
+        assert_eq!(
+            ids(&order("[{country: DESC_NULLS_LAST}, {id: DESC}]")),
+            [nth(4), nth(2), nth(5), nth(3), nth(1)]
+        );
+        assert_eq!(
+            ids(&order("[{country: ASC_NULLS_LAST}]")),
+            [nth(2), nth(4), nth(1), nth(3), nth(5)]
+        );
+        // The tie on name: the key breaks it ascending, whatever the name's direction.
+        assert_eq!(
+            ids(&order("[{name: DESC}]")),
+            [nth(5), nth(4), nth(3), nth(1), nth(2)]
+        );
+        // A single item where a list is expected.
+        assert_eq!(
+            ids(&order("{name: ASC}")),
+            [nth(1), nth(2), nth(3), nth(4), nth(5)]
+        );
+        // An item naming two fields is refused (@oneOf), before any statement.
+        let db = Counting::new(&conn);
+        let out = run(
+            &db,
+            "{ authors(orderBy: [{country: ASC, name: ASC}]) { id } }",
+            json!({}),
+        );
+        assert!(out["errors"][0]["message"].is_string(), "{out}");
+        assert!(out["data"].is_null(), "{out}");
+        assert_eq!(db.take(), 0);
+    });
+}
+
+#[test]
+fn pages_by_limit_and_offset_and_per_parent_in_sql() {
+    pg::in_coroutine(|| {
+        let conn = connect();
+        let run_name = unique_name("gql_page");
+        seed(&conn, &run_name, 10, 4, 0);
+        let q = r#"query($run: String!, $limit: Int, $offset: Int) {
+            authors(filter: {run: {eq: $run}}, orderBy: [{name: ASC}], limit: $limit, offset: $offset) { name }
+        }"#;
+        let page = |limit: Value, offset: Value| {
+            numbers(
+                &data(
+                    &conn,
+                    q,
+                    json!({"run": run_name, "limit": limit, "offset": offset}),
+                )["authors"],
+            )
+        };
+        assert_eq!(page(json!(3), json!(0)), [1, 2, 3]);
+        assert_eq!(page(json!(3), json!(8)), [9, 10]);
+        assert_eq!(page(json!(2), json!(20)), Vec::<u32>::new());
+        assert_eq!(page(json!(0), json!(0)), Vec::<u32>::new());
+        assert_eq!(page(Value::Null, json!(7)), [8, 9, 10]);
+        // Above the maximum page size: refused with a code, nothing sent.
+        let db = Counting::new(&conn);
+        let max = Limits::default().max_page_size;
+        let out = run(&db, q, json!({"run": run_name, "limit": max + 1}));
+        assert_eq!(code(&out), "BAD_USER_INPUT", "{out}");
+        assert_eq!(db.take(), 0);
+        let out = run(&db, q, json!({"run": run_name, "offset": -1}));
+        assert!(!code(&out).is_empty(), "{out}");
+        assert_eq!(db.take(), 0);
+
+        // Per parent: books 2 and 3 (by year) of every author, in one statement for all
+        // ten authors. With at most 25 rows per statement, the 40 books of the run could
+        // not be loaded and cut in Rust: the page is the SQL's.
+        let small = schema_with(Limits {
+            max_rows: 25,
+            ..Limits::default()
+        });
+        let nested = r#"query($run: String!) {
+            authors(filter: {run: {eq: $run}}, orderBy: [{name: ASC}]) {
+                name
+                books(limit: 2, offset: 1, orderBy: [{year: ASC}]) { year }
+            }
+        }"#;
+        let out = run_on(&small, &db, nested, json!({ "run": run_name }));
+        assert!(out.get("errors").is_none(), "{out}");
+        assert_eq!(db.take(), 2, "authors, then books for all of them");
+        let authors = out["data"]["authors"].as_array().expect("authors");
+        assert_eq!(authors.len(), 10);
+        for a in authors {
+            assert_eq!(a["books"], json!([{"year": 1992}, {"year": 1993}]), "{a}");
+        }
+        // The same without a per-parent page is more rows than a statement may return.
+        let unpaged = nested.replace("limit: 2, offset: 1, ", "");
+        let out = run_on(&small, &db, &unpaged, json!({ "run": run_name }));
+        assert_eq!(code(&out), "RESULT_TOO_LARGE", "{out}");
+        // An offset past every parent's books: empty lists, not missing ones.
+        let far = nested.replace("offset: 1", "offset: 10");
+        let out = run_on(&small, &db, &far, json!({ "run": run_name }));
+        assert!(out.get("errors").is_none(), "{out}");
+        assert!(out["data"]["authors"]
+            .as_array()
+            .expect("authors")
+            .iter()
+            .all(|a| a["books"] == json!([])));
+    });
+}
+
+const CONNECTION: &str = r#"query($run: String!, $first: Int, $after: String, $order: [AuthorOrderBy!]) {
+    authorsConnection(first: $first, after: $after, filter: {run: {eq: $run}}, orderBy: $order) {
+        totalCount
+        edges { cursor node { id name country } }
+        nodes { name }
+        pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+    }
+}"#;
+
+/// Walks every page of the run's authors in `order`, `first` at a time; the ids in the
+/// order seen, each page checked against its page info.
+fn walk(db: &dyn Executor, run: &str, order: Value, first: u64, total: u64) -> Vec<i64> {
+    let mut seen = Vec::new();
+    let mut after = Value::Null;
+    for pages in 0.. {
+        assert!(pages <= total, "the walk does not end");
+        let vars = json!({"run": run, "first": first, "after": after, "order": order});
+        let c = data(db, CONNECTION, vars)["authorsConnection"].clone();
+        assert_eq!(c["totalCount"], total, "{c}");
+        let edges = c["edges"].as_array().expect("edges");
+        let nodes: Vec<&Value> = edges.iter().map(|e| &e["node"]["name"]).collect();
+        let names: Vec<&Value> = c["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .map(|n| &n["name"])
+            .collect();
+        assert_eq!(nodes, names, "nodes and edges are the same rows");
+        let info = &c["pageInfo"];
+        assert_eq!(info["hasPreviousPage"], !after.is_null(), "{c}");
+        assert_eq!(
+            info["startCursor"],
+            edges.first().map_or(Value::Null, |e| e["cursor"].clone())
+        );
+        assert_eq!(
+            info["endCursor"],
+            edges.last().map_or(Value::Null, |e| e["cursor"].clone())
+        );
+        seen.extend(edges.iter().map(|e| {
+            e["node"]["id"]
+                .as_str()
+                .and_then(|s| s.parse::<i64>().ok())
+                .expect("an id")
+        }));
+        assert!(edges.len() as u64 <= first);
+        if info["hasNextPage"] != json!(true) {
+            break;
+        }
+        assert_eq!(edges.len() as u64, first, "a page before the last is full");
+        after = info["endCursor"].clone();
+    }
+    seen
+}
+
+#[test]
+fn connections_walk_every_page_in_order_over_a_nullable_column() {
+    pg::in_coroutine(|| {
+        let conn = connect();
+        let run_name = unique_name("gql_conn");
+        seed(&conn, &run_name, 11, 0, 0);
+        // Three countries and NULLs, with ties inside each.
+        conn.execute(
+            "UPDATE gql.authors SET country = CASE right(name, 2)::int % 4
+               WHEN 0 THEN 'NZ' WHEN 1 THEN NULL WHEN 2 THEN 'AU' ELSE 'FR' END
+             WHERE run = $1",
+            &[&run_name],
+        )
+        .expect("countries");
+        for (order, sql) in [
+            (json!([{"country": "DESC"}]), "country DESC NULLS FIRST, id"),
+            (json!([{"country": "ASC"}]), "country ASC NULLS LAST, id"),
+            (
+                json!([{"country": "ASC_NULLS_FIRST"}, {"name": "DESC"}]),
+                "country ASC NULLS FIRST, name DESC, id",
+            ),
+            (
+                json!([{"country": "DESC_NULLS_LAST"}, {"id": "DESC"}]),
+                "country DESC NULLS LAST, id DESC",
+            ),
+            (json!([{"name": "ASC"}]), "name, id"),
+        ] {
+            let expected: Vec<i64> = conn
+                .query(
+                    &format!("SELECT id FROM gql.authors WHERE run = $1 ORDER BY {sql}"),
+                    &[&run_name],
+                )
+                .expect("the expected order")
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            assert_eq!(expected.len(), 11);
+            for first in [1, 3, 4, 11, 20] {
+                assert_eq!(
+                    walk(&conn, &run_name, order.clone(), first, 11),
+                    expected,
+                    "{order} by {first}"
+                );
+            }
+        }
+        // first: 0 is an empty page that says more follow.
+        let c = data(&conn, CONNECTION, json!({"run": run_name, "first": 0}))["authorsConnection"]
+            .clone();
+        assert_eq!(c["edges"], json!([]));
+        assert_eq!(c["pageInfo"]["hasNextPage"], true);
+        assert_eq!(c["pageInfo"]["endCursor"], Value::Null);
+    });
+}
+
+#[test]
+fn a_cursor_of_another_order_or_garbage_is_refused() {
+    pg::in_coroutine(|| {
+        let conn = connect();
+        let run_name = unique_name("gql_cursor");
+        seed(&conn, &run_name, 4, 0, 0);
+        let vars = json!({"run": run_name, "first": 2, "order": [{"country": "DESC"}]});
+        let c = data(&conn, CONNECTION, vars)["authorsConnection"].clone();
+        let cursor = c["pageInfo"]["endCursor"].clone();
+        assert!(cursor.is_string(), "{c}");
+        let db = Counting::new(&conn);
+        for (after, order) in [
+            (cursor.clone(), json!([{"country": "ASC"}])),
+            (cursor.clone(), json!([{"name": "ASC"}])),
+            (cursor.clone(), Value::Null),
+            (json!("not a cursor"), json!([{"country": "DESC"}])),
+            (json!("eyJvIjoxfQ"), json!([{"country": "DESC"}])),
+            (json!(""), json!([{"country": "DESC"}])),
+        ] {
+            let vars = json!({"run": run_name, "first": 2, "after": after, "order": order});
+            let out = run(&db, CONNECTION, vars);
+            assert_eq!(code(&out), "BAD_USER_INPUT", "{after} {order}: {out}");
+        }
+        // The same order takes it.
+        let vars =
+            json!({"run": run_name, "first": 2, "after": cursor, "order": [{"country": "DESC"}]});
+        let c = data(&conn, CONNECTION, vars)["authorsConnection"].clone();
+        assert_eq!(c["edges"].as_array().map(Vec::len), Some(2));
+        assert_eq!(c["pageInfo"]["hasNextPage"], false);
     });
 }
