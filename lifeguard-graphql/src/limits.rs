@@ -15,7 +15,8 @@ pub struct Limits {
     /// Deepest nesting of brackets (`{`, `[`, `(`) in the document, checked before parsing
     /// so a hostile document cannot exhaust the coroutine's stack in the parser.
     pub max_nesting: usize,
-    /// Deepest selection (the engine's depth limit).
+    /// Deepest selection (the engine's depth limit). The introspection query graphql-js
+    /// and GraphiQL send (types nested nine `ofType` levels) is 15 deep.
     pub max_depth: usize,
     /// Most fields selected in one operation, aliases and fragment uses counted
     /// (the engine's complexity limit).
@@ -38,7 +39,7 @@ impl Default for Limits {
         Limits {
             max_document_bytes: 64 * 1024,
             max_nesting: 64,
-            max_depth: 12,
+            max_depth: 16,
             max_fields: 500,
             default_page_size: 100,
             max_page_size: 1000,

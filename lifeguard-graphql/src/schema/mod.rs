@@ -243,7 +243,16 @@ impl SchemaBuilder {
 
 /// Every type but the roots.
 fn register_types(mut engine: Engine, shared: &Arc<Shared>) -> Engine {
-    for (name, description) in CUSTOM_SCALARS {
+    // Only the scalars some column uses: an unused one would be in the SDL but not in
+    // introspection (which lists reachable types).
+    let used = |name: &str| {
+        shared
+            .models
+            .iter()
+            .flat_map(|m| &m.columns)
+            .any(|c| c.kind.scalar() == name)
+    };
+    for (name, description) in CUSTOM_SCALARS.iter().filter(|(n, _)| used(n)) {
         engine = engine.register(Scalar::new(*name).description(*description));
     }
     engine = engine
