@@ -565,3 +565,297 @@ fn a_cursor_of_another_order_or_garbage_is_refused() {
         assert_eq!(c["pageInfo"]["hasNextPage"], false);
     });
 }
+
+#[test]
+fn relations_of_every_kind_resolve_with_one_statement_each() {
+    pg::in_coroutine(|| {
+        let conn = connect();
+        let run_name = unique_name("gql_rel");
+        seed(&conn, &run_name, 3, 3, 2);
+        let db = Counting::new(&conn);
+        let d = data(
+            &db,
+            r#"query($run: String!) {
+                authors(filter: {run: {eq: $run}}, orderBy: [{name: ASC}], limit: 3) {
+                    name
+                    profile { bio author { name } }
+                    books(orderBy: [{year: ASC}], limit: 3) {
+                        title
+                        author { name }
+                        reviews(orderBy: [{stars: DESC}], limit: 5) { stars book { title } }
+                        tags(orderBy: [{name: ASC}], limit: 3) {
+                            name
+                            books(orderBy: [{id: ASC}], limit: 20) { title }
+                        }
+                    }
+                }
+            }"#,
+            json!({ "run": run_name }),
+        );
+        // authors; profiles, their author; books, their author, reviews, the reviews' book,
+        // tags, the tags' books: one statement per relation per level.
+        let sent = db.sent();
+        assert_eq!(db.take(), 9, "{sent:#?}");
+        let authors = d["authors"].as_array().expect("authors");
+        assert_eq!(authors.len(), 3);
+        let a1 = &authors[0];
+        assert_eq!(a1["profile"]["bio"], "bio of author 0001");
+        assert_eq!(a1["profile"]["author"]["name"], "author 0001", "belongs_to");
+        let books = a1["books"].as_array().expect("has_many");
+        assert_eq!(books.len(), 3);
+        assert_eq!(books[0]["title"], "author 0001 book 1");
+        assert_eq!(books[2]["author"]["name"], "author 0001", "belongs_to");
+        assert_eq!(
+            books[0]["reviews"],
+            json!([
+                {"stars": 3, "book": {"title": "author 0001 book 1"}},
+                {"stars": 2, "book": {"title": "author 0001 book 1"}}
+            ])
+        );
+        // Book j has the tags 0..=j%3 of its run.
+        let tag_names = |b: &Value| -> Vec<String> {
+            b["tags"]
+                .as_array()
+                .expect("many-to-many")
+                .iter()
+                .map(|t| t["name"].as_str().expect("a name").to_owned())
+                .collect()
+        };
+        let t = |k: u32| format!("{run_name}-t{k}");
+        assert_eq!(tag_names(&books[0]), [t(0), t(1)]);
+        assert_eq!(tag_names(&books[1]), [t(0), t(1), t(2)]);
+        assert_eq!(tag_names(&books[2]), [t(0)]);
+        // And back: t0 is on all nine books of the run, t2 on the three "book 2"s.
+        let t0 = &books[0]["tags"][0]["books"];
+        assert_eq!(t0.as_array().map(Vec::len), Some(9), "{t0}");
+        let t2 = &books[1]["tags"][2]["books"];
+        let titles: Vec<&str> = t2
+            .as_array()
+            .expect("books of t2")
+            .iter()
+            .map(|b| b["title"].as_str().expect("a title"))
+            .collect();
+        assert_eq!(
+            titles,
+            [
+                "author 0001 book 2",
+                "author 0002 book 2",
+                "author 0003 book 2"
+            ]
+        );
+        assert_eq!(authors[2]["profile"]["author"]["name"], "author 0003");
+    });
+}
+
+#[test]
+fn three_levels_with_arguments_over_a_hundred_parents_are_one_statement_per_level() {
+    pg::in_coroutine(|| {
+        let conn = connect();
+        let run_name = unique_name("gql_3lvl");
+        seed(&conn, &run_name, 100, 3, 3);
+        let db = Counting::new(&conn);
+        let d = data(
+            &db,
+            r#"query($run: String!) {
+                authors(filter: {run: {eq: $run}}, orderBy: [{name: DESC}], limit: 100) {
+                    name
+                    books(filter: {year: {gte: 1992}}, orderBy: [{year: DESC}], limit: 2) {
+                        year
+                        reviews(filter: {stars: {gt: 2}}, orderBy: [{stars: DESC}], limit: 1) {
+                            stars
+                        }
+                        tags(filter: {name: {like: "%t1"}}, limit: 1) { name }
+                    }
+                }
+            }"#,
+            json!({ "run": run_name }),
+        );
+        let sent = db.sent();
+        assert_eq!(db.take(), 4, "authors, books, reviews, tags: {sent:#?}");
+        let authors = d["authors"].as_array().expect("authors");
+        assert_eq!(authors.len(), 100);
+        assert_eq!(authors[0]["name"], "author 0100");
+        let t1 = format!("{run_name}-t1");
+        for a in authors {
+            // Reviews 1..3 have stars 2, 3, 4; book 3 has only t0, book 2 t0..t2.
+            assert_eq!(
+                a["books"],
+                json!([
+                    {"year": 1993, "reviews": [{"stars": 4}], "tags": []},
+                    {"year": 1992, "reviews": [{"stars": 4}], "tags": [{"name": t1}]}
+                ]),
+                "{a}"
+            );
+        }
+    });
+}
+
+#[test]
+fn aliases_fragments_and_directives_on_relations() {
+    pg::in_coroutine(|| {
+        let conn = connect();
+        let run_name = unique_name("gql_alias");
+        seed(&conn, &run_name, 2, 3, 0);
+        let db = Counting::new(&conn);
+        // The same relation twice under aliases, with different arguments.
+        let d = data(
+            &db,
+            r#"query($run: String!) {
+                authors(filter: {run: {eq: $run}}, orderBy: [{name: ASC}]) {
+                    name
+                    a: books(limit: 1, orderBy: [{year: ASC}]) { year }
+                    b: books(orderBy: [{year: DESC}]) { year title }
+                }
+            }"#,
+            json!({ "run": run_name }),
+        );
+        assert_eq!(db.take(), 3);
+        for a in d["authors"].as_array().expect("authors") {
+            assert_eq!(a["a"], json!([{"year": 1991}]));
+            let years: Vec<&Value> = a["b"]
+                .as_array()
+                .expect("b")
+                .iter()
+                .map(|b| &b["year"])
+                .collect();
+            assert_eq!(years, [1993, 1992, 1991]);
+            assert!(a["b"][0]["title"].is_string());
+        }
+        // Fragments and inline fragments selecting the same relation merge into one load.
+        let d = data(
+            &db,
+            r#"query($run: String!) {
+                authors(filter: {run: {eq: $run}}, orderBy: [{name: ASC}]) {
+                    ...Named
+                    ... on Author { books(orderBy: [{year: ASC}]) { year } }
+                }
+            }
+            fragment Named on Author {
+                name
+                books(orderBy: [{year: ASC}]) { title ... on Book { price } }
+            }"#,
+            json!({ "run": run_name }),
+        );
+        assert_eq!(
+            db.take(),
+            2,
+            "the two selections of books are one statement"
+        );
+        assert_eq!(
+            d["authors"][0]["books"][1],
+            json!({"title": "author 0001 book 2", "price": "5.0000000000000000", "year": 1992})
+        );
+        // @skip / @include on a relation: a skipped relation costs no statement.
+        let q = r#"query($run: String!, $skip: Boolean!, $with: Boolean!) {
+            authors(filter: {run: {eq: $run}}) {
+                name
+                books @skip(if: $skip) { year }
+                profile @include(if: $with) { bio }
+                literal: books @skip(if: true) { year }
+                also: books @include(if: false) { year }
+            }
+        }"#;
+        let d = data(
+            &db,
+            q,
+            json!({"run": run_name, "skip": true, "with": false}),
+        );
+        let a = &d["authors"][0];
+        assert!(
+            a.get("books").is_none() && a.get("profile").is_none(),
+            "{a}"
+        );
+        assert!(a.get("literal").is_none() && a.get("also").is_none(), "{a}");
+        let sent = db.sent();
+        assert_eq!(db.take(), 1, "only the authors: {sent:#?}");
+        let d = data(
+            &db,
+            q,
+            json!({"run": run_name, "skip": false, "with": true}),
+        );
+        let a = &d["authors"][0];
+        assert_eq!(a["books"].as_array().map(Vec::len), Some(3));
+        assert_eq!(a["profile"]["bio"], "bio of author 0001");
+        assert_eq!(db.take(), 3);
+    });
+}
+
+#[test]
+fn soft_deleted_books_never_appear() {
+    pg::in_coroutine(|| {
+        let conn = connect();
+        let run_name = unique_name("gql_soft");
+        let ids = seed(&conn, &run_name, 2, 3, 1);
+        // Book 2 of author 1 and every book of author 2 are deleted.
+        let gone: Vec<i64> = conn
+            .query(
+                "UPDATE gql.books SET deleted_at = now()
+                 WHERE (author_id = $1 AND title LIKE '% book 2') OR author_id = $2 RETURNING id",
+                &[&ids[0], &ids[1]],
+            )
+            .expect("soft delete")
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(gone.len(), 4);
+        let d = data(
+            &conn,
+            r#"query($a: BigInt!, $b: BigInt!, $gone: BigInt!, $run: String!, $tag: String!) {
+                books(filter: {authorId: {in: [$a, $b]}}, orderBy: [{year: ASC}]) { year }
+                booksConnection(filter: {authorId: {in: [$a, $b]}}) { totalCount nodes { year } }
+                book(id: $gone) { id }
+                authors(filter: {run: {eq: $run}}, orderBy: [{name: ASC}]) {
+                    books(orderBy: [{year: ASC}]) { year }
+                }
+                tags(filter: {name: {eq: $tag}}) { books(orderBy: [{year: ASC}]) { year } }
+                reviews(filter: {bookId: {eq: $gone}}) { stars book { id } }
+                withDeleted: books(filter: {authorId: {eq: $a}, deletedAt: {isNull: false}}) { id }
+            }"#,
+            json!({
+                "a": ids[0].to_string(), "b": ids[1].to_string(),
+                "gone": gone[0].to_string(), "run": run_name, "tag": format!("{run_name}-t0")
+            }),
+        );
+        let live = json!([{"year": 1991}, {"year": 1993}]);
+        assert_eq!(d["books"], live, "root list");
+        assert_eq!(d["booksConnection"]["totalCount"], 2);
+        assert_eq!(d["booksConnection"]["nodes"], live);
+        assert_eq!(d["book"], Value::Null, "by key");
+        assert_eq!(d["authors"][0]["books"], live, "has_many");
+        assert_eq!(d["authors"][1]["books"], json!([]));
+        assert_eq!(d["tags"][0]["books"], live, "many-to-many");
+        assert_eq!(d["reviews"][0]["book"], Value::Null, "belongs_to");
+        assert_eq!(d["withDeleted"], json!([]), "even when asked for");
+    });
+}
+
+#[test]
+fn by_key_reads_find_a_row_or_null() {
+    pg::in_coroutine(|| {
+        let conn = connect();
+        let run_name = unique_name("gql_key");
+        let ids = seed(&conn, &run_name, 2, 2, 0);
+        let db = Counting::new(&conn);
+        let q = r#"query($id: BigInt!) {
+            author(id: $id) { id name profile { bio } books(limit: 1, orderBy: [{year: DESC}]) { year } }
+        }"#;
+        let d = data(&db, q, json!({ "id": ids[1].to_string() }));
+        assert_eq!(
+            d["author"],
+            json!({
+                "id": ids[1].to_string(), "name": "author 0002",
+                "profile": {"bio": "bio of author 0002"}, "books": [{"year": 1992}]
+            })
+        );
+        assert_eq!(db.take(), 3);
+        // An Int is a BigInt too.
+        let d = data(&db, q, json!({ "id": ids[0] }));
+        assert_eq!(d["author"]["name"], "author 0001");
+        let d = data(&db, q, json!({ "id": "9223372036854775807" }));
+        assert_eq!(d["author"], Value::Null);
+        let out = run(&db, q, json!({ "id": "twelve" }));
+        assert!(!code(&out).is_empty(), "{out}");
+        let out = run(&db, q, json!({ "id": "9223372036854775808" }));
+        assert!(!code(&out).is_empty(), "{out}");
+    });
+}
