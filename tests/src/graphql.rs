@@ -10,6 +10,7 @@ use lifeguard_core::pg::Connection;
 use lifeguard_core::{Executor, LifeModel, LifeRecord};
 use lifeguard_graphql::Schema;
 use rust_decimal::Decimal;
+use serde_json::Value;
 
 const DDL: &str = r#"
 SELECT pg_advisory_xact_lock(4251);
@@ -225,4 +226,32 @@ pub fn seed(
         .iter()
         .map(|r| r.get::<_, i64>(0))
         .collect()
+}
+
+/// Runs `query` with `variables` on `schema` over `db`; the response as JSON.
+pub fn run_on(schema: &Schema, db: &dyn Executor, query: &str, variables: Value) -> Value {
+    let request = lifeguard_graphql::Request::new(query)
+        .variables(lifeguard_graphql::Variables::from_json(variables));
+    serde_json::to_value(schema.execute(db, request)).expect("a response serialises")
+}
+
+/// The `extensions.code` of the first error of `response`.
+///
+/// # Panics
+///
+/// Panics when the response has no error, or its first error no code.
+pub fn code(response: &Value) -> String {
+    let e = &response["errors"][0];
+    assert!(e.is_object(), "an error was expected: {response}");
+    e["extensions"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the error has no extensions.code: {response}"))
+        .to_owned()
+}
+
+/// A small pool on the primary alone, for mutations run with `Schema::execute_on`.
+pub fn pool() -> lifeguard_core::pool::Pool {
+    let config =
+        lifeguard_core::pool::PoolConfig::new(crate::pool::cfg(&crate::primary_url())).max_size(2);
+    lifeguard_core::pool::Pool::connect(config).expect("a pool on the primary")
 }

@@ -3,21 +3,11 @@
 //! statements each request costs counted by a wrapping executor.
 
 use lifeguard_core::Executor;
-use lifeguard_graphql::{Limits, Request};
-use lifeguard_tests::graphql::{connect, schema, schema_with, seed};
+use lifeguard_graphql::Limits;
+use lifeguard_tests::graphql::{code, connect, run_on, schema, schema_with, seed};
 use lifeguard_tests::orm::Counting;
 use lifeguard_tests::{pg, unique_name};
 use serde_json::{json, Value};
-
-fn run_on(
-    schema: &lifeguard_graphql::Schema,
-    db: &dyn Executor,
-    query: &str,
-    variables: Value,
-) -> Value {
-    let request = Request::new(query).variables(lifeguard_graphql::Variables::from_json(variables));
-    serde_json::to_value(schema.execute(db, request)).expect("a response serialises")
-}
 
 fn run(db: &dyn Executor, query: &str, variables: Value) -> Value {
     run_on(&schema(), db, query, variables)
@@ -28,16 +18,6 @@ fn data(db: &dyn Executor, query: &str, variables: Value) -> Value {
     let out = run(db, query, variables);
     assert!(out.get("errors").is_none(), "{query}\n{out}");
     out["data"].clone()
-}
-
-/// The `extensions.code` of the first error of a response that must have one.
-fn code(out: &Value) -> String {
-    let e = &out["errors"][0];
-    assert!(e.is_object(), "an error was expected: {out}");
-    e["extensions"]["code"]
-        .as_str()
-        .unwrap_or_else(|| panic!("the error has no extensions.code: {out}"))
-        .to_owned()
 }
 
 /// The number at the end of each `name` ("author 0003" → 3).
