@@ -67,6 +67,8 @@ fn coded(message: impl Into<String>, code: &'static str) -> async_graphql::Error
 
 /// A database error, with what a client may act on.
 fn db_error(e: &Error) -> async_graphql::Error {
+    // The client gets a summary; the log keeps the cause (error texts carry no secrets).
+    tracing::warn!(error = %e, "graphql: a database call failed");
     let (message, code, sqlstate, constraint) = match e {
         Error::UniqueViolation { constraint, .. } => (
             "a row with this value already exists".to_owned(),
@@ -102,6 +104,15 @@ fn db_error(e: &Error) -> async_graphql::Error {
             None,
         ),
         Error::NotFound => ("not found".to_owned(), "NOT_FOUND", None, None),
+        Error::Unavailable { .. }
+        | Error::NoEligibleNode(_)
+        | Error::PoolClosed
+        | Error::Connection(_) => (
+            "no database server can answer the request now".to_owned(),
+            "UNAVAILABLE",
+            None,
+            None,
+        ),
         Error::Validation(v) => (v.to_string(), "VALIDATION", None, None),
         other => (
             "the database could not answer".to_owned(),
