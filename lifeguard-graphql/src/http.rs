@@ -29,6 +29,7 @@ use lifeguard_router_ext::service::{HttpRequest, ServiceBuilder};
 use lifeguard_router_ext::{Reply, RequestExecutor};
 
 use crate::graphiql::{self, Assets};
+use crate::limits::check_document;
 use crate::schema::{operation_kind, Schema};
 
 /// The media type of GraphQL responses.
@@ -229,6 +230,10 @@ fn get_graphql(schema: &Schema, endpoint: &str, req: &HttpRequest, db: &RequestE
             "accept application/graphql-response+json or application/json",
         );
     };
+    // Before the look for a mutation below, which parses.
+    if let Err(m) = check_document(schema.limits(), query) {
+        return document_refused(media, &m);
+    }
     let operation = param("operationName").filter(|n| !n.is_empty());
     if operation_kind(query, operation)
         == Some(async_graphql::parser::types::OperationType::Mutation)
@@ -276,7 +281,17 @@ fn request_error(r: &Response) -> bool {
         && r.errors.iter().all(|e| e.path.is_empty())
 }
 
+/// A document the limits refuse: a request error, answered as [`answer`] answers one.
+fn document_refused(media: &'static str, message: &str) -> Reply {
+    let status = if media == GRAPHQL_RESPONSE { 400 } else { 200 };
+    error_reply(status, media, message)
+}
+
 fn answer(schema: &Schema, request: Request, media: &'static str, db: &RequestExecutor) -> Reply {
+    // Checked here too, before `execute_on` parses the document to find a mutation.
+    if let Err(m) = check_document(schema.limits(), &request.query) {
+        return document_refused(media, &m);
+    }
     let mut response = schema.execute_on(db.db(), request);
     let failed_request = request_error(&response);
     if let Some(token) = db.committed_token() {
