@@ -244,7 +244,7 @@ fn selection(d: &mut Dice, m: usize, levels: usize) -> (String, usize, bool) {
 }
 
 fn case(seed: u64, run: &str) -> Case {
-    let mut d = Dice(seed | 1, seed % 3 == 0);
+    let mut d = Dice(seed | 1, seed.is_multiple_of(3));
     let mut fields = Vec::new();
     let mut most = 0;
     let mut uses_lim = false;
@@ -296,7 +296,7 @@ fn spec_shaped(out: &Value) -> Result<bool, String> {
         None => false,
         Some(Value::Array(e)) if !e.is_empty() => {
             for e in e {
-                if !e["message"].as_str().is_some_and(|m| !m.is_empty()) {
+                if e["message"].as_str().is_none_or(str::is_empty) {
                     return Err(format!("an error without a message: {e}"));
                 }
             }
