@@ -192,6 +192,12 @@ fn browsers_get_graphiql_and_the_sdl_is_served() {
         "{page}"
     );
     assert!(page.to_lowercase().contains("graphiql"));
+    // Its scripts and styles are the service's own, not a CDN's.
+    assert!(page.contains("/graphql/assets/"), "{page}");
+    assert!(
+        !page.contains("src=\"http") && !page.contains("href=\"http"),
+        "{page}"
+    );
 
     let r = send("GET", "/graphql/schema.graphql", &[], None);
     assert_eq!(r.status, 200);
@@ -285,4 +291,20 @@ fn deep_documents_naming_a_mutation_are_refused_before_any_parse() {
     let r = get(&deep, GRAPHQL_RESPONSE);
     assert!(r.status == 400 || r.status == 405, "{}", r.text());
     assert!(r.json()["errors"][0]["message"].is_string());
+}
+
+#[test]
+fn a_one_megabyte_document_gets_an_error_not_a_parse() {
+    // Under the service's 1 MiB body cap: the document limit answers, in GraphQL's format.
+    let q = format!("{{ authors {{ id }} }}#{}", "x".repeat(1_000_000));
+    let r = post(Some(GRAPHQL_RESPONSE), &json!({ "query": q }));
+    assert_eq!(r.status, 400, "{}", r.text());
+    let v = r.json();
+    assert!(
+        v["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("bytes")),
+        "{v}"
+    );
+    assert!(v.get("data").is_none(), "{v}");
 }
