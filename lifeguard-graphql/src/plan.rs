@@ -141,6 +141,14 @@ impl Planner<'_> {
                 Some(FieldRef::Relation(r)) => {
                     let key = field.alias().unwrap_or(field.name()).to_owned();
                     match groups.iter_mut().find(|(k, _, _)| *k == key) {
+                        // Validation makes a key's fields agree within one parent; a
+                        // connection's `nodes` and `edges { node }` share rows but not
+                        // their validation, and one plan cannot serve two arguments.
+                        Some((_, _, same)) if !same_arguments(&same[0], &field)? => {
+                            return Err(format!(
+                                "{key} is selected twice with different arguments; give one another alias"
+                            ));
+                        }
                         Some((_, _, same)) => same.push(field),
                         None => groups.push((key, *r, vec![field])),
                     }
@@ -169,7 +177,8 @@ impl Planner<'_> {
     }
 
     /// The rows the plan may load at most, counting every level: each relation list
-    /// multiplies by its page (or by the default page size when it has none).
+    /// multiplies by its page; a list without a page counts the default page size per
+    /// parent, but no more than a statement may return (`max_rows`, enforced when it runs).
     pub(crate) fn cost(&self, plan: &Plan, rows: u64) -> u64 {
         let info = &self.models[plan.model];
         plan.children.iter().fold(rows, |acc, child| {
@@ -179,7 +188,11 @@ impl Planner<'_> {
             } else {
                 1
             };
-            acc.saturating_add(self.cost(&child.plan, rows.saturating_mul(each.max(1))))
+            let mut level = rows.saturating_mul(each.max(1));
+            if child.plan.limit.is_none() {
+                level = level.min(self.limits.max_rows);
+            }
+            acc.saturating_add(self.cost(&child.plan, level))
         })
     }
 }
@@ -188,6 +201,12 @@ fn push(columns: &mut Vec<&'static str>, c: &'static str) {
     if !columns.contains(&c) {
         columns.push(c);
     }
+}
+
+fn same_arguments(a: &SelectionField<'_>, b: &SelectionField<'_>) -> InputResult<bool> {
+    let a = a.arguments().map_err(|e| e.message)?;
+    let b = b.arguments().map_err(|e| e.message)?;
+    Ok(a.len() == b.len() && a.iter().all(|arg| b.contains(arg)))
 }
 
 /// `@skip(if:)` and `@include(if:)`.

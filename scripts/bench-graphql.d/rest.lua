@@ -5,8 +5,18 @@ request = function()
   i = i % n + 1
   return wrk.format("GET", "/authors/" .. i)
 end
-local bad = 0
+local threads = {}
+setup = function(thread)
+  table.insert(threads, thread)
+end
+bad = 0
 response = function(status)
   if status ~= 200 then bad = bad + 1 end
 end
-done = function() io.write(string.format("bad %d\n", bad)) end
+done = function()
+  local total = 0
+  for _, t in ipairs(threads) do
+    total = total + t:get("bad")
+  end
+  io.write(string.format("bad %d\n", total))
+end
