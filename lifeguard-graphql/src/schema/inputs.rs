@@ -90,6 +90,28 @@ pub(crate) fn scalar_filters(models: &[ModelInfo]) -> Vec<InputObject> {
     out
 }
 
+/// The enum types of `LifeEnum` columns, and a filter for each.
+pub(crate) fn enums(models: &[ModelInfo]) -> Vec<(Enum, InputObject)> {
+    models
+        .iter()
+        .flat_map(|m| &m.columns)
+        .filter_map(|c| c.enumeration.as_ref())
+        .map(|(name, values)| {
+            let e = Enum::new(name)
+                .description(format!("The values of {name}."))
+                .items(values.iter().map(|(_, v)| v.clone()));
+            (e, scalar_filter(name, false, false))
+        })
+        .collect()
+}
+
+/// The type a column's filter and inputs use: its enum, or its scalar.
+fn value_type(c: &crate::model::ColumnInfo) -> &str {
+    c.enumeration
+        .as_ref()
+        .map_or(c.kind.scalar(), |(name, _)| name.as_str())
+}
+
 /// `AuthorFilter`: a condition per field, and `and`, `or`, `not`.
 pub(crate) fn model_filter(m: &ModelInfo) -> InputObject {
     let name = filter_name(&m.type_name);
@@ -104,7 +126,7 @@ pub(crate) fn model_filter(m: &ModelInfo) -> InputObject {
     for c in &m.columns {
         let ty = match c.kind {
             Kind::Array(_) => "ListFilter".to_owned(),
-            k => filter_name(k.scalar()),
+            _ => filter_name(value_type(c)),
         };
         f = f.field(InputValue::new(&c.field, TypeRef::named(ty)));
     }
@@ -132,13 +154,13 @@ pub(crate) fn order_name(m: &ModelInfo) -> String {
     format!("{}OrderBy", m.type_name)
 }
 
-/// The field's input type: its scalar, a list for arrays.
-fn input_type(kind: Kind, required: bool) -> TypeRef {
-    match (kind, required) {
-        (Kind::Array(_), true) => TypeRef::named_list_nn(kind.scalar()),
-        (Kind::Array(_), false) => TypeRef::named_list(kind.scalar()),
-        (k, true) => TypeRef::named_nn(k.scalar()),
-        (k, false) => TypeRef::named(k.scalar()),
+/// The field's input type: its enum or scalar, a list for arrays.
+fn input_type(c: &crate::model::ColumnInfo, required: bool) -> TypeRef {
+    match (c.kind, required) {
+        (Kind::Array(_), true) => TypeRef::named_list_nn(c.kind.scalar()),
+        (Kind::Array(_), false) => TypeRef::named_list(c.kind.scalar()),
+        (_, true) => TypeRef::named_nn(value_type(c)),
+        (_, false) => TypeRef::named(value_type(c)),
     }
 }
 
@@ -158,9 +180,9 @@ pub(crate) fn write_inputs(m: &ModelInfo) -> Option<(InputObject, InputObject)> 
     for c in writable {
         create = create.field(InputValue::new(
             &c.field,
-            input_type(c.kind, !c.optional_on_insert),
+            input_type(c, !c.optional_on_insert),
         ));
-        update = update.field(InputValue::new(&c.field, input_type(c.kind, false)));
+        update = update.field(InputValue::new(&c.field, input_type(c, false)));
     }
     Some((create, update))
 }

@@ -261,6 +261,9 @@ fn register_types(mut engine: Engine, shared: &Arc<Shared>) -> Engine {
     for f in inputs::scalar_filters(&shared.models) {
         engine = engine.register(f);
     }
+    for (e, filter) in inputs::enums(&shared.models) {
+        engine = engine.register(e).register(filter);
+    }
     for m in &shared.models {
         engine = engine
             .register(objects::model_object(&shared.models, m))

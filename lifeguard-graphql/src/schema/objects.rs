@@ -42,6 +42,28 @@ pub(crate) fn model_object(models: &[ModelInfo], m: &ModelInfo) -> Object {
     let mut o = Object::new(&m.type_name).description(format!("A row of {}.", m.table));
     for c in &m.columns {
         let sql = c.sql;
+        if let Some((enum_type, values)) = &c.enumeration {
+            let values = values.clone();
+            let ty = if c.nullable {
+                TypeRef::named(enum_type)
+            } else {
+                TypeRef::named_nn(enum_type)
+            };
+            o = o.field(Field::new(&c.field, ty, move |ctx| {
+                // The row holds the label; the field answers its enum value.
+                let value = ctx.parent_value.downcast_ref::<Arc<Node>>().and_then(|n| {
+                    let Value::String(label) = n.get(sql) else {
+                        return None;
+                    };
+                    values
+                        .iter()
+                        .find(|(l, _)| l == label)
+                        .map(|(_, v)| FieldValue::value(Value::Enum(async_graphql::Name::new(v))))
+                });
+                FieldFuture::Value(value)
+            }));
+            continue;
+        }
         o = o.field(Field::new(
             &c.field,
             column_type(c.kind, c.nullable),
