@@ -113,7 +113,11 @@ impl Loader<'_> {
             let mut grouped: HashMap<String, Vec<Arc<Node>>> = HashMap::new();
             if !keys.is_empty() {
                 let keys = column::list_param(rel.key_kind, &keys).map_err(LoadError::Input)?;
-                let page = child.plan.limit.map(|l| (l, child.plan.offset));
+                // An offset alone pages too: every row after it.
+                let page = match (child.plan.limit, child.plan.offset) {
+                    (None, 0) => None,
+                    (limit, offset) => Some((limit.unwrap_or(u64::MAX), offset)),
+                };
                 let stmt = sql::related(
                     target,
                     rel,

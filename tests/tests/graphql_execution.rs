@@ -394,6 +394,15 @@ fn pages_by_limit_and_offset_and_per_parent_in_sql() {
         let unpaged = nested.replace("limit: 2, offset: 1, ", "");
         let out = run_on(&small, &db, &unpaged, json!({ "run": run_name }));
         assert_eq!(code(&out), "RESULT_TOO_LARGE", "{out}");
+        db.take();
+        // An offset alone pages per parent too (all the books after it), in SQL.
+        let offset_only = nested.replace("limit: 2, offset: 1", "offset: 2");
+        let out = run_on(&small, &db, &offset_only, json!({ "run": run_name }));
+        assert!(out.get("errors").is_none(), "{out}");
+        assert_eq!(db.take(), 2);
+        for a in out["data"]["authors"].as_array().expect("authors") {
+            assert_eq!(a["books"], json!([{"year": 1993}, {"year": 1994}]), "{a}");
+        }
         // An offset past every parent's books: empty lists, not missing ones.
         let far = nested.replace("offset: 1", "offset: 10");
         let out = run_on(&small, &db, &far, json!({ "run": run_name }));
@@ -837,5 +846,42 @@ fn by_key_reads_find_a_row_or_null() {
         assert!(!code(&out).is_empty(), "{out}");
         let out = run(&db, q, json!({ "id": "9223372036854775808" }));
         assert!(!code(&out).is_empty(), "{out}");
+    });
+}
+
+#[test]
+fn nodes_and_edges_of_a_connection_share_rows_but_not_arguments() {
+    pg::in_coroutine(|| {
+        let conn = connect();
+        let run_name = unique_name("gql_edges");
+        seed(&conn, &run_name, 2, 3, 0);
+        let q = |nodes_args: &str, edges_args: &str| {
+            format!(
+                r#"query($run: String!) {{
+                    authorsConnection(filter: {{run: {{eq: $run}}}}, orderBy: [{{name: ASC}}]) {{
+                        nodes {{ name b: books({nodes_args}) {{ year }} }}
+                        edges {{ node {{ b: books({edges_args}) {{ year }} }} }}
+                    }}
+                }}"#
+            )
+        };
+        // The same arguments: one load serves both.
+        let db = Counting::new(&conn);
+        let same = "orderBy: [{year: DESC}], limit: 2";
+        let d = data(&db, &q(same, same), json!({ "run": run_name }));
+        assert_eq!(db.take(), 2);
+        let c = &d["authorsConnection"];
+        let top = json!([{"year": 1993}, {"year": 1992}]);
+        assert_eq!(c["nodes"][1]["b"], top);
+        assert_eq!(c["edges"][1]["node"]["b"], top);
+        // Different arguments under one response key cannot share the rows: refused,
+        // where one side used to be answered with the other's rows.
+        let out = run(
+            &db,
+            &q("orderBy: [{year: ASC}], limit: 1", "orderBy: [{year: DESC}]"),
+            json!({ "run": run_name }),
+        );
+        assert_eq!(code(&out), "BAD_USER_INPUT", "{out}");
+        assert_eq!(db.take(), 0);
     });
 }
