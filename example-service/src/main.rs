@@ -32,10 +32,17 @@ fn main() -> ExitCode {
         }
     };
     // Stack size is in words: 64 Ki words = 512 KiB per coroutine, virtual memory
-    // committed only as used.
+    // committed only as used. A debug build's frames are several times larger: a GraphQL
+    // query at the default depth limit (16) needs about 1 MiB there, 512 KiB holds about
+    // 40 levels in release.
+    let stack_words = if cfg!(debug_assertions) {
+        0x20000
+    } else {
+        0x10000
+    };
     may::config()
         .set_workers(config.workers)
-        .set_stack_size(0x10000);
+        .set_stack_size(stack_words);
     // Registered before start-up, so a signal during migrations is not lost.
     let mut signals = match Signals::new([SIGTERM, SIGINT]) {
         Ok(s) => s,

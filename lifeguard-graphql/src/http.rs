@@ -29,8 +29,7 @@ use lifeguard_router_ext::service::{HttpRequest, ServiceBuilder};
 use lifeguard_router_ext::{Reply, RequestExecutor};
 
 use crate::graphiql::{self, Assets};
-use crate::limits::check_document;
-use crate::schema::{operation_kind, Schema};
+use crate::schema::Schema;
 
 /// The media type of GraphQL responses.
 pub const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
@@ -230,18 +229,7 @@ fn get_graphql(schema: &Schema, endpoint: &str, req: &HttpRequest, db: &RequestE
             "accept application/graphql-response+json or application/json",
         );
     };
-    // Before the look for a mutation below, which parses.
-    if let Err(m) = check_document(schema.limits(), query) {
-        return document_refused(media, &m);
-    }
     let operation = param("operationName").filter(|n| !n.is_empty());
-    if operation_kind(query, operation)
-        == Some(async_graphql::parser::types::OperationType::Mutation)
-    {
-        let mut r = error_reply(405, media, "mutations are sent with POST");
-        r.headers.push(("allow".into(), "POST".into()));
-        return r;
-    }
     let mut request = Request::new(query);
     if let Some(n) = operation {
         request = request.operation_name(n);
@@ -254,7 +242,17 @@ fn get_graphql(schema: &Schema, endpoint: &str, req: &HttpRequest, db: &RequestE
             _ => return error_reply(400, media, "variables must be a JSON object"),
         }
     }
-    answer(schema, request, media, db)
+    let prepared = match schema.prepare(request) {
+        Ok(p) => p,
+        Err(refused) => return reply(Response::from_errors(refused), false, media, db),
+    };
+    if prepared.is_mutation() {
+        let mut r = error_reply(405, media, "mutations are sent with POST");
+        r.headers.push(("allow".into(), "POST".into()));
+        return r;
+    }
+    let done = schema.run_on(db.db(), prepared);
+    reply(done.response, done.executed, media, db)
 }
 
 /// `a=1&b=x+y` decoded.
@@ -274,26 +272,26 @@ fn query_params(q: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Whether the response is a request error (nothing executed).
-fn request_error(r: &Response) -> bool {
-    !r.errors.is_empty()
-        && r.data == async_graphql::Value::Null
-        && r.errors.iter().all(|e| e.path.is_empty())
-}
-
-/// A document the limits refuse: a request error, answered as [`answer`] answers one.
-fn document_refused(media: &'static str, message: &str) -> Reply {
-    let status = if media == GRAPHQL_RESPONSE { 400 } else { 200 };
-    error_reply(status, media, message)
-}
-
 fn answer(schema: &Schema, request: Request, media: &'static str, db: &RequestExecutor) -> Reply {
-    // Checked here too, before `execute_on` parses the document to find a mutation.
-    if let Err(m) = check_document(schema.limits(), &request.query) {
-        return document_refused(media, &m);
+    match schema.prepare(request) {
+        Ok(prepared) => {
+            let done = schema.run_on(db.db(), prepared);
+            reply(done.response, done.executed, media, db)
+        }
+        Err(refused) => reply(Response::from_errors(refused), false, media, db),
     }
-    let mut response = schema.execute_on(db.db(), request);
-    let failed_request = request_error(&response);
+}
+
+/// The HTTP answer to `response`. When no field `executed` and there are errors, they are
+/// request errors (limits, parse, validation): `400` under `graphql-response+json`, and no
+/// `data` entry.
+fn reply(
+    mut response: Response,
+    executed: bool,
+    media: &'static str,
+    db: &RequestExecutor,
+) -> Reply {
+    let failed_request = !executed && !response.errors.is_empty();
     if let Some(token) = db.committed_token() {
         let mut lifeguard = async_graphql::indexmap::IndexMap::new();
         lifeguard.insert(

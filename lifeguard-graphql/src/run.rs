@@ -70,6 +70,7 @@ pub(crate) fn block_on<F: Future>(fut: F, limit: Duration) -> Option<F::Output> 
 type DbPtr = NonNull<dyn Executor + 'static>;
 
 may::coroutine_local!(static DB: Cell<Option<DbPtr>> = Cell::new(None));
+may::coroutine_local!(static RAN: Cell<bool> = Cell::new(false));
 
 /// Runs `f` with `db` as the executor the resolvers of this coroutine use.
 ///
@@ -88,7 +89,18 @@ pub(crate) fn with_db<R>(db: &dyn Executor, f: impl FnOnce() -> R) -> R {
         }
     }
     let _restore = Restore(DB.with(|c| c.replace(Some(ptr))));
+    RAN.with(|r| r.set(false));
     f()
+}
+
+/// Notes that a field of the request being executed ran (validation passed).
+pub(crate) fn field_ran() {
+    RAN.with(|r| r.set(true));
+}
+
+/// Whether a field ran in the innermost [`with_db`] so far.
+pub(crate) fn fields_ran() -> bool {
+    RAN.with(Cell::get)
 }
 
 /// Runs `f` on the executor lent by the innermost [`with_db`] of this coroutine.

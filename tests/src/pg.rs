@@ -83,12 +83,34 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
+    in_coroutine_sized(None, limit, f)
+}
+
+/// [`in_coroutine_within`] on a coroutine of `stack_words` machine words of stack (the
+/// default of [`init`] when `None`): for code that must run on the stack a service gives
+/// its request coroutines.
+///
+/// # Panics
+///
+/// Panics when `f` panics or does not finish within `limit`.
+pub fn in_coroutine_sized<T, F>(stack_words: Option<usize>, limit: std::time::Duration, f: F) -> T
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
     init();
     let (tx, rx) = std::sync::mpsc::channel();
-    let _handle = may::go!(move || {
+    let body = move || {
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
         let _ = tx.send(r);
-    });
+    };
+    let mut builder = may::coroutine::Builder::new();
+    if let Some(words) = stack_words {
+        builder = builder.stack_size(words);
+    }
+    // SAFETY: the closure owns what it uses and keeps no thread-local state across the
+    // points where a coroutine may move to another worker.
+    let _handle = unsafe { builder.spawn(body) }.expect("spawn a coroutine");
     match rx.recv_timeout(limit) {
         Ok(Ok(v)) => v,
         // Re-raised with its message: a panic inside a coroutine prints nothing itself, and

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_graphql::dynamic::{Object, Scalar, SchemaBuilder as Engine};
+use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, OperationType};
 use async_graphql::{Request, Response, ServerError};
 use lifeguard_core::model::{InputRecord, LifeModel, RelationKind};
 use lifeguard_core::query::quote;
@@ -84,26 +85,57 @@ impl Schema {
     /// The document is refused before parsing when it is larger or nests deeper than the
     /// [`Limits`] allow.
     pub fn execute(&self, db: &dyn Executor, request: Request) -> Response {
-        if let Err(e) = check_document(&self.shared.limits, &request.query) {
-            return Response::from_errors(vec![ServerError::new(e, None)]);
+        match self.prepare(request) {
+            Ok(prepared) => self.run(db, prepared.request).response,
+            Err(refused) => Response::from_errors(refused),
         }
-        run::with_db(db, || {
-            // Resolvers finish when called; the bound only matters if the engine pends.
-            run::block_on(self.engine.execute(request), Duration::from_secs(60)).unwrap_or_else(
-                || Response::from_errors(vec![ServerError::new("execution did not finish", None)]),
-            )
-        })
     }
 
     /// Runs `request` through the pool handle `db`: a query with its read options, a
     /// mutation in one transaction on the primary, rolled back when any field fails (the
     /// response then carries the errors and no data).
     pub fn execute_on(&self, db: &lifeguard_core::pool::Db, request: Request) -> Response {
-        if !is_mutation(&request) {
-            return self.execute(db, request);
+        match self.prepare(request) {
+            Ok(prepared) => self.run_on(db, prepared).response,
+            Err(refused) => Response::from_errors(refused),
+        }
+    }
+
+    /// Checks `request` against the document limits and parses it: the refusal is a
+    /// request error.
+    pub(crate) fn prepare(&self, mut request: Request) -> Result<Prepared, Vec<ServerError>> {
+        let refuse = |e: ServerError| vec![e];
+        check_document(&self.shared.limits, &request.query)
+            .map_err(|e| refuse(ServerError::new(e, None)))?;
+        let doc = parse(&request.query).map_err(|e| refuse(e.into()))?;
+        let mutation = operation_type(&doc, request.operation_name.as_deref())
+            == Some(OperationType::Mutation);
+        request.set_parsed_query(doc);
+        Ok(Prepared { request, mutation })
+    }
+
+    /// Executes a prepared request on `db` as it is.
+    fn run(&self, db: &dyn Executor, request: Request) -> Outcome {
+        run::with_db(db, || {
+            // Resolvers finish when called; the bound only matters if the engine pends.
+            let response = run::block_on(self.engine.execute(request), Duration::from_secs(60))
+                .unwrap_or_else(|| {
+                    Response::from_errors(vec![ServerError::new("execution did not finish", None)])
+                });
+            Outcome {
+                response,
+                executed: run::fields_ran(),
+            }
+        })
+    }
+
+    /// Executes a prepared request through `db` (see [`Schema::execute_on`]).
+    pub(crate) fn run_on(&self, db: &lifeguard_core::pool::Db, prepared: Prepared) -> Outcome {
+        if !prepared.mutation {
+            return self.run(db, prepared.request);
         }
         let mut answer = None;
-        let mut request = Some(request);
+        let mut request = Some(prepared.request);
         let outcome = db.transaction(|tx| {
             let Some(request) = request.take() else {
                 // A retried transaction has no request left to run: report the first outcome.
@@ -111,9 +143,9 @@ impl Schema {
                     "graphql mutation retried".into(),
                 ));
             };
-            let response = self.execute(&*tx, request);
-            let failed = response.is_err();
-            answer = Some(response);
+            let done = self.run(&*tx, request);
+            let failed = done.response.is_err();
+            answer = Some(done);
             if failed {
                 // Any error rolls the whole operation back.
                 Err(lifeguard_core::Error::InvalidUse(
@@ -124,12 +156,21 @@ impl Schema {
             }
         });
         match (outcome, answer) {
-            (Ok(()), Some(response)) => response,
-            (Err(_), Some(response)) if response.is_err() => Response::from_errors(response.errors),
-            (Err(e), _) => Response::from_errors(vec![crate::error::LoadError::Db(e)
-                .into_graphql()
-                .into_server_error(async_graphql::Pos::default())]),
-            (Ok(()), None) => Response::from_errors(vec![ServerError::new("no response", None)]),
+            (Ok(()), Some(done)) => done,
+            (Err(_), Some(done)) if done.response.is_err() => Outcome {
+                response: Response::from_errors(done.response.errors),
+                executed: done.executed,
+            },
+            (Err(e), _) => Outcome {
+                response: Response::from_errors(vec![crate::error::LoadError::Db(e)
+                    .into_graphql()
+                    .into_server_error(async_graphql::Pos::default())]),
+                executed: true,
+            },
+            (Ok(()), None) => Outcome {
+                response: Response::from_errors(vec![ServerError::new("no response", None)]),
+                executed: false,
+            },
         }
     }
 
@@ -144,23 +185,47 @@ impl Schema {
     }
 }
 
-/// Whether the operation the request runs is a mutation (parsed only when the text could
-/// hold one).
-pub(crate) fn is_mutation(request: &Request) -> bool {
-    if !request.query.contains("mutation") {
-        return false;
-    }
-    operation_kind(&request.query, request.operation_name.as_deref())
-        == Some(async_graphql::parser::types::OperationType::Mutation)
+/// A request within the limits, parsed.
+pub(crate) struct Prepared {
+    request: Request,
+    mutation: bool,
 }
 
-/// The type of the operation `name` (or the only one) of `query`, if it parses.
-pub(crate) fn operation_kind(
-    query: &str,
-    name: Option<&str>,
-) -> Option<async_graphql::parser::types::OperationType> {
-    use async_graphql::parser::types::DocumentOperations;
-    let doc = async_graphql::parser::parse_query(query).ok()?;
+impl Prepared {
+    /// Whether the operation it runs is a mutation.
+    pub(crate) fn is_mutation(&self) -> bool {
+        self.mutation
+    }
+}
+
+/// What executing a request gave: the response, and whether any field ran (when none did,
+/// its errors are request errors: the document did not validate).
+pub(crate) struct Outcome {
+    pub response: Response,
+    pub executed: bool,
+}
+
+/// Parses `query` on a stack whose bounds the parser knows.
+///
+/// The parser (pest) recurses per nesting level and guards itself by the free stack it
+/// reads off the worker *thread's* bounds; on a coroutine's stack, elsewhere in memory,
+/// that reading is meaningless (no room at all, refusing every document, or unbounded
+/// room, guarding nothing; and a debug build's frames overflow a 512 KiB coroutine stack
+/// at about 40 levels). So on a coroutine the parse runs on a fresh 1 MiB stack (mapped
+/// lazily), where the guard works; the nesting pre-scan ([`check_document`]) bounds it too.
+fn parse(query: &str) -> Result<ExecutableDocument, async_graphql::parser::Error> {
+    const PARSE_STACK: usize = 1024 * 1024;
+    if may::coroutine::is_coroutine() {
+        stacker::grow(PARSE_STACK, || async_graphql::parser::parse_query(query))
+    } else {
+        stacker::maybe_grow(128 * 1024, PARSE_STACK, || {
+            async_graphql::parser::parse_query(query)
+        })
+    }
+}
+
+/// The type of the operation `name` (or the only one) of `doc`.
+fn operation_type(doc: &ExecutableDocument, name: Option<&str>) -> Option<OperationType> {
     match (&doc.operations, name) {
         (DocumentOperations::Single(op), _) => Some(op.node.ty),
         (DocumentOperations::Multiple(ops), Some(n)) => ops.get(n).map(|op| op.node.ty),

@@ -23,6 +23,7 @@ use crate::sql;
 type Resolved = Result<Option<FieldValue<'static>>, LoadError>;
 
 fn finish<'a>(result: Resolved) -> FieldFuture<'a> {
+    run::field_ran();
     match result {
         Ok(v) => FieldFuture::Value(v),
         Err(e) => {
