@@ -23,6 +23,7 @@
 #![warn(missing_docs)]
 
 mod column;
+mod documents;
 mod error;
 #[cfg(feature = "router")]
 pub mod graphiql;

@@ -16,6 +16,7 @@ use lifeguard_core::query::quote;
 use lifeguard_core::Executor;
 
 use crate::column::{Kind, CUSTOM_SCALARS};
+use crate::documents::Documents;
 use crate::limits::{check_document, Limits};
 use crate::model::{lower_first, pluralize, upper_first, FieldRef, ModelInfo, RelationInfo};
 use crate::mutation::Writer;
@@ -25,6 +26,7 @@ use crate::run;
 pub(crate) struct Shared {
     pub models: Vec<ModelInfo>,
     pub limits: Limits,
+    pub documents: Documents,
 }
 
 /// A GraphQL schema generated from Lifeguard models.
@@ -107,7 +109,11 @@ impl Schema {
         let refuse = |e: ServerError| vec![e];
         check_document(&self.shared.limits, &request.query)
             .map_err(|e| refuse(ServerError::new(e, None)))?;
-        let doc = parse(&request.query).map_err(|e| refuse(e.into()))?;
+        let doc = self
+            .shared
+            .documents
+            .parse(&request.query)
+            .map_err(|e| refuse(e.into()))?;
         let mutation = operation_type(&doc, request.operation_name.as_deref())
             == Some(OperationType::Mutation);
         request.set_parsed_query(doc);
@@ -205,25 +211,6 @@ pub(crate) struct Outcome {
     pub executed: bool,
 }
 
-/// Parses `query` on a stack whose bounds the parser knows.
-///
-/// The parser (pest) recurses per nesting level and guards itself by the free stack it
-/// reads off the worker *thread's* bounds; on a coroutine's stack, elsewhere in memory,
-/// that reading is meaningless (no room at all, refusing every document, or unbounded
-/// room, guarding nothing; and a debug build's frames overflow a 512 KiB coroutine stack
-/// at about 40 levels). So on a coroutine the parse runs on a fresh 1 MiB stack (mapped
-/// lazily), where the guard works; the nesting pre-scan ([`check_document`]) bounds it too.
-fn parse(query: &str) -> Result<ExecutableDocument, async_graphql::parser::Error> {
-    const PARSE_STACK: usize = 1024 * 1024;
-    if may::coroutine::is_coroutine() {
-        stacker::grow(PARSE_STACK, || async_graphql::parser::parse_query(query))
-    } else {
-        stacker::maybe_grow(128 * 1024, PARSE_STACK, || {
-            async_graphql::parser::parse_query(query)
-        })
-    }
-}
-
 /// The type of the operation `name` (or the only one) of `doc`.
 fn operation_type(doc: &ExecutableDocument, name: Option<&str>) -> Option<OperationType> {
     match (&doc.operations, name) {
@@ -265,6 +252,7 @@ impl SchemaBuilder {
         let shared = Arc::new(Shared {
             models: self.models,
             limits: self.limits,
+            documents: Documents::default(),
         });
         let has_mutations = shared.models.iter().any(|m| m.writer.is_some());
         let mut engine = async_graphql::dynamic::Schema::build(
