@@ -878,7 +878,10 @@ fn nodes_and_edges_of_a_connection_share_rows_but_not_arguments() {
         // where one side used to be answered with the other's rows.
         let out = run(
             &db,
-            &q("orderBy: [{year: ASC}], limit: 1", "orderBy: [{year: DESC}]"),
+            &q(
+                "orderBy: [{year: ASC}], limit: 1",
+                "orderBy: [{year: DESC}]",
+            ),
             json!({ "run": run_name }),
         );
         assert_eq!(code(&out), "BAD_USER_INPUT", "{out}");
