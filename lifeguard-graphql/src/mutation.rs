@@ -205,10 +205,7 @@ type Resolved = Result<Option<FieldValue<'static>>, LoadError>;
 /// `createX` / `createXs`.
 pub(crate) fn create(shared: &Shared, i: usize, ctx: &ResolverContext<'_>, many: bool) -> Resolved {
     let m = &shared.models[i];
-    let writer = m
-        .writer
-        .as_ref()
-        .ok_or_else(|| LoadError::Input("read-only".into()))?;
+    let writer = writer_of(m)?;
     let args = arguments(ctx)?;
     let items = match (arg(&args, "data"), many) {
         (Some(v), false) => vec![v.clone()],
@@ -253,6 +250,22 @@ fn target(
     }
 }
 
+/// The model's writer; a read-only model has none (and no mutation fields).
+fn writer_of(m: &ModelInfo) -> Result<&Writer, LoadError> {
+    m.writer
+        .as_ref()
+        .ok_or_else(|| LoadError::Input("read-only".into()))
+}
+
+/// The most rows a by-key (one) or by-filter mutation may touch.
+fn row_cap(shared: &Shared, by_key: bool) -> u64 {
+    if by_key {
+        1
+    } else {
+        shared.limits.max_page_size
+    }
+}
+
 /// `updateX(key, data)` / `updateXs(filter, data)`.
 pub(crate) fn update(
     shared: &Shared,
@@ -261,18 +274,11 @@ pub(crate) fn update(
     by_key: bool,
 ) -> Resolved {
     let m = &shared.models[i];
-    let writer = m
-        .writer
-        .as_ref()
-        .ok_or_else(|| LoadError::Input("read-only".into()))?;
+    let writer = writer_of(m)?;
     let args = arguments(ctx)?;
     let cond = target(m, &args, by_key)?;
     let values = data(m, arg(&args, "data").unwrap_or(&Value::Null))?;
-    let cap = if by_key {
-        1
-    } else {
-        shared.limits.max_page_size
-    };
+    let cap = row_cap(shared, by_key);
     let keys = on_db(|db| (writer.update)(db, cond, cap, &values)).map_err(|e| named(m, e))?;
     let n = keys.len() as u64;
     if keys.is_empty() {
@@ -301,17 +307,10 @@ pub(crate) fn delete(
     by_key: bool,
 ) -> Resolved {
     let m = &shared.models[i];
-    let writer = m
-        .writer
-        .as_ref()
-        .ok_or_else(|| LoadError::Input("read-only".into()))?;
+    let writer = writer_of(m)?;
     let args = arguments(ctx)?;
     let cond = target(m, &args, by_key)?;
-    let cap = if by_key {
-        1
-    } else {
-        shared.limits.max_page_size
-    };
+    let cap = row_cap(shared, by_key);
     let n = on_db(|db| (writer.delete)(db, cond, cap))?;
     Ok(Some(FieldValue::value(
         i32::try_from(n).unwrap_or(i32::MAX),
