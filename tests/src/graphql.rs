@@ -2,8 +2,6 @@
 //! reviews and tags (many-to-many), in the schema `gql`, created once per binary under an
 //! advisory lock. Each test seeds its own rows under a unique run name.
 
-use std::sync::Once;
-
 use chrono::{DateTime, NaiveDate, Utc};
 use lifeguard_core::model::{RecordHooks, ValidationErrors};
 use lifeguard_core::pg::Connection;
@@ -59,7 +57,7 @@ CREATE TABLE IF NOT EXISTS gql.book_tags (
 
 /// A connection to the primary with the `gql` tables in place.
 pub fn connect() -> Connection {
-    static ONCE: Once = Once::new();
+    static ONCE: crate::pg::SchemaOnce = crate::pg::SchemaOnce::new();
     crate::pg::connect_with_schema(&ONCE, DDL)
 }
 

@@ -5,8 +5,6 @@
 //! once per test binary by [`setup`]. Several binaries (and several runs) share the tables:
 //! tests isolate themselves by unique values ([`run_id`]) and only touch their own rows.
 
-use std::sync::Once;
-
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use lifeguard_core::model::ActiveValue::Set;
 use lifeguard_core::model::{LifeModel as _, LifeRecord as _};
@@ -100,7 +98,7 @@ CREATE TABLE IF NOT EXISTS orm_test.mismatch (
 
 /// A connection to the primary, with the `orm_test` schema in place.
 pub fn connect() -> Connection {
-    static ONCE: Once = Once::new();
+    static ONCE: pg::SchemaOnce = pg::SchemaOnce::new();
     pg::connect_with_schema(&ONCE, SCHEMA_DDL)
 }
 

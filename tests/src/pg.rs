@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::ops::Deref;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Once;
 
 use lifeguard_core::pg::Connection;
@@ -40,18 +41,80 @@ pub fn connect_url(url: &str) -> Connection {
     Connection::open(url).unwrap_or_else(|e| panic!("connect to {url}: {e}"))
 }
 
+/// Runs a test file's schema DDL once per process, from threads and coroutines alike.
+///
+/// `std::sync::Once` would block the worker thread of every coroutine that waits for it;
+/// with the two workers of [`init`] those waiters can starve the very coroutine whose
+/// DDL they wait for, until the client's no-reply bound fails it. Waiters here sleep
+/// (`may::coroutine::sleep` parks a coroutine and sleeps a thread) instead.
+pub struct SchemaOnce(AtomicU8);
+
+const SCHEMA_PENDING: u8 = 0;
+const SCHEMA_RUNNING: u8 = 1;
+const SCHEMA_READY: u8 = 2;
+const SCHEMA_FAILED: u8 = 3;
+
+impl SchemaOnce {
+    /// A guard whose DDL has not run yet.
+    pub const fn new() -> Self {
+        Self(AtomicU8::new(SCHEMA_PENDING))
+    }
+
+    /// Runs `ddl` on `conn` when no caller has; otherwise waits (at most 60 s) for the
+    /// caller that does.
+    ///
+    /// # Panics
+    ///
+    /// Panics when the DDL fails, here or in the caller that ran it, or the wait runs out.
+    pub fn ensure(&self, conn: &Connection, ddl: &str) {
+        if self
+            .0
+            .compare_exchange(
+                SCHEMA_PENDING,
+                SCHEMA_RUNNING,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+        {
+            match conn.batch_execute(ddl) {
+                Ok(()) => self.0.store(SCHEMA_READY, Ordering::Release),
+                Err(e) => {
+                    self.0.store(SCHEMA_FAILED, Ordering::Release);
+                    panic!("create the test schema: {e}");
+                }
+            }
+            return;
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            match self.0.load(Ordering::Acquire) {
+                SCHEMA_READY => return,
+                SCHEMA_FAILED => panic!("the test schema failed to build in another test"),
+                _ if std::time::Instant::now() > deadline => {
+                    panic!("the test schema took over 60 s to build")
+                }
+                _ => may::coroutine::sleep(std::time::Duration::from_millis(5)),
+            }
+        }
+    }
+}
+
+impl Default for SchemaOnce {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// A connection to the primary, after `ddl` (a test file's schema) has run once in this
 /// process; `once` is the file's own guard.
 ///
 /// # Panics
 ///
 /// Panics when the DDL fails.
-pub fn connect_with_schema(once: &'static std::sync::Once, ddl: &str) -> Connection {
+pub fn connect_with_schema(once: &'static SchemaOnce, ddl: &str) -> Connection {
     let conn = connect();
-    once.call_once(|| {
-        conn.batch_execute(ddl)
-            .unwrap_or_else(|e| panic!("create the test schema: {e}"))
-    });
+    once.ensure(&conn, ddl);
     conn
 }
 

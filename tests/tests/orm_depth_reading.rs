@@ -3,7 +3,6 @@
 //!
 //! Tables live in the schema `orm_depth`; tests isolate themselves by a unique `tag`.
 
-use std::sync::Once;
 use std::time::Instant;
 
 use lifeguard_core::model::ActiveValue::Set;
@@ -32,7 +31,7 @@ CREATE OR REPLACE VIEW orm_depth.series AS
 "#;
 
 fn connect() -> Connection {
-    static ONCE: Once = Once::new();
+    static ONCE: pg::SchemaOnce = pg::SchemaOnce::new();
     pg::connect_with_schema(&ONCE, DDL)
 }
 

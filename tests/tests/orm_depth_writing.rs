@@ -4,7 +4,6 @@
 //!
 //! Tables live in the schema `orm_depth`; tests isolate themselves by a unique `tag`.
 
-use std::sync::Once;
 use std::time::Instant;
 
 use lifeguard_core::model::ActiveValue::{NotSet, Set};
@@ -36,7 +35,7 @@ CREATE INDEX IF NOT EXISTS loads_tag_idx ON orm_depth.loads (tag);
 "#;
 
 fn connect() -> Connection {
-    static ONCE: Once = Once::new();
+    static ONCE: pg::SchemaOnce = pg::SchemaOnce::new();
     pg::connect_with_schema(&ONCE, DDL)
 }
 

@@ -7,7 +7,6 @@
 //! binary under an advisory lock; tests isolate themselves by unique values.
 
 use std::cell::RefCell;
-use std::sync::Once;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -40,7 +39,7 @@ CREATE TABLE IF NOT EXISTS orm_rel.notes (
 "#;
 
 fn connect() -> Connection {
-    static ONCE: Once = Once::new();
+    static ONCE: pg::SchemaOnce = pg::SchemaOnce::new();
     pg::connect_with_schema(&ONCE, DDL)
 }
 

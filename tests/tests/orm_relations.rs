@@ -6,8 +6,6 @@
 //! (shared with `orm_hooks_soft_delete_timestamps`); tests isolate themselves by unique
 //! names.
 
-use std::sync::Once;
-
 use chrono::{DateTime, Utc};
 use lifeguard_core::model::ActiveValue::Set;
 use lifeguard_core::model::{
@@ -62,7 +60,7 @@ CREATE TABLE IF NOT EXISTS orm_rel.book_tags (
 "#;
 
 fn connect() -> Connection {
-    static ONCE: Once = Once::new();
+    static ONCE: pg::SchemaOnce = pg::SchemaOnce::new();
     pg::connect_with_schema(&ONCE, DDL)
 }
 
