@@ -24,6 +24,8 @@ use crate::models::{
     ReviewRecord,
 };
 
+pub mod shelf;
+
 /// Rows per page when `per_page` is not given.
 pub const DEFAULT_PER_PAGE: i64 = 20;
 /// The largest `per_page`.

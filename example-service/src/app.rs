@@ -124,6 +124,7 @@ pub fn service(
             "authors_delete",
             api::delete_author,
         )
+        .add("GET", "/shelf", "shelf", api::shelf::shelf)
         .add("GET", "/books", "books_list", api::list_books)
         .add("POST", "/books", "books_create", api::create_book)
         .add("GET", "/books/{id}", "books_get", api::get_book)

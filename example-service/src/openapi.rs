@@ -30,6 +30,7 @@ use crate::techempower;
     ),
     paths(
         api::list_authors, api::create_author, api::get_author, api::patch_author, api::delete_author,
+        api::shelf::shelf,
         api::list_books, api::create_book, api::get_book, api::patch_book, api::delete_book,
         api::list_reviews, api::create_review,
         techempower::db, techempower::queries, techempower::fortunes, techempower::updates,
@@ -38,6 +39,7 @@ use crate::techempower;
     components(schemas(
         Author, Book, Review, api::NewAuthor, api::AuthorPatch, api::NewBook, api::BookPatch,
         api::NewReview, api::AuthorWithBooks, api::BookDetail, api::AuthorPage, api::BookPage,
+        api::shelf::ShelfAuthor, api::shelf::ShelfBook,
         techempower::WorldJson, ProblemBody, FieldProblem, Where,
     )),
     tags(
