@@ -22,11 +22,6 @@ const BOUND: Duration = Duration::from_secs(10);
 /// Runs `f` on a coroutine with the service's stack, failing the test when it panics or
 /// does not finish within [`BOUND`] (a stack overflow aborts the whole binary).
 fn on_service_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    pg::init();
-    // The fixture's DDL runs under a `Once`, which blocks a worker *thread* while another
-    // coroutine runs it; run it here, on the test's thread, before any coroutine waits.
-    static DDL: std::sync::Once = std::sync::Once::new();
-    DDL.call_once(|| drop(connect()));
     pg::in_coroutine_sized(Some(SERVICE_STACK), BOUND, f)
 }
 
@@ -46,9 +41,10 @@ fn answer(limits: Limits, query: String, variables: Value) -> (Value, usize) {
     })
 }
 
-/// `authors { books { author { books ... } } }`: `pairs` book/author pairs under the root.
-fn nested_relations(pairs: usize) -> String {
-    let mut q = String::from("{ authors(limit: 1) { id ");
+/// `authors { books { author { books ... } } }`: `pairs` book/author pairs under the first
+/// author of `run`.
+fn nested_relations(run: &str, pairs: usize) -> String {
+    let mut q = format!("{{ authors(filter: {{run: {{eq: \"{run}\"}}}}, limit: 1) {{ id ");
     for _ in 0..pairs {
         q.push_str("books(limit: 1) { author { ");
     }
@@ -120,14 +116,20 @@ fn a_list_argument_100_000_deep_is_refused_before_parsing() {
 #[test]
 fn nesting_under_the_scan_limit_but_past_the_engine_depth_is_refused() {
     // 40 levels pass the bracket scan (64) and the parser; the depth limit (16) refuses them.
-    let (out, sent) = answer(Limits::default(), nested_relations(19), json!({}));
+    let (out, sent) = answer(Limits::default(), nested_relations("none", 19), json!({}));
     refused(&out, sent, "nested too deep");
 }
 
 #[test]
 fn a_query_as_deep_as_the_depth_limit_runs_on_the_service_stack() {
     // Depth 12 (within the default limit of 16): root, then 5 book/author pairs, then `id`.
-    let (out, sent) = answer(Limits::default(), nested_relations(5), json!({}));
+    // An author of its own with a book, so every level has a row to load.
+    let run = unique_name("gqlh_deep");
+    let seeded = run.clone();
+    pg::in_coroutine(move || {
+        seed(&connect(), &seeded, 1, 1, 0);
+    });
+    let (out, sent) = answer(Limits::default(), nested_relations(&run, 5), json!({}));
     assert!(out.get("errors").is_none(), "{out}");
     assert_eq!(sent, 11, "one statement per level: {out}");
 }
