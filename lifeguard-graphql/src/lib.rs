@@ -37,6 +37,7 @@ mod plan;
 mod run;
 mod schema;
 mod sql;
+mod variables;
 
 pub use async_graphql::{Request, Response, Variables};
 pub use limits::Limits;

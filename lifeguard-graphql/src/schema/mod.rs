@@ -109,11 +109,12 @@ impl Schema {
         let refuse = |e: ServerError| vec![e];
         check_document(&self.shared.limits, &request.query)
             .map_err(|e| refuse(ServerError::new(e, None)))?;
-        let doc = self
+        let mut doc = self
             .shared
             .documents
             .parse(&request.query)
             .map_err(|e| refuse(e.into()))?;
+        crate::variables::drop_absent(&mut doc, &request.variables);
         let mutation = operation_type(&doc, request.operation_name.as_deref())
             == Some(OperationType::Mutation);
         request.set_parsed_query(doc);
