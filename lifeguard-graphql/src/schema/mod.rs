@@ -2,6 +2,7 @@
 //! coroutine.
 
 mod inputs;
+mod node;
 mod objects;
 pub(crate) mod roots;
 
@@ -250,6 +251,7 @@ impl SchemaBuilder {
             return Err(SchemaError("no model is registered".into()));
         }
         resolve_relations(&mut self.models)?;
+        node::check(&self.models)?;
         let shared = Arc::new(Shared {
             models: self.models,
             limits: self.limits,
@@ -265,6 +267,9 @@ impl SchemaBuilder {
         let mut query = Object::new("Query");
         let mut mutation = Object::new("Mutation");
         let mut any_mutation = false;
+        if shared.models.iter().any(node::identifiable) {
+            query = query.field(node::root_field(&shared));
+        }
         for i in 0..shared.models.len() {
             for f in roots::query_fields(&shared, i) {
                 query = query.field(f);
@@ -318,10 +323,15 @@ fn register_types(mut engine: Engine, shared: &Arc<Shared>) -> Engine {
     for (e, filter) in inputs::enums(&shared.models) {
         engine = engine.register(e).register(filter);
     }
+    if shared.models.iter().any(node::identifiable) {
+        engine = engine.register(node::interface());
+    }
     for m in &shared.models {
-        engine = engine
-            .register(objects::model_object(&shared.models, m))
-            .register(inputs::model_filter(m));
+        let mut object = objects::model_object(&shared.models, m);
+        if node::identifiable(m) {
+            object = node::implement(object, m);
+        }
+        engine = engine.register(object).register(inputs::model_filter(m));
         if let Some(o) = inputs::model_order(m) {
             engine = engine.register(o);
         }

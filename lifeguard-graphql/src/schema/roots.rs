@@ -20,9 +20,9 @@ use crate::schema::objects::{list_arguments, Page};
 use crate::schema::Shared;
 use crate::sql;
 
-type Resolved = Result<Option<FieldValue<'static>>, LoadError>;
+pub(crate) type Resolved = Result<Option<FieldValue<'static>>, LoadError>;
 
-fn finish<'a>(result: Resolved) -> FieldFuture<'a> {
+pub(crate) fn finish<'a>(result: Resolved) -> FieldFuture<'a> {
     run::field_ran();
     match result {
         Ok(v) => FieldFuture::Value(v),
@@ -81,7 +81,7 @@ pub(crate) fn query_fields(shared: &Arc<Shared>, i: usize) -> Vec<Field> {
     fields
 }
 
-fn planner(shared: &Shared) -> Planner<'_> {
+pub(crate) fn planner(shared: &Shared) -> Planner<'_> {
     Planner {
         models: &shared.models,
         limits: &shared.limits,
@@ -107,7 +107,12 @@ fn plan_field(
 }
 
 /// Loads `plan` from the rows `cond` selects, within the cost bound.
-fn load(shared: &Shared, plan: &Plan, cond: Expr, rows: u64) -> Result<Vec<Arc<Node>>, LoadError> {
+pub(crate) fn load(
+    shared: &Shared,
+    plan: &Plan,
+    cond: Expr,
+    rows: u64,
+) -> Result<Vec<Arc<Node>>, LoadError> {
     let cost = planner(shared).cost(plan, rows);
     if cost > shared.limits.max_cost {
         return Err(LoadError::Cost {
