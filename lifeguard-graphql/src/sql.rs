@@ -158,6 +158,15 @@ pub(crate) struct OrderItem {
 }
 
 impl OrderItem {
+    /// The same column in the opposite direction, NULLs at the other end.
+    pub(crate) fn reversed(&self) -> Self {
+        Self {
+            desc: !self.desc,
+            nulls_first: !self.nulls_first,
+            ..self.clone()
+        }
+    }
+
     fn sql(&self, model: &ModelInfo) -> String {
         format!(
             "{} {} NULLS {}",

@@ -233,6 +233,17 @@ pub fn run_on(schema: &Schema, db: &dyn Executor, query: &str, variables: Value)
     serde_json::to_value(schema.execute(db, request)).expect("a response serialises")
 }
 
+/// The data of `query` run on [`schema`] over `db`, which must answer without errors.
+///
+/// # Panics
+///
+/// Panics with the query and the response when it has errors.
+pub fn data(db: &dyn Executor, query: &str, variables: Value) -> Value {
+    let out = run_on(&schema(), db, query, variables);
+    assert!(out.get("errors").is_none(), "{query}\n{out}");
+    out["data"].clone()
+}
+
 /// The `extensions.code` of the first error of `response`.
 ///
 /// # Panics

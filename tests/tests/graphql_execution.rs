@@ -1,23 +1,16 @@
 //! The generated GraphQL schema executed against the real primary: lists, filters, orders,
-//! pages, connections, relations of every kind, by-key reads and mutations, with the
-//! statements each request costs counted by a wrapping executor.
+//! pages, relations of every kind and by-key reads, with the statements each request
+//! costs counted by a wrapping executor (connections: `graphql_connections.rs`).
 
 use lifeguard_core::Executor;
 use lifeguard_graphql::Limits;
-use lifeguard_tests::graphql::{code, connect, run_on, schema, schema_with, seed};
+use lifeguard_tests::graphql::{code, connect, data, run_on, schema, schema_with, seed};
 use lifeguard_tests::orm::Counting;
 use lifeguard_tests::{pg, unique_name};
 use serde_json::{json, Value};
 
 fn run(db: &dyn Executor, query: &str, variables: Value) -> Value {
     run_on(&schema(), db, query, variables)
-}
-
-/// The data of a response that must have no errors.
-fn data(db: &dyn Executor, query: &str, variables: Value) -> Value {
-    let out = run(db, query, variables);
-    assert!(out.get("errors").is_none(), "{query}\n{out}");
-    out["data"].clone()
 }
 
 /// The number at the end of each `name` ("author 0003" → 3).
@@ -415,146 +408,6 @@ fn pages_by_limit_and_offset_and_per_parent_in_sql() {
     });
 }
 
-const CONNECTION: &str = r#"query($run: String!, $first: Int, $after: String, $order: [AuthorOrderBy!]) {
-    authorsConnection(first: $first, after: $after, filter: {run: {eq: $run}}, orderBy: $order) {
-        totalCount
-        edges { cursor node { id name country } }
-        nodes { name }
-        pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
-    }
-}"#;
-
-/// Walks every page of the run's authors in `order`, `first` at a time; the ids in the
-/// order seen, each page checked against its page info.
-fn walk(db: &dyn Executor, run: &str, order: Value, first: u64, total: u64) -> Vec<i64> {
-    let mut seen = Vec::new();
-    let mut after = Value::Null;
-    for pages in 0.. {
-        assert!(pages <= total, "the walk does not end");
-        let vars = json!({"run": run, "first": first, "after": after, "order": order});
-        let c = data(db, CONNECTION, vars)["authorsConnection"].clone();
-        assert_eq!(c["totalCount"], total, "{c}");
-        let edges = c["edges"].as_array().expect("edges");
-        let nodes: Vec<&Value> = edges.iter().map(|e| &e["node"]["name"]).collect();
-        let names: Vec<&Value> = c["nodes"]
-            .as_array()
-            .expect("nodes")
-            .iter()
-            .map(|n| &n["name"])
-            .collect();
-        assert_eq!(nodes, names, "nodes and edges are the same rows");
-        let info = &c["pageInfo"];
-        assert_eq!(info["hasPreviousPage"], !after.is_null(), "{c}");
-        assert_eq!(
-            info["startCursor"],
-            edges.first().map_or(Value::Null, |e| e["cursor"].clone())
-        );
-        assert_eq!(
-            info["endCursor"],
-            edges.last().map_or(Value::Null, |e| e["cursor"].clone())
-        );
-        seen.extend(edges.iter().map(|e| {
-            e["node"]["id"]
-                .as_str()
-                .and_then(|s| s.parse::<i64>().ok())
-                .expect("an id")
-        }));
-        assert!(edges.len() as u64 <= first);
-        if info["hasNextPage"] != json!(true) {
-            break;
-        }
-        assert_eq!(edges.len() as u64, first, "a page before the last is full");
-        after = info["endCursor"].clone();
-    }
-    seen
-}
-
-#[test]
-fn connections_walk_every_page_in_order_over_a_nullable_column() {
-    pg::in_coroutine(|| {
-        let conn = connect();
-        let run_name = unique_name("gql_conn");
-        seed(&conn, &run_name, 11, 0, 0);
-        // Three countries and NULLs, with ties inside each.
-        conn.execute(
-            "UPDATE gql.authors SET country = CASE right(name, 2)::int % 4
-               WHEN 0 THEN 'NZ' WHEN 1 THEN NULL WHEN 2 THEN 'AU' ELSE 'FR' END
-             WHERE run = $1",
-            &[&run_name],
-        )
-        .expect("countries");
-        for (order, sql) in [
-            (json!([{"country": "DESC"}]), "country DESC NULLS FIRST, id"),
-            (json!([{"country": "ASC"}]), "country ASC NULLS LAST, id"),
-            (
-                json!([{"country": "ASC_NULLS_FIRST"}, {"name": "DESC"}]),
-                "country ASC NULLS FIRST, name DESC, id",
-            ),
-            (
-                json!([{"country": "DESC_NULLS_LAST"}, {"id": "DESC"}]),
-                "country DESC NULLS LAST, id DESC",
-            ),
-            (json!([{"name": "ASC"}]), "name, id"),
-        ] {
-            let expected: Vec<i64> = conn
-                .query(
-                    &format!("SELECT id FROM gql.authors WHERE run = $1 ORDER BY {sql}"),
-                    &[&run_name],
-                )
-                .expect("the expected order")
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
-            assert_eq!(expected.len(), 11);
-            for first in [1, 3, 4, 11, 20] {
-                assert_eq!(
-                    walk(&conn, &run_name, order.clone(), first, 11),
-                    expected,
-                    "{order} by {first}"
-                );
-            }
-        }
-        // first: 0 is an empty page that says more follow.
-        let c = data(&conn, CONNECTION, json!({"run": run_name, "first": 0}))["authorsConnection"]
-            .clone();
-        assert_eq!(c["edges"], json!([]));
-        assert_eq!(c["pageInfo"]["hasNextPage"], true);
-        assert_eq!(c["pageInfo"]["endCursor"], Value::Null);
-    });
-}
-
-#[test]
-fn a_cursor_of_another_order_or_garbage_is_refused() {
-    pg::in_coroutine(|| {
-        let conn = connect();
-        let run_name = unique_name("gql_cursor");
-        seed(&conn, &run_name, 4, 0, 0);
-        let vars = json!({"run": run_name, "first": 2, "order": [{"country": "DESC"}]});
-        let c = data(&conn, CONNECTION, vars)["authorsConnection"].clone();
-        let cursor = c["pageInfo"]["endCursor"].clone();
-        assert!(cursor.is_string(), "{c}");
-        let db = Counting::new(&conn);
-        for (after, order) in [
-            (cursor.clone(), json!([{"country": "ASC"}])),
-            (cursor.clone(), json!([{"name": "ASC"}])),
-            (cursor.clone(), Value::Null),
-            (json!("not a cursor"), json!([{"country": "DESC"}])),
-            (json!("eyJvIjoxfQ"), json!([{"country": "DESC"}])),
-            (json!(""), json!([{"country": "DESC"}])),
-        ] {
-            let vars = json!({"run": run_name, "first": 2, "after": after, "order": order});
-            let out = run(&db, CONNECTION, vars);
-            assert_eq!(code(&out), "BAD_USER_INPUT", "{after} {order}: {out}");
-        }
-        // The same order takes it.
-        let vars =
-            json!({"run": run_name, "first": 2, "after": cursor, "order": [{"country": "DESC"}]});
-        let c = data(&conn, CONNECTION, vars)["authorsConnection"].clone();
-        assert_eq!(c["edges"].as_array().map(Vec::len), Some(2));
-        assert_eq!(c["pageInfo"]["hasNextPage"], false);
-    });
-}
-
 #[test]
 fn relations_of_every_kind_resolve_with_one_statement_each() {
     pg::in_coroutine(|| {
@@ -846,45 +699,5 @@ fn by_key_reads_find_a_row_or_null() {
         assert!(!code(&out).is_empty(), "{out}");
         let out = run(&db, q, json!({ "id": "9223372036854775808" }));
         assert!(!code(&out).is_empty(), "{out}");
-    });
-}
-
-#[test]
-fn nodes_and_edges_of_a_connection_share_rows_but_not_arguments() {
-    pg::in_coroutine(|| {
-        let conn = connect();
-        let run_name = unique_name("gql_edges");
-        seed(&conn, &run_name, 2, 3, 0);
-        let q = |nodes_args: &str, edges_args: &str| {
-            format!(
-                r#"query($run: String!) {{
-                    authorsConnection(filter: {{run: {{eq: $run}}}}, orderBy: [{{name: ASC}}]) {{
-                        nodes {{ name b: books({nodes_args}) {{ year }} }}
-                        edges {{ node {{ b: books({edges_args}) {{ year }} }} }}
-                    }}
-                }}"#
-            )
-        };
-        // The same arguments: one load serves both.
-        let db = Counting::new(&conn);
-        let same = "orderBy: [{year: DESC}], limit: 2";
-        let d = data(&db, &q(same, same), json!({ "run": run_name }));
-        assert_eq!(db.take(), 2);
-        let c = &d["authorsConnection"];
-        let top = json!([{"year": 1993}, {"year": 1992}]);
-        assert_eq!(c["nodes"][1]["b"], top);
-        assert_eq!(c["edges"][1]["node"]["b"], top);
-        // Different arguments under one response key cannot share the rows: refused,
-        // where one side used to be answered with the other's rows.
-        let out = run(
-            &db,
-            &q(
-                "orderBy: [{year: ASC}], limit: 1",
-                "orderBy: [{year: DESC}]",
-            ),
-            json!({ "run": run_name }),
-        );
-        assert_eq!(code(&out), "BAD_USER_INPUT", "{out}");
-        assert_eq!(db.take(), 0);
     });
 }

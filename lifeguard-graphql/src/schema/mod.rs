@@ -1,6 +1,7 @@
 //! The schema: built once from the registered models, executed per request on the calling
 //! coroutine.
 
+mod connection;
 mod inputs;
 mod node;
 mod objects;

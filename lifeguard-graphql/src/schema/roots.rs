@@ -7,8 +7,6 @@ use std::sync::Arc;
 use async_graphql::dynamic::{
     Field, FieldFuture, FieldValue, InputValue, ResolverContext, TypeRef,
 };
-use async_graphql::{Name, Value};
-use base64::Engine;
 use lifeguard_core::query::Expr;
 
 use crate::error::LoadError;
@@ -16,8 +14,8 @@ use crate::load::{Loader, Node};
 use crate::model::ModelInfo;
 use crate::plan::{key_condition, Paging, Plan, Planner};
 use crate::run;
-use crate::schema::objects::{list_arguments, Page};
-use crate::schema::Shared;
+use crate::schema::objects::list_arguments;
+use crate::schema::{connection, Shared};
 use crate::sql;
 
 pub(crate) type Resolved = Result<Option<FieldValue<'static>>, LoadError>;
@@ -70,13 +68,15 @@ pub(crate) fn query_fields(shared: &Arc<Shared>, i: usize) -> Vec<Field> {
     let conn = Field::new(
         format!("{}Connection", m.plural),
         TypeRef::named_nn(format!("{}Connection", m.type_name)),
-        move |ctx| finish(connection(&s, i, &ctx)),
+        move |ctx| finish(connection::resolve(&s, i, &ctx)),
     )
     .description(format!(
         "{} rows as a Relay connection with keyset cursors.",
         m.type_name
     ))
-    .argument(InputValue::new("after", TypeRef::named(TypeRef::STRING)));
+    .argument(InputValue::new("after", TypeRef::named(TypeRef::STRING)))
+    .argument(InputValue::new("before", TypeRef::named(TypeRef::STRING)))
+    .argument(InputValue::new("last", TypeRef::named(TypeRef::INT)));
     fields.push(list_arguments(conn, m, "first"));
     fields
 }
@@ -88,7 +88,7 @@ pub(crate) fn planner(shared: &Shared) -> Planner<'_> {
     }
 }
 
-fn input(e: String) -> LoadError {
+pub(crate) fn input(e: String) -> LoadError {
     LoadError::Input(e)
 }
 
@@ -158,128 +158,6 @@ fn by_key(shared: &Shared, i: usize, ctx: &ResolverContext<'_>) -> Resolved {
         .map_err(input)?;
     let found = load(shared, &plan, cond, 1)?;
     Ok(found.into_iter().next().map(FieldValue::owned_any))
-}
-
-/// The order's signature and the row's values for it, as an opaque cursor.
-fn cursor(plan: &Plan, node: &Node) -> String {
-    let values: Vec<serde_json::Value> = plan
-        .order
-        .iter()
-        .map(|o| {
-            node.get(o.column)
-                .clone()
-                .into_json()
-                .unwrap_or(serde_json::Value::Null)
-        })
-        .collect();
-    let body = serde_json::json!({ "o": order_signature(plan), "v": values });
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(body.to_string())
-}
-
-fn order_signature(plan: &Plan) -> String {
-    plan.order
-        .iter()
-        .map(|o| {
-            format!(
-                "{}:{}{}",
-                o.column,
-                if o.desc { 'd' } else { 'a' },
-                if o.nulls_first { 'f' } else { 'l' }
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-/// The values of a cursor made for the same order.
-fn decode_cursor(plan: &Plan, cursor: &str) -> Result<Vec<Value>, LoadError> {
-    let bad = || input("after: not a cursor of this connection and order".into());
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(cursor)
-        .map_err(|_| bad())?;
-    let body: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
-    if body.get("o").and_then(|o| o.as_str()) != Some(order_signature(plan).as_str()) {
-        return Err(bad());
-    }
-    let values = body.get("v").and_then(|v| v.as_array()).ok_or_else(bad)?;
-    values
-        .iter()
-        .map(|v| Value::from_json(v.clone()).map_err(|_| bad()))
-        .collect()
-}
-
-fn connection(shared: &Shared, i: usize, ctx: &ResolverContext<'_>) -> Resolved {
-    let field = ctx.ctx.field();
-    let args = field.arguments().map_err(|e| input(e.message))?;
-    let arg = |n: &str| args.iter().find(|(k, _)| k.as_str() == n).map(|(_, v)| v);
-    let p = planner(shared);
-    let first = match arg("first") {
-        None | Some(Value::Null) => shared.limits.default_page_size,
-        Some(v) => p.page_size(v, "first").map_err(input)?,
-    };
-    // The rows under `nodes` and under `edges { node }` are the same rows.
-    let mut selected = Vec::new();
-    let mut wants_total = false;
-    for f in field.selection_set() {
-        match f.name() {
-            "nodes" => selected.push(f),
-            "edges" => selected.extend(f.selection_set().filter(|e| e.name() == "node")),
-            "totalCount" => wants_total = true,
-            _ => {}
-        }
-    }
-    let list_args: Vec<(Name, Value)> = args
-        .iter()
-        .filter(|(k, _)| matches!(k.as_str(), "filter" | "orderBy"))
-        .cloned()
-        .collect();
-    let mut plan = p.plan(i, &[], &list_args, Paging::None).map_err(input)?;
-    p.select(&mut plan, &selected).map_err(input)?;
-    let m = &shared.models[i];
-    let total = if wants_total {
-        let stmt = sql::count_rows(m, plan.cond.clone());
-        Some(count(&stmt)?)
-    } else {
-        None
-    };
-    let after = match arg("after") {
-        Some(Value::String(c)) => Some(decode_cursor(&plan, c)?),
-        _ => None,
-    };
-    let cond = match &after {
-        Some(values) => plan
-            .cond
-            .clone()
-            .and(sql::after(m, &plan.order, values).map_err(input)?),
-        None => plan.cond.clone(),
-    };
-    // One row more than the page tells whether another page follows.
-    plan.limit = Some(first.saturating_add(1));
-    let mut rows = load(shared, &plan, cond, first)?;
-    let has_next = rows.len() as u64 > first;
-    rows.truncate(usize::try_from(first).unwrap_or(usize::MAX));
-    let edges = rows.into_iter().map(|n| (cursor(&plan, &n), n)).collect();
-    Ok(Some(FieldValue::owned_any(Arc::new(Page {
-        edges,
-        has_next,
-        has_previous: after.is_some(),
-        total,
-    }))))
-}
-
-fn count(stmt: &Expr) -> Result<i64, LoadError> {
-    let mut text = String::new();
-    let mut values = Vec::new();
-    stmt.write(&mut text, &mut values);
-    run::db(|db| {
-        let row = db.query_one(&text, &lifeguard_core::query::as_params(&values))?;
-        Ok(row.try_get::<_, i64>(0)?)
-    })
-    .unwrap_or_else(|| {
-        Err(LoadError::Input(
-            "the schema runs only through Schema::execute".into(),
-        ))
-    })
 }
 
 /// The mutation fields of model `i` (none for a read-only model).
