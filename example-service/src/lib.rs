@@ -18,6 +18,7 @@
 //! | `GET /books?author_id=&q=&year=&page=&per_page=` | live books, filtered and paged |
 //! | `POST /books`, `GET/PATCH/DELETE /books/{id}` | books; `GET` includes author and reviews; `DELETE` is a soft delete |
 //! | `GET/POST /books/{id}/reviews` | reviews of a book |
+//! | `GET /shelf?limit=` | the newest authors with their books and the books' reviews (3 statements) |
 //! | `GET /db`, `/queries?q=`, `/fortunes`, `/updates?q=` | TechEmpower, formats as the benchmark harness checks them |
 //! | `POST /graphql`, `GET /graphql` | the models as GraphQL ([`graphql`]); GraphiQL for a browser, the SDL at `/graphql/schema.graphql` |
 //! | `GET /openapi.json` | the OpenAPI 3.1 document |
