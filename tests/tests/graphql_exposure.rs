@@ -29,10 +29,12 @@ pub struct Audit {
     pub what: String,
 }
 
-/// The block of `kind name` in `sdl`, up to its closing brace.
+/// The block of `kind name` in `sdl`, up to its closing brace (`type Person {` also finds
+/// `type Person implements Node {`).
 fn block<'a>(sdl: &'a str, head: &str) -> &'a str {
+    let name = format!("{} ", head.trim_end_matches(" {"));
     let start = sdl
-        .find(head)
+        .find(&name)
         .unwrap_or_else(|| panic!("no {head} in {sdl}"));
     let end = sdl[start..].find('}').map_or(sdl.len(), |e| start + e);
     &sdl[start..end]
