@@ -12,7 +12,7 @@ pub use bytes::BytesMut;
 
 pub use crate::model::behaviour::{run_after, run_before, WriteDone, WriteOp};
 pub use crate::model::input::probe::{
-    not_a_label, not_a_label_kind, not_a_value, Fallback, NoLabels, Probe, ViaFromInput, ViaLabels,
+    not_a_label, not_a_label_kind, not_a_value, Fallback, NoEnum, Probe, ViaEnum, ViaFromInput,
 };
 pub use serde_json::Value as JsonValue;
 

@@ -233,17 +233,28 @@ fn life_enums_take_labels_graphql_names_and_stored_integers() {
     assert!(Stock::from_input(&json!("InStock")).is_err());
     assert_eq!(Case::from_input(&json!("upper")), Ok(Case::Upper));
     assert_eq!(Case::from_input(&json!("UPPER")), Ok(Case::Shout));
+    let labels: Vec<_> = Stock::VARIANTS.iter().map(|v| (v.label, v.name)).collect();
     assert_eq!(
-        <Stock as InputEnum>::LABELS,
-        ["in_stock", "gone", "back_order"]
+        labels,
+        [
+            ("in_stock", "IN_STOCK"),
+            ("gone", "GONE"),
+            ("back_order", "BACK_ORDER")
+        ]
     );
+    assert!(Stock::VARIANTS.iter().all(|v| v.stored.is_none()));
     assert_eq!(Priority::from_input(&json!("low")), Ok(Priority::Low));
     assert_eq!(Priority::from_input(&json!(9)), Ok(Priority::High));
-    assert_eq!(ItemRecord::input_labels("stock"), Some(Stock::LABELS));
-    assert_eq!(ItemRecord::input_labels("maybe_stock"), Some(Stock::LABELS));
-    // Integer-stored enums have no labels to expose; other columns neither.
-    for column in ["priority", "title_text", "cost", "nope"] {
-        assert_eq!(ItemRecord::input_labels(column), None, "{column}");
+    let stored: Vec<_> = Priority::VARIANTS
+        .iter()
+        .map(|v| (v.name, v.stored))
+        .collect();
+    assert_eq!(stored, [("LOW", Some(1)), ("HIGH", Some(9))]);
+    assert_eq!(ItemRecord::input_enum("stock"), Some(Stock::VARIANTS));
+    assert_eq!(ItemRecord::input_enum("maybe_stock"), Some(Stock::VARIANTS));
+    assert_eq!(ItemRecord::input_enum("priority"), Some(Priority::VARIANTS));
+    for column in ["title_text", "cost", "nope"] {
+        assert_eq!(ItemRecord::input_enum(column), None, "{column}");
     }
 }
 

@@ -225,8 +225,8 @@ pub fn derive_from_row(input: TokenStream) -> TokenStream {
 ///
 /// It also implements `FromInput`: a JSON string that is a label or its GraphQL enum
 /// value form (`IN_STOCK` for the label `in_stock`, `in-stock` or the variant `InStock`),
-/// and for an integer-stored enum a stored integer. A text-stored enum implements
-/// `InputEnum` (its labels, in variant order).
+/// and for an integer-stored enum a stored integer. `InputEnum` lists each variant's label,
+/// GraphQL form and stored integer, in variant order.
 ///
 /// ```
 /// use lifeguard_core::LifeEnum;

@@ -297,7 +297,8 @@ fn graphql_forms(v: &Variant) -> [String; 2] {
 }
 
 /// `FromInput` from the label, or a GraphQL enum value (see [`graphql_forms`]), or for an
-/// integer-stored enum the stored integer; `InputEnum` (the labels) for a text-stored one.
+/// integer-stored enum the stored integer; `InputEnum` (each variant's label, label form and
+/// stored integer).
 fn from_input(ident: &syn::Ident, variants: &[Variant], repr: &Repr) -> TokenStream {
     let lg = quote!(::lifeguard_core);
     let name = ident.to_string();
@@ -322,36 +323,35 @@ fn from_input(ident: &syn::Ident, variants: &[Variant], repr: &Repr) -> TokenStr
     let wrong_kind = quote! {
         ::core::result::Result::Err(#lg::__private::not_a_label_kind(value, #name))
     };
-    let (not_a_string, labels_impl) = match repr {
+    let not_a_string = match repr {
         Repr::Int(_) => {
             let values = variants.iter().map(|v| v.value);
-            (
-                quote! {
-                    match value.as_i64() {
-                        ::core::option::Option::Some(number) => match number {
-                            #( #values => ::core::result::Result::Ok(#ident::#idents), )*
-                            _ => ::core::result::Result::Err(
-                                #lg::__private::not_a_value(number, #name),
-                            ),
-                        },
-                        ::core::option::Option::None => #wrong_kind,
-                    }
-                },
-                TokenStream::new(),
-            )
+            quote! {
+                match value.as_i64() {
+                    ::core::option::Option::Some(number) => match number {
+                        #( #values => ::core::result::Result::Ok(#ident::#idents), )*
+                        _ => ::core::result::Result::Err(
+                            #lg::__private::not_a_value(number, #name),
+                        ),
+                    },
+                    ::core::option::Option::None => #wrong_kind,
+                }
+            }
         }
-        Repr::Text => {
-            let labels = variants.iter().map(|v| v.label.as_str());
-            (
-                wrong_kind,
-                quote! {
-                    impl #lg::model::InputEnum for #ident {
-                        const LABELS: &'static [&'static str] = &[#(#labels),*];
-                    }
-                },
-            )
-        }
+        Repr::Text => wrong_kind,
     };
+    let entries = variants.iter().map(|v| {
+        let label = &v.label;
+        let [name, _] = graphql_forms(v);
+        let stored = match repr {
+            Repr::Int(_) => {
+                let value = v.value;
+                quote!(::core::option::Option::Some(#value))
+            }
+            Repr::Text => quote!(::core::option::Option::None),
+        };
+        quote!(#lg::model::EnumVariant { label: #label, name: #name, stored: #stored })
+    });
     quote! {
         impl #lg::model::FromInput for #ident {
             fn from_input(
@@ -368,6 +368,8 @@ fn from_input(ident: &syn::Ident, variants: &[Variant], repr: &Repr) -> TokenStr
             }
         }
 
-        #labels_impl
+        impl #lg::model::InputEnum for #ident {
+            const VARIANTS: &'static [#lg::model::EnumVariant] = &[#(#entries),*];
+        }
     }
 }

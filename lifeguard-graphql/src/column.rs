@@ -107,27 +107,6 @@ impl Kind {
     }
 }
 
-/// The GraphQL enum value of a `LifeEnum` label: `in-stock` -> `IN_STOCK` (the form its
-/// `FromInput` accepts too); `None` when that is not a GraphQL name.
-pub(crate) fn enum_value(label: &str) -> Option<String> {
-    let name: String = label
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_uppercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let valid = name
-        .chars()
-        .next()
-        .is_some_and(|c| c == '_' || c.is_ascii_alphabetic())
-        && !name.starts_with("__");
-    valid.then_some(name)
-}
-
 /// Why an input value cannot be a parameter of a column.
 pub(crate) fn mismatch(kind: Kind, what: &str) -> String {
     format!("expected {} ({what})", kind.scalar())

@@ -24,6 +24,7 @@
 
 mod column;
 mod documents;
+mod enumeration;
 mod error;
 #[cfg(feature = "router")]
 pub mod graphiql;

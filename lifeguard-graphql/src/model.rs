@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use lifeguard_core::model::{InputRecord, LifeModel, RelationDef, RelationKind};
 
 use crate::column::Kind;
+use crate::enumeration::Enumeration;
 use crate::mutation::Writer;
 
 /// One column as the schema shows it.
@@ -23,24 +24,8 @@ pub(crate) struct ColumnInfo {
     pub optional_on_insert: bool,
     /// Offered in the create and update inputs.
     pub writable: bool,
-    /// For a `LifeEnum` column: its GraphQL enum type and (label, value name) pairs.
-    pub enumeration: Option<(String, Vec<(&'static str, String)>)>,
-}
-
-impl ColumnInfo {
-    /// The label a GraphQL enum value (or a label given as a string) stands for.
-    pub(crate) fn label_of<'v>(&self, v: &'v async_graphql::Value) -> Option<&'v str> {
-        let (_, values) = self.enumeration.as_ref()?;
-        let name = match v {
-            async_graphql::Value::Enum(n) => n.as_str(),
-            async_graphql::Value::String(s) => s.as_str(),
-            _ => return None,
-        };
-        values
-            .iter()
-            .find(|(label, value)| value == name || *label == name)
-            .map(|(label, _)| *label)
-    }
+    /// For a `LifeEnum` column: its GraphQL enum type.
+    pub enumeration: Option<Enumeration>,
 }
 
 /// One relation field.
@@ -131,10 +116,9 @@ impl ModelInfo {
                     && M::SOFT_DELETE != Some(c.name)
                     && writer.as_ref().is_some_and(|w| (w.accepts)(c.name));
                 let kind = Kind::of(c.sql_type);
-                let enumeration = (kind == Kind::Text)
-                    .then(|| <M::Record as InputRecord>::input_labels(c.name))
-                    .flatten()
-                    .and_then(|labels| enumeration(&type_name, &field, labels));
+                let enumeration = <M::Record as InputRecord>::input_enum(c.name).and_then(|v| {
+                    Enumeration::of(format!("{type_name}{}", upper_first(&field)), kind, v)
+                });
                 Some(ColumnInfo {
                     sql: c.name,
                     field,
@@ -180,24 +164,6 @@ impl ModelInfo {
     pub(crate) fn key_columns(&self) -> impl Iterator<Item = &ColumnInfo> {
         self.columns.iter().filter(|c| c.primary_key)
     }
-}
-
-/// The enum type of a `LifeEnum` column (`BookStatus`) and its values, or `None` when a
-/// label has no GraphQL form or two labels share one (the column then stays a String).
-fn enumeration(
-    type_name: &str,
-    field: &str,
-    labels: &'static [&'static str],
-) -> Option<(String, Vec<(&'static str, String)>)> {
-    let values: Vec<(&'static str, String)> = labels
-        .iter()
-        .map(|l| crate::column::enum_value(l).map(|v| (*l, v)))
-        .collect::<Option<_>>()?;
-    let distinct = values
-        .iter()
-        .enumerate()
-        .all(|(i, (_, v))| values[..i].iter().all(|(_, w)| w != v));
-    (distinct && !values.is_empty()).then(|| (format!("{type_name}{}", upper_first(field)), values))
 }
 
 /// `a::b::Author<X>` -> `Author`.

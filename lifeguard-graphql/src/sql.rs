@@ -87,15 +87,14 @@ fn column_filter(model: &ModelInfo, c: &ColumnInfo, ops: &Value) -> InputResult<
     };
     let col = column_sql(model, c.sql, c.kind);
     let bad = |op: &str, e: String| format!("{}.{op}: {e}", c.field);
-    // An enum column compares its labels.
-    let label = |v: &Value| -> InputResult<Value> {
+    // An enum column compares what it stores (a label or an integer).
+    let stored = |v: &Value| -> InputResult<Value> {
         match (&c.enumeration, v) {
             (None, v) => Ok(v.clone()),
             (Some(_), Value::Null) => Ok(Value::Null),
-            (Some((name, _)), v) => c
-                .label_of(v)
-                .map(|l| Value::String(l.to_owned()))
-                .ok_or_else(|| format!("{}: not a value of {name}", c.field)),
+            (Some(e), v) => e
+                .stored(v)
+                .ok_or_else(|| format!("{}: not a value of {}", c.field, e.name)),
         }
     };
     let mut out: Option<Expr> = None;
@@ -118,13 +117,13 @@ fn column_filter(model: &ModelInfo, c: &ColumnInfo, ops: &Value) -> InputResult<
                     "like" => " LIKE ",
                     _ => " ILIKE ",
                 };
-                let p = column::param(c.kind, &label(v)?).map_err(|e| bad(op, e))?;
+                let p = column::param(c.kind, &stored(v)?).map_err(|e| bad(op, e))?;
                 Expr::cust(col.clone()).append_sql(sql_op).append(p)
             }
             ("in" | "nin", v) => {
                 let items = as_list(v)
                     .iter()
-                    .map(label)
+                    .map(stored)
                     .collect::<InputResult<Vec<Value>>>()?;
                 let p = column::list_param(c.kind, &items).map_err(|e| bad(op, e))?;
                 let e = Expr::cust(col.clone())

@@ -1,6 +1,6 @@
 //! `#[derive(LifeEnum)]` columns in the generated schema: a GraphQL enum type per column
-//! (a native PostgreSQL enum and a text column), values written through the ORM, filters
-//! on enum values.
+//! (a native PostgreSQL enum, a text column and an integer column), values written through
+//! the ORM, filters on enum values.
 
 use lifeguard_core::{Executor, LifeEnum, LifeModel, LifeRecord};
 use lifeguard_graphql::{Request, Schema, Variables};
@@ -37,7 +37,7 @@ pub struct Ticket {
     pub id: i64,
     pub title: String,
     pub stage: Stage,
-    /// Integer-stored: declared as such, it is an `Int` in GraphQL.
+    /// Integer-stored: a GraphQL enum too, the integers only in SQL.
     #[lifeguard(column_type = "smallint")]
     pub priority: Priority,
     pub channel: Option<Channel>,
@@ -68,7 +68,7 @@ fn life_enums_are_graphql_enums_in_outputs_inputs_and_filters() {
         let sdl = schema.sdl();
         assert!(sdl.contains("stage: TicketStage!"), "{sdl}");
         assert!(sdl.contains("channel: TicketChannel"), "{sdl}");
-        assert!(sdl.contains("priority: Int!"), "{sdl}");
+        assert!(sdl.contains("priority: TicketPriority!"), "{sdl}");
 
         let types = run(
             &conn,
@@ -82,38 +82,64 @@ fn life_enums_are_graphql_enums_in_outputs_inputs_and_filters() {
         );
 
         let title = unique_name("gql_enum");
-        for (stage, channel) in [("IN_REVIEW", "SMS"), ("LIVE", "EMAIL"), ("DRAFT", "SMS")] {
+        for (stage, channel, priority) in [
+            ("IN_REVIEW", "SMS", "HIGH"),
+            ("LIVE", "EMAIL", "LOW"),
+            ("DRAFT", "SMS", "HIGH"),
+        ] {
             let out = run(
                 &conn,
                 &schema,
                 &format!(
-                    "mutation($t: String!) {{ createTicket(data: {{title: $t, stage: {stage}, priority: 9, channel: {channel}}}) {{ stage channel }} }}"
+                    "mutation($t: String!) {{ createTicket(data: {{title: $t, stage: {stage}, priority: {priority}, channel: {channel}}}) {{ stage channel priority }} }}"
                 ),
                 json!({ "t": title }),
             );
             assert!(out.get("errors").is_none(), "{out}");
             assert_eq!(out["data"]["createTicket"]["stage"], stage);
             assert_eq!(out["data"]["createTicket"]["channel"], channel);
+            assert_eq!(out["data"]["createTicket"]["priority"], priority);
         }
-        // Stored as the labels.
+        // Stored as the labels and the integers.
         let stored: Vec<String> = conn
-            .query("SELECT stage::text || '/' || channel FROM gql_enum.tickets WHERE title = $1 ORDER BY id", &[&title])
+            .query("SELECT stage::text || '/' || channel || '/' || priority FROM gql_enum.tickets WHERE title = $1 ORDER BY id", &[&title])
             .expect("the rows")
             .iter()
             .map(|r| r.get(0))
             .collect();
-        assert_eq!(stored, ["in_review/SMS", "live/EMAIL", "draft/SMS"]);
+        assert_eq!(stored, ["in_review/SMS/9", "live/EMAIL/1", "draft/SMS/9"]);
 
         let found = run(
             &conn,
             &schema,
-            "query($t: String!, $stages: [TicketStage!]) { tickets(filter: {title: {eq: $t}, stage: {in: $stages}, channel: {ne: EMAIL}}) { stage } }",
+            "query($t: String!, $stages: [TicketStage!]) { tickets(filter: {title: {eq: $t}, stage: {in: $stages}, channel: {ne: EMAIL}}, orderBy: [{id: ASC}]) { stage } }",
             json!({ "t": title, "stages": ["IN_REVIEW", "LIVE", "DRAFT"] }),
         );
         assert_eq!(
             found["data"]["tickets"],
             json!([{"stage": "IN_REVIEW"}, {"stage": "DRAFT"}]),
             "{found}"
+        );
+        let by_priority = run(
+            &conn,
+            &schema,
+            "query($t: String!) { tickets(filter: {title: {eq: $t}, priority: {eq: HIGH}}, orderBy: [{id: ASC}]) { stage priority } }",
+            json!({ "t": title }),
+        );
+        assert_eq!(
+            by_priority["data"]["tickets"],
+            json!([{"stage": "IN_REVIEW", "priority": "HIGH"}, {"stage": "DRAFT", "priority": "HIGH"}]),
+            "{by_priority}"
+        );
+        let priorities = run(
+            &conn,
+            &schema,
+            r#"{ __type(name: "TicketPriority") { enumValues { name } } }"#,
+            json!({}),
+        );
+        assert_eq!(
+            priorities["data"]["__type"]["enumValues"],
+            json!([{"name": "LOW"}, {"name": "HIGH"}])
         );
         let refused = run(
             &conn,

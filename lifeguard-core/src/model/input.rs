@@ -63,10 +63,10 @@ pub trait InputRecord: LifeRecord {
     /// Sets that field to `Set(value)`; on an error the field is left as it was.
     fn set_input(&mut self, column: &str, value: &Value) -> Result<(), InputError>;
 
-    /// The labels of the column's `#[derive(LifeEnum)]` type (text-stored, see
-    /// [`InputEnum`]), also through `Option` and `Vec`; `None` for any other column. It lets
-    /// a generated schema declare an enum type knowing the model only as a type parameter.
-    fn input_labels(column: &str) -> Option<&'static [&'static str]> {
+    /// The variants of the column's `#[derive(LifeEnum)]` type (see [`InputEnum`]), also
+    /// through `Option` and `Vec`; `None` for any other column. It lets a generated schema
+    /// declare an enum type knowing the model only as a type parameter.
+    fn input_enum(column: &str) -> Option<&'static [EnumVariant]> {
         let _ = column;
         None
     }
@@ -95,11 +95,38 @@ impl fmt::Display for InputError {
 
 impl std::error::Error for InputError {}
 
-/// A `#[derive(LifeEnum)]` type stored as a label (`repr = "text"`, the default): its
-/// labels, in variant order. Integer-stored enums implement [`FromInput`] but not this.
+/// A `#[derive(LifeEnum)]` type's variants, in declaration order, as input and generated
+/// schemas see them.
+///
+/// ```
+/// use lifeguard_core::model::{EnumVariant, InputEnum};
+/// use lifeguard_core::LifeEnum;
+///
+/// #[derive(Debug, Clone, Copy, PartialEq, LifeEnum)]
+/// #[lifeguard(repr = "i16")]
+/// pub enum Priority { Low = 1, InReview = 5 }
+///
+/// assert_eq!(
+///     Priority::VARIANTS[1],
+///     EnumVariant { label: "in_review", name: "IN_REVIEW", stored: Some(5) }
+/// );
+/// ```
 pub trait InputEnum {
-    /// Every label the column stores, in variant order.
-    const LABELS: &'static [&'static str];
+    /// Every variant, in declaration order.
+    const VARIANTS: &'static [EnumVariant];
+}
+
+/// One variant of a [`InputEnum`] type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnumVariant {
+    /// Its label (`in_stock`): what a text column stores.
+    pub label: &'static str,
+    /// The label in GraphQL enum value form (`IN_STOCK`: ASCII letters and digits upper-cased,
+    /// anything else `_`); `FromInput` accepts it too. Not checked to be a valid GraphQL name.
+    pub name: &'static str,
+    /// The integer an integer column stores (`repr = "i16"`, ...); `None` when the column
+    /// stores the label.
+    pub stored: Option<i64>,
 }
 
 /// The longest piece of input an error message repeats.

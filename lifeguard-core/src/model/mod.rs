@@ -44,7 +44,7 @@ pub use behaviour::RecordHooks;
 pub use bulk::{DeleteMany, OnConflict, UpdateMany};
 pub use crud::InsertMany;
 pub use exposure::{Exposure, FieldExposure};
-pub use input::{FromInput, InputEnum, InputError, InputRecord};
+pub use input::{EnumVariant, FromInput, InputEnum, InputError, InputRecord};
 pub use relation::{
     has_column, load, load_many, load_many_to_many, load_one, many, one, Leaf, LoadSpec, Many,
     Nest, One, Related, RelationDef, RelationKind, SelectTwo, SelectWithRelated, ViaDef, With,

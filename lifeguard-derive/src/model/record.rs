@@ -209,13 +209,13 @@ fn input_record(record: &Ident, columns: &[&Column]) -> TokenStream {
                 }
             }
 
-            fn input_labels(
+            fn input_enum(
                 column: &str,
-            ) -> ::core::option::Option<&'static [&'static str]> {
+            ) -> ::core::option::Option<&'static [#lg::model::EnumVariant]> {
                 #[allow(unused_imports)]
-                use #lg::__private::{NoLabels as _, ViaLabels as _};
+                use #lg::__private::{NoEnum as _, ViaEnum as _};
                 match column {
-                    #(#names => (&&#lg::__private::Probe::<#types>::NEW).input_labels(),)*
+                    #(#names => (&&#lg::__private::Probe::<#types>::NEW).input_enum(),)*
                     _ => ::core::option::Option::None,
                 }
             }

@@ -96,11 +96,12 @@ pub(crate) fn enums(models: &[ModelInfo]) -> Vec<(Enum, InputObject)> {
         .iter()
         .flat_map(|m| &m.columns)
         .filter_map(|c| c.enumeration.as_ref())
-        .map(|(name, values)| {
-            let e = Enum::new(name)
+        .map(|e| {
+            let name = &e.name;
+            let t = Enum::new(name)
                 .description(format!("The values of {name}."))
-                .items(values.iter().map(|(_, v)| v.clone()));
-            (e, scalar_filter(name, false, false))
+                .items(e.variants.iter().map(|v| v.name));
+            (t, scalar_filter(name, false, false))
         })
         .collect()
 }
@@ -109,7 +110,7 @@ pub(crate) fn enums(models: &[ModelInfo]) -> Vec<(Enum, InputObject)> {
 fn value_type(c: &crate::model::ColumnInfo) -> &str {
     c.enumeration
         .as_ref()
-        .map_or(c.kind.scalar(), |(name, _)| name.as_str())
+        .map_or(c.kind.scalar(), |e| e.name.as_str())
 }
 
 /// `AuthorFilter`: a condition per field, and `and`, `or`, `not`.

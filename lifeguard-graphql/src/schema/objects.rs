@@ -42,23 +42,19 @@ pub(crate) fn model_object(models: &[ModelInfo], m: &ModelInfo) -> Object {
     let mut o = Object::new(&m.type_name).description(format!("A row of {}.", m.table));
     for c in &m.columns {
         let sql = c.sql;
-        if let Some((enum_type, values)) = &c.enumeration {
-            let values = values.clone();
+        if let Some(enumeration) = &c.enumeration {
             let ty = if c.nullable {
-                TypeRef::named(enum_type)
+                TypeRef::named(&enumeration.name)
             } else {
-                TypeRef::named_nn(enum_type)
+                TypeRef::named_nn(&enumeration.name)
             };
+            let enumeration = enumeration.clone();
             o = o.field(Field::new(&c.field, ty, move |ctx| {
-                // The row holds the label; the field answers its enum value.
+                // The row holds the stored form; the field answers its enum value.
                 let value = ctx.parent_value.downcast_ref::<Arc<Node>>().and_then(|n| {
-                    let Value::String(label) = n.get(sql) else {
-                        return None;
-                    };
-                    values
-                        .iter()
-                        .find(|(l, _)| l == label)
-                        .map(|(_, v)| FieldValue::value(Value::Enum(async_graphql::Name::new(v))))
+                    enumeration
+                        .read(n.get(sql))
+                        .map(|v| FieldValue::value(Value::Enum(async_graphql::Name::new(v.name))))
                 });
                 FieldFuture::Value(value)
             }));

@@ -2,13 +2,13 @@
 //! [`ViaFromInput`] when `T: FromInput` (its impl is on `&Probe<T>`, found first) and to
 //! [`Fallback`] otherwise, so a record compiles whatever its field types are. The derive
 //! knows each field's concrete type, which is what makes the choice at compile time. The
-//! same holds for [`ViaLabels`] / [`NoLabels`] with `InputEnum`. Also the messages of
+//! same holds for [`ViaEnum`] / [`NoEnum`] with `InputEnum`. Also the messages of
 //! `LifeEnum`'s `FromInput`. Reached through `crate::__private` only.
 use std::marker::PhantomData;
 
 use serde_json::Value;
 
-use super::{FromInput, InputEnum, InputError};
+use super::{EnumVariant, FromInput, InputEnum, InputError};
 
 /// Stands for the field type `T` in a method call.
 pub struct Probe<T>(PhantomData<T>);
@@ -70,38 +70,38 @@ pub fn not_a_value(number: i64, enum_name: &str) -> String {
     format!("{number} is not a {enum_name} value")
 }
 
-/// The arm chosen when the field type (or what it wraps) is a text-stored `LifeEnum`.
-pub trait ViaLabels {
-    /// The labels.
-    fn input_labels(&self) -> Option<&'static [&'static str]>;
+/// The arm chosen when the field type (or what it wraps) is a `LifeEnum`.
+pub trait ViaEnum {
+    /// Its variants.
+    fn input_enum(&self) -> Option<&'static [EnumVariant]>;
 }
 
-impl<E: InputEnum> ViaLabels for &Probe<E> {
-    fn input_labels(&self) -> Option<&'static [&'static str]> {
-        Some(E::LABELS)
+impl<E: InputEnum> ViaEnum for &Probe<E> {
+    fn input_enum(&self) -> Option<&'static [EnumVariant]> {
+        Some(E::VARIANTS)
     }
 }
 
-impl<E: InputEnum> ViaLabels for &Probe<Option<E>> {
-    fn input_labels(&self) -> Option<&'static [&'static str]> {
-        Some(E::LABELS)
+impl<E: InputEnum> ViaEnum for &Probe<Option<E>> {
+    fn input_enum(&self) -> Option<&'static [EnumVariant]> {
+        Some(E::VARIANTS)
     }
 }
 
-impl<E: InputEnum> ViaLabels for &Probe<Vec<E>> {
-    fn input_labels(&self) -> Option<&'static [&'static str]> {
-        Some(E::LABELS)
+impl<E: InputEnum> ViaEnum for &Probe<Vec<E>> {
+    fn input_enum(&self) -> Option<&'static [EnumVariant]> {
+        Some(E::VARIANTS)
     }
 }
 
 /// The arm chosen for any other field type.
-pub trait NoLabels {
+pub trait NoEnum {
     /// `None`.
-    fn input_labels(&self) -> Option<&'static [&'static str]>;
+    fn input_enum(&self) -> Option<&'static [EnumVariant]>;
 }
 
-impl<T> NoLabels for Probe<T> {
-    fn input_labels(&self) -> Option<&'static [&'static str]> {
+impl<T> NoEnum for Probe<T> {
+    fn input_enum(&self) -> Option<&'static [EnumVariant]> {
         None
     }
 }
