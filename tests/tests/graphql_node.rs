@@ -83,3 +83,51 @@ fn a_foreign_identifier_is_an_input_error_and_a_missing_row_is_null() {
         assert_eq!(data(out)["node"], Value::Null);
     });
 }
+
+/// A model named `Node`: its type would shadow the interface.
+#[derive(Debug, Clone, lifeguard_core::LifeModel, lifeguard_core::LifeRecord)]
+#[lifeguard(table_name = "nodes")]
+pub struct Node {
+    #[lifeguard(primary_key)]
+    pub id: i32,
+}
+
+/// A column whose field would be `nodeId`, the identifier's name.
+#[derive(Debug, Clone, lifeguard_core::LifeModel, lifeguard_core::LifeRecord)]
+#[lifeguard(table_name = "parcels")]
+pub struct Parcel {
+    #[lifeguard(primary_key)]
+    pub id: i32,
+    pub node_id: i32,
+}
+
+/// The same column renamed: the schema builds.
+#[derive(Debug, Clone, lifeguard_core::LifeModel, lifeguard_core::LifeRecord)]
+#[lifeguard(table_name = "parcels")]
+pub struct RenamedParcel {
+    #[lifeguard(primary_key)]
+    pub id: i32,
+    #[lifeguard(graphql(name = "hubId"))]
+    pub node_id: i32,
+}
+
+#[test]
+fn names_that_clash_with_node_are_refused_at_build() {
+    use lifeguard_graphql::Schema;
+    let named = Schema::builder().model::<Node>().build().err();
+    assert!(
+        named.is_some_and(|e| e.to_string().contains("a model is named Node")),
+        "a model named Node is refused"
+    );
+    let field = Schema::builder().model::<Parcel>().build().err();
+    assert!(
+        field.is_some_and(|e| e.to_string().contains("Parcel: a field is named nodeId")),
+        "a field named nodeId is refused"
+    );
+    let sdl = Schema::builder()
+        .model::<RenamedParcel>()
+        .build()
+        .expect("a renamed field builds")
+        .sdl();
+    assert!(sdl.contains("hubId: Int!"), "{sdl}");
+}
