@@ -7,8 +7,6 @@
 //!   sorted so that concurrent requests lock rows in the same order.
 //! - Nothing is cached between requests.
 
-use std::fmt::Write as _;
-
 use lifeguard_core::model::LifeModel;
 use lifeguard_core::{Executor, LifeModel, LifeRecord};
 use lifeguard_router_ext::service::HttpRequest;
@@ -187,8 +185,11 @@ pub fn fortunes(_req: &HttpRequest, db: &RequestExecutor) -> Result<Reply, ApiEr
 pub fn fortunes_html(fortunes: &[Fortune]) -> String {
     let mut html = String::with_capacity(2048);
     html.push_str("<!DOCTYPE html><html><head><title>Fortunes</title></head><body><table><tr><th>id</th><th>message</th></tr>");
+    let mut id = itoa::Buffer::new();
     for f in fortunes {
-        let _ = write!(html, "<tr><td>{}</td><td>", f.id);
+        html.push_str("<tr><td>");
+        html.push_str(id.format(f.id));
+        html.push_str("</td><td>");
         escape_html(&mut html, &f.message);
         html.push_str("</td></tr>");
     }
@@ -196,18 +197,24 @@ pub fn fortunes_html(fortunes: &[Fortune]) -> String {
     html
 }
 
-/// Appends `text` with `& < > " '` escaped.
+/// Appends `text` with `& < > " '` escaped: the runs between those bytes are copied
+/// whole (they are ASCII, so a run never splits a character).
 pub fn escape_html(out: &mut String, text: &str) {
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
+    let mut from = 0;
+    for (at, b) in text.bytes().enumerate() {
+        let entity = match b {
+            b'&' => "&amp;",
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'"' => "&quot;",
+            b'\'' => "&#39;",
+            _ => continue,
+        };
+        out.push_str(&text[from..at]);
+        out.push_str(entity);
+        from = at + 1;
     }
+    out.push_str(&text[from..]);
 }
 
 #[cfg(test)]

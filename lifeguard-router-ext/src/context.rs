@@ -249,7 +249,11 @@ fn millis(s: &str) -> Option<u64> {
     s.parse().ok().filter(|ms| *ms <= MAX_MILLIS)
 }
 
-/// A fresh request id.
+/// A fresh request id: a version-4 UUID from the thread's CSPRNG (seeded once from the OS),
+/// so a request costs no `getrandom` system call.
 pub(crate) fn new_request_id() -> String {
-    uuid::Uuid::new_v4().to_string()
+    let bytes: [u8; 16] = rand::Rng::gen(&mut rand::thread_rng());
+    let id = uuid::Builder::from_random_bytes(bytes).into_uuid();
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    id.hyphenated().encode_lower(&mut text).to_owned()
 }

@@ -34,7 +34,10 @@ impl PoolInner {
         started: Instant,
         f: impl FnOnce() -> Result<T>,
     ) -> (Result<T>, Duration) {
-        let span = tracing::info_span!(
+        // DEBUG, as sqlx logs its statements: one per statement is a volume an INFO
+        // subscriber should not pay for (a formatting layer copies every field of an
+        // enabled span, the SQL included, at creation).
+        let span = tracing::debug_span!(
             "db.statement",
             db.system = "postgresql",
             db.operation = kind,

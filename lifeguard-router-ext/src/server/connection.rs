@@ -41,9 +41,11 @@ pub(super) fn refuse(stream: TcpStream, reply: &Reply, config: &ServerConfig, gu
 
 struct Connection {
     stream: TcpStream,
-    /// Bytes read; those before `pos` are consumed.
+    /// The read buffer: bytes `pos..end` are read and not yet consumed. It is zeroed only
+    /// when it grows, so a read does not clear the space it is about to fill.
     input: Vec<u8>,
     pos: usize,
+    end: usize,
     /// Responses not yet written.
     output: Vec<u8>,
     date: Date,
@@ -59,8 +61,9 @@ impl Connection {
     fn new(stream: TcpStream, config: &ServerConfig, guard: Guard) -> Connection {
         Connection {
             stream,
-            input: Vec::with_capacity(READ_CHUNK),
+            input: Vec::new(),
             pos: 0,
+            end: 0,
             output: Vec::with_capacity(READ_CHUNK),
             date: Date::default(),
             head: HeadReader::default(),
@@ -81,7 +84,7 @@ impl Connection {
     fn run(&mut self, app: &App) -> io::Result<()> {
         let limits = app.limits;
         loop {
-            let parsed = match self.head.parse(&self.input[self.pos..], &limits) {
+            let parsed = match self.head.parse(&self.input[self.pos..self.end], &limits) {
                 Ok(Some(parsed)) => parsed,
                 Ok(None) => {
                     self.flush()?;
@@ -136,20 +139,22 @@ impl Connection {
     /// Reads at least one byte more (up to `want`); 0 at end of stream.
     fn read_more(&mut self, want: usize) -> io::Result<usize> {
         if self.pos > 0 {
-            self.input.drain(..self.pos);
+            self.input.copy_within(self.pos..self.end, 0);
+            self.end -= self.pos;
             self.pos = 0;
         }
-        let filled = self.input.len();
-        self.input.resize(filled + want.max(READ_CHUNK), 0);
-        let read = self.stream.read(&mut self.input[filled..]);
-        let n = *read.as_ref().unwrap_or(&0);
-        self.input.truncate(filled + n);
-        read
+        let room = self.end + want.max(READ_CHUNK);
+        if self.input.len() < room {
+            self.input.resize(room, 0);
+        }
+        let n = self.stream.read(&mut self.input[self.end..room])?;
+        self.end += n;
+        Ok(n)
     }
 
     /// Bytes buffered and not yet consumed.
     fn buffered(&self) -> usize {
-        self.input.len() - self.pos
+        self.end - self.pos
     }
 
     /// Writes the pending responses, within the write timeout.
@@ -185,18 +190,23 @@ impl Connection {
         // No body, and no Content-Length, for informational, 204 and 304 responses.
         let bodyless = matches!(code, 100..=199 | 204 | 304);
         let out = &mut self.output;
-        // Writing into a Vec cannot fail.
-        let _ = write!(
-            out,
-            "HTTP/1.1 {code} {}\r\nServer: lifeguard\r\nDate: {}\r\n",
-            reason(code),
-            self.date.now()
-        );
+        // Pieces pushed one by one: `write!` costs a formatter pass per response.
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(itoa::Buffer::new().format(code).as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(reason(code).as_bytes());
+        out.extend_from_slice(b"\r\nServer: lifeguard\r\nDate: ");
+        out.extend_from_slice(self.date.now().as_bytes());
+        out.extend_from_slice(b"\r\n");
         if !reply.content_type.is_empty() && valid_value(&reply.content_type) {
-            let _ = write!(out, "Content-Type: {}\r\n", reply.content_type);
+            header(out, "Content-Type", &reply.content_type);
         }
         if !bodyless {
-            let _ = write!(out, "Content-Length: {}\r\n", reply.body.len());
+            header(
+                out,
+                "Content-Length",
+                itoa::Buffer::new().format(reply.body.len()),
+            );
         }
         match keep_alive {
             KeepAlive::Close => out.extend_from_slice(b"Connection: close\r\n"),
@@ -205,7 +215,7 @@ impl Connection {
         }
         for (name, value) in &reply.headers {
             if sendable(name, value) {
-                let _ = write!(out, "{name}: {value}\r\n");
+                header(out, name, value);
             }
         }
         out.extend_from_slice(b"\r\n");
@@ -213,6 +223,14 @@ impl Connection {
             out.extend_from_slice(&reply.body);
         }
     }
+}
+
+/// Appends the header line `name: value`.
+fn header(out: &mut Vec<u8>, name: &str, value: &str) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(b"\r\n");
 }
 
 /// The body of the request being served, read from the buffer and then the socket.
