@@ -237,9 +237,9 @@ fn life_enums_take_labels_graphql_names_and_stored_integers() {
     assert_eq!(
         labels,
         [
-            ("in_stock", "IN_STOCK"),
-            ("gone", "GONE"),
-            ("back_order", "BACK_ORDER")
+            ("in_stock", Some("IN_STOCK")),
+            ("gone", Some("GONE")),
+            ("back_order", Some("BACK_ORDER"))
         ]
     );
     assert!(Stock::VARIANTS.iter().all(|v| v.stored.is_none()));
@@ -249,7 +249,7 @@ fn life_enums_take_labels_graphql_names_and_stored_integers() {
         .iter()
         .map(|v| (v.name, v.stored))
         .collect();
-    assert_eq!(stored, [("LOW", Some(1)), ("HIGH", Some(9))]);
+    assert_eq!(stored, [(Some("LOW"), Some(1)), (Some("HIGH"), Some(9))]);
     assert_eq!(ItemRecord::input_enum("stock"), Some(Stock::VARIANTS));
     assert_eq!(ItemRecord::input_enum("maybe_stock"), Some(Stock::VARIANTS));
     assert_eq!(ItemRecord::input_enum("priority"), Some(Priority::VARIANTS));

@@ -6,7 +6,7 @@ use syn::meta::ParseNestedMeta;
 use syn::spanned::Spanned;
 use syn::{Attribute, Error, Expr, ExprLit, Lit, LitStr, Path, Result, Token};
 
-mod graphql;
+pub(crate) mod graphql;
 
 use graphql::graphql;
 pub use graphql::GraphqlAttr;

@@ -343,6 +343,11 @@ fn from_input(ident: &syn::Ident, variants: &[Variant], repr: &Repr) -> TokenStr
     let entries = variants.iter().map(|v| {
         let label = &v.label;
         let [name, _] = graphql_forms(v);
+        let name = if crate::attr::graphql::is_graphql_name(&name) {
+            quote!(::core::option::Option::Some(#name))
+        } else {
+            quote!(::core::option::Option::None)
+        };
         let stored = match repr {
             Repr::Int(_) => {
                 let value = v.value;

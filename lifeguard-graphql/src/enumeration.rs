@@ -12,14 +12,14 @@ use crate::column::Kind;
 pub(crate) struct Enumeration {
     /// The GraphQL type name (`BookStatus`).
     pub name: String,
-    /// The variants, in declaration order.
-    pub variants: &'static [EnumVariant],
+    /// Each variant with its GraphQL value name, in declaration order.
+    values: Vec<(&'static str, &'static EnumVariant)>,
 }
 
 impl Enumeration {
     /// The enum type `name` for a column of `kind` holding `variants`, or `None` when the
     /// column cannot be shown as one (it then stays a scalar): a stored form that does not
-    /// match the column's kind, a GraphQL form that is not a GraphQL name, two variants
+    /// match the column's kind, a label whose form is not a GraphQL name, two variants
     /// sharing one, or no variant at all.
     pub(crate) fn of(
         name: String,
@@ -31,37 +31,50 @@ impl Enumeration {
             Kind::Int2 | Kind::Int4 | Kind::Int8 => variants.iter().all(|v| v.stored.is_some()),
             _ => false,
         };
-        let distinct = variants
+        let values: Vec<_> = variants
+            .iter()
+            .map(|v| v.name.map(|n| (n, v)))
+            .collect::<Option<_>>()?;
+        let distinct = values
             .iter()
             .enumerate()
-            .all(|(i, v)| variants[..i].iter().all(|w| w.name != v.name));
-        let valid = variants.iter().all(|v| is_name(v.name));
-        (stores_fit && distinct && valid && !variants.is_empty())
-            .then_some(Enumeration { name, variants })
+            .all(|(i, (n, _))| values[..i].iter().all(|(m, _)| m != n));
+        (stores_fit && distinct && !values.is_empty()).then_some(Enumeration { name, values })
+    }
+
+    /// The value names, in declaration order.
+    pub(crate) fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.values.iter().map(|(n, _)| *n)
     }
 
     /// The variant a GraphQL enum value names (or a label given as a string).
-    pub(crate) fn named(&self, v: &Value) -> Option<&'static EnumVariant> {
+    fn named(&self, v: &Value) -> Option<&'static EnumVariant> {
         let name = match v {
             Value::Enum(n) => n.as_str(),
             Value::String(s) => s.as_str(),
             _ => return None,
         };
-        self.variants
+        self.values
             .iter()
-            .find(|v| v.name == name || v.label == name)
+            .find(|(n, v)| *n == name || v.label == name)
+            .map(|(_, v)| *v)
     }
 
-    /// The variant a value read from the column is (its label, or its integer: an int8
-    /// column reads as a string of digits).
-    pub(crate) fn read(&self, v: &Value) -> Option<&'static EnumVariant> {
-        let stored = match v {
-            Value::Number(n) => n.as_i64(),
-            Value::String(s) if self.integer() => s.parse().ok(),
-            Value::String(s) => return self.variants.iter().find(|v| v.label == s.as_str()),
+    /// The value name of what the column holds (its label, or its integer: an int8 column
+    /// reads as a string of digits).
+    pub(crate) fn read(&self, v: &Value) -> Option<&'static str> {
+        let integer = self.values.iter().any(|(_, v)| v.stored.is_some());
+        let found = match v {
+            Value::Number(n) => n.as_i64().and_then(|i| self.stored_as(i)),
+            Value::String(s) if integer => s.parse().ok().and_then(|i| self.stored_as(i)),
+            Value::String(s) => self.values.iter().find(|(_, v)| v.label == s.as_str()),
             _ => None,
-        }?;
-        self.variants.iter().find(|v| v.stored == Some(stored))
+        };
+        found.map(|(n, _)| *n)
+    }
+
+    fn stored_as(&self, i: i64) -> Option<&(&'static str, &'static EnumVariant)> {
+        self.values.iter().find(|(_, v)| v.stored == Some(i))
     }
 
     /// What the column stores for the variant `v` names, as a parameter value.
@@ -72,20 +85,6 @@ impl Enumeration {
             None => Value::String(variant.label.to_owned()),
         })
     }
-
-    fn integer(&self) -> bool {
-        self.variants.iter().any(|v| v.stored.is_some())
-    }
-}
-
-/// A GraphQL name that is not reserved for introspection.
-fn is_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c == '_' || c.is_ascii_alphabetic())
-        && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
-        && !name.starts_with("__")
 }
 
 #[cfg(test)]
@@ -95,24 +94,24 @@ mod tests {
     const TEXT: &[EnumVariant] = &[
         EnumVariant {
             label: "in-stock",
-            name: "IN_STOCK",
+            name: Some("IN_STOCK"),
             stored: None,
         },
         EnumVariant {
             label: "gone",
-            name: "GONE",
+            name: Some("GONE"),
             stored: None,
         },
     ];
     const INT: &[EnumVariant] = &[
         EnumVariant {
             label: "low",
-            name: "LOW",
+            name: Some("LOW"),
             stored: Some(1),
         },
         EnumVariant {
             label: "high",
-            name: "HIGH",
+            name: Some("HIGH"),
             stored: Some(9),
         },
     ];
@@ -129,20 +128,21 @@ mod tests {
 
     #[test]
     fn names_must_be_graphql_names_and_distinct() {
+        // The derive leaves out a form that is not a GraphQL name.
         const DIGIT: &[EnumVariant] = &[EnumVariant {
             label: "1st",
-            name: "1ST",
+            name: None,
             stored: None,
         }];
         const CLASH: &[EnumVariant] = &[
             EnumVariant {
                 label: "a-b",
-                name: "A_B",
+                name: Some("A_B"),
                 stored: None,
             },
             EnumVariant {
                 label: "a_b",
-                name: "A_B",
+                name: Some("A_B"),
                 stored: None,
             },
         ];
@@ -160,15 +160,9 @@ mod tests {
             text.stored(&Value::String("in-stock".into())),
             Some(Value::String("in-stock".into()))
         );
-        assert_eq!(
-            int.read(&Value::String("9".into())).map(|v| v.name),
-            Some("HIGH")
-        );
-        assert_eq!(int.read(&Value::from(1)).map(|v| v.name), Some("LOW"));
-        assert_eq!(
-            text.read(&Value::String("gone".into())).map(|v| v.name),
-            Some("GONE")
-        );
+        assert_eq!(int.read(&Value::String("9".into())), Some("HIGH"));
+        assert_eq!(int.read(&Value::from(1)), Some("LOW"));
+        assert_eq!(text.read(&Value::String("gone".into())), Some("GONE"));
         assert!(int.read(&Value::from(2)).is_none());
         assert!(text
             .stored(&Value::Enum(async_graphql::Name::new("HIGH")))

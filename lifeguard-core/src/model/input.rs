@@ -108,7 +108,7 @@ impl std::error::Error for InputError {}
 ///
 /// assert_eq!(
 ///     Priority::VARIANTS[1],
-///     EnumVariant { label: "in_review", name: "IN_REVIEW", stored: Some(5) }
+///     EnumVariant { label: "in_review", name: Some("IN_REVIEW"), stored: Some(5) }
 /// );
 /// ```
 pub trait InputEnum {
@@ -122,8 +122,9 @@ pub struct EnumVariant {
     /// Its label (`in_stock`): what a text column stores.
     pub label: &'static str,
     /// The label in GraphQL enum value form (`IN_STOCK`: ASCII letters and digits upper-cased,
-    /// anything else `_`); `FromInput` accepts it too. Not checked to be a valid GraphQL name.
-    pub name: &'static str,
+    /// anything else `_`), which `FromInput` accepts too; `None` when that form is not a
+    /// GraphQL name (`1ST`, `__X`).
+    pub name: Option<&'static str>,
     /// The integer an integer column stores (`repr = "i16"`, ...); `None` when the column
     /// stores the label.
     pub stored: Option<i64>,

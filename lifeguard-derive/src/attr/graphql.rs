@@ -18,7 +18,7 @@ pub struct GraphqlAttr {
 
 /// Whether `name` is a GraphQL name (`/[_A-Za-z][_0-9A-Za-z]*/`) not reserved for
 /// introspection (`__`).
-fn is_graphql_name(name: &str) -> bool {
+pub(crate) fn is_graphql_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars
         .next()

@@ -100,7 +100,7 @@ pub(crate) fn enums(models: &[ModelInfo]) -> Vec<(Enum, InputObject)> {
             let name = &e.name;
             let t = Enum::new(name)
                 .description(format!("The values of {name}."))
-                .items(e.variants.iter().map(|v| v.name));
+                .items(e.names());
             (t, scalar_filter(name, false, false))
         })
         .collect()

@@ -54,7 +54,7 @@ pub(crate) fn model_object(models: &[ModelInfo], m: &ModelInfo) -> Object {
                 let value = ctx.parent_value.downcast_ref::<Arc<Node>>().and_then(|n| {
                     enumeration
                         .read(n.get(sql))
-                        .map(|v| FieldValue::value(Value::Enum(async_graphql::Name::new(v.name))))
+                        .map(|v| FieldValue::value(Value::Enum(async_graphql::Name::new(v))))
                 });
                 FieldFuture::Value(value)
             }));
